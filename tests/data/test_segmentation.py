@@ -1,0 +1,202 @@
+"""Segmentation datasets and DataModules: the VOC and folder layouts, and every bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vtk.data import MaskFolderDataModule, VOCSegmentationDataModule
+from vtk.data.segmentation import (
+    SegmentationDataset,
+    collate,
+    folder_samples,
+    read_classes_csv,
+    voc_samples,
+)
+from vtk.data.transforms import IGNORE_INDEX, segmentation_eval
+from vtk.errors import DataError
+
+
+def _voc(root, **kwargs) -> VOCSegmentationDataModule:
+    defaults = dict(train_split="train", crop_size=32, batch_size=2, num_workers=0)
+    return VOCSegmentationDataModule(root=str(root), **{**defaults, **kwargs})
+
+
+def test_voc_datamodule_batches(voc_root) -> None:
+    dm = _voc(voc_root)
+    assert dm.num_classes == 21 and dm.class_names[15] == "person"
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["image"].dtype == torch.float32
+    assert batch["mask"].shape == (2, 32, 32) and batch["mask"].dtype == torch.int64
+    val = next(iter(dm.val_dataloader()))
+    # evaluation pads 40x48 images at the bottom-right to the crop size (here they are larger)
+    assert val["image"].shape == (2, 3, 40, 48) and val["size"] == [(40, 48), (40, 48)]
+    assert set(val["mask"].unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}
+
+
+def test_eval_padding_is_ignored_and_top_left() -> None:
+    image = np.full((20, 30, 3), 128, np.uint8)
+    mask = np.ones((20, 30), np.uint8)
+    out = segmentation_eval(pad_to=32)(image=image, mask=mask)
+    assert out["image"].shape == (3, 32, 32)
+    assert (out["mask"][:20, :30] == 1).all()
+    assert (out["mask"][20:, :] == IGNORE_INDEX).all() and (
+        out["mask"][:, 30:] == IGNORE_INDEX
+    ).all()
+
+
+def test_collate_pads_images_of_different_sizes() -> None:
+    items = [
+        {
+            "image": torch.ones(3, 4, 5),
+            "mask": torch.zeros(4, 5, dtype=torch.long),
+            "id": "a",
+            "path": "a",
+            "size": (4, 5),
+        },
+        {
+            "image": torch.ones(3, 6, 3),
+            "mask": torch.zeros(6, 3, dtype=torch.long),
+            "id": "b",
+            "path": "b",
+            "size": (6, 3),
+        },
+    ]
+    batch = collate(items)
+    assert batch["image"].shape == (2, 3, 6, 5)
+    assert (
+        batch["mask"][0, 4:, :].eq(IGNORE_INDEX).all() and batch["image"][0, :, 4:, :].eq(0).all()
+    )
+
+
+def test_missing_root_says_how_to_get_the_data(tmp_path) -> None:
+    dm = _voc(tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"not found at .*nowhere.*host.robots.ox.ac.uk"):
+        dm.setup("fit")
+
+
+def test_missing_split_file_lists_the_splits(voc_root) -> None:
+    with pytest.raises(
+        DataError, match=r"train_aug.txt does not exist; splits found: \['train', 'val'\]"
+    ):
+        _voc(voc_root, train_split="train_aug").setup("fit")
+
+
+def test_image_without_mask_and_mask_without_image(voc_root) -> None:
+    (voc_root / "SegmentationClass" / "2007_000001.png").unlink()
+    with pytest.raises(
+        DataError, match=r"1 images listed in .*train.txt have no mask .*2007_000001.png"
+    ):
+        voc_samples(voc_root, "train")
+    (voc_root / "JPEGImages" / "2007_000002.jpg").unlink()
+    with pytest.raises(DataError, match=r"missing from .*JPEGImages \(e.g. 2007_000002.jpg\)"):
+        voc_samples(voc_root, "train")
+
+
+def test_mask_of_another_size_names_the_file(voc_root) -> None:
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(
+        voc_root / "SegmentationClass" / "2007_000003.png"
+    )
+    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, segmentation_eval())
+    with pytest.raises(
+        DataError, match=r"2007_000003.png is 10x10 but its image .*2007_000003.jpg is 48x40"
+    ):
+        dataset[3]
+
+
+def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
+    bad = np.zeros((40, 48), np.uint8)
+    bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX
+    Image.fromarray(bad).save(voc_root / "SegmentationClass" / "2007_000004.png")
+    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, segmentation_eval())
+    with pytest.raises(
+        DataError, match=r"2007_000004.png has values \[21, 30\] but num_classes is 21"
+    ):
+        dataset[4]
+
+
+def test_train_and_val_must_not_share_images(make_voc, tmp_path) -> None:
+    root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b", "c"], "val": ["c", "d"]})
+    with pytest.raises(DataError, match=r"1 images are in both the train and the val split"):
+        _voc(root).setup("fit")
+
+
+def test_batch_larger_than_the_split(voc_root) -> None:
+    dm = _voc(voc_root, batch_size=8)
+    dm.setup("fit")
+    with pytest.raises(DataError, match="fewer than batch_size=8"):
+        dm.train_dataloader()
+
+
+# -- image/mask folders -----------------------------------------------------------------------
+def _folder(tmp_path, make_pair, names=("x", "y", "z"), suffix="_mask.png"):
+    for i, name in enumerate(names):
+        make_pair(tmp_path / f"{name}.jpg", tmp_path / f"{name}{suffix}", 24, 32, seed=i)
+    return tmp_path
+
+
+def test_folder_pairs_and_roboflow_classes_csv(tmp_path, make_pair) -> None:
+    for split in ("train", "valid"):
+        d = _folder(tmp_path / split, make_pair)
+        (d / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, Road\n2, bin\n")
+    dm = MaskFolderDataModule(
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "valid"),
+        crop_size=16,
+        batch_size=2,
+        num_workers=0,
+    )
+    assert dm.num_classes == 3 and dm.class_names == ["background", "Road", "bin"]
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader()))["mask"].shape == (2, 16, 16)
+
+
+def test_folder_with_separate_mask_folder(tmp_path, make_pair) -> None:
+    for name in ("a", "b"):
+        make_pair(
+            tmp_path / "images" / f"{name}.png", tmp_path / "masks" / f"{name}.png", 8, 8, seed=0
+        )
+    samples = folder_samples(tmp_path / "images", tmp_path / "masks", mask_suffix=".png")
+    assert [s.id for s in samples] == ["a", "b"]
+
+
+def test_folder_image_without_mask_and_mask_without_image(tmp_path, make_pair) -> None:
+    d = _folder(tmp_path, make_pair)
+    (d / "y_mask.png").unlink()
+    with pytest.raises(
+        DataError,
+        match=r"1 images in .* have no mask named <name>_mask.png .*y.jpg has no y_mask.png",
+    ):
+        folder_samples(d)
+    (d / "y.jpg").unlink()
+    (d / "z.jpg").unlink()
+    with pytest.raises(DataError, match=r"1 masks in .* have no image .*z_mask.png"):
+        folder_samples(d)
+
+
+def test_folder_needs_num_classes_without_classes_csv(tmp_path, make_pair) -> None:
+    d = _folder(tmp_path, make_pair)
+    with pytest.raises(DataError, match=r"set --data\.num_classes"):
+        MaskFolderDataModule(train_dir=str(d), val_dir=str(d))
+    with pytest.raises(DataError, match="2 class_names given for num_classes=3"):
+        MaskFolderDataModule(
+            train_dir=str(d), val_dir=str(d), num_classes=3, class_names=["a", "b"]
+        )
+
+
+def test_colour_masks_are_refused(tmp_path, make_pair) -> None:
+    d = _folder(tmp_path, make_pair, names=("x",))
+    Image.new("RGB", (32, 24), (128, 0, 0)).save(d / "x_mask.png")
+    dataset = SegmentationDataset(folder_samples(d), 3, segmentation_eval())
+    with pytest.raises(DataError, match=r"x_mask.png is a colour image \(mode RGB\)"):
+        dataset[0]
+
+
+def test_bad_classes_csv(tmp_path) -> None:
+    path = tmp_path / "_classes.csv"
+    path.write_text("Pixel Value, Class\n0, background\n2, road\n")
+    with pytest.raises(DataError, match="without gaps"):
+        read_classes_csv(path)

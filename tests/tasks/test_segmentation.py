@@ -1,0 +1,146 @@
+"""SegmentationTask: training steps, exact metrics against a hand count, losses, optimisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from torch import nn
+
+from vtk.data import VOCSegmentationDataModule
+from vtk.data.io import read_mask
+from vtk.data.segmentation import voc_samples
+from vtk.data.transforms import IGNORE_INDEX
+from vtk.errors import ConfigError
+from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
+from vtk.optim import WarmupPolyLR
+from vtk.tasks import SegmentationTask
+
+
+def _trainer(**kwargs) -> Trainer:
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})
+
+
+def _data(root) -> VOCSegmentationDataModule:
+    return VOCSegmentationDataModule(
+        root=str(root), train_split="train", crop_size=32, batch_size=2, num_workers=0
+    )
+
+
+def _task(num_classes: int = 21, **kwargs) -> SegmentationTask:
+    model = Segmenter(
+        ResNet("resnet18", output_stride=16),
+        head=DeepLabV3Head,
+        num_classes=num_classes,
+        aux_head=FCNHead,
+    )
+    return SegmentationTask(model, **kwargs)
+
+
+def test_fit_validate_test(voc_root) -> None:
+    task = _task(class_names=_data(voc_root).class_names)
+    trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(task, datamodule=_data(voc_root))
+    logged = trainer.callback_metrics
+    for key in (
+        "train/loss",
+        "train/aux_loss",
+        "train/lr",
+        "val/loss",
+        "val/mIoU",
+        "val/pixel_acc",
+    ):
+        assert key in logged, key
+    assert all(torch.isfinite(v) for v in logged.values())
+    (result,) = trainer.test(task, datamodule=_data(voc_root), verbose=False)
+    assert 0 <= result["test/mIoU"] <= 1
+    assert "test/IoU/background" in result
+    assert np.isnan(result["test/IoU/tvmonitor"])  # absent from labels and predictions: NaN, not 0
+
+
+class ConstantModel(nn.Module):
+    """Predicts ``label`` everywhere."""
+
+    def __init__(self, num_classes: int, label: int) -> None:
+        super().__init__()
+        self.num_classes, self.label = num_classes, label
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = torch.zeros(x.shape[0], self.num_classes, *x.shape[-2:]) + self.dummy
+        logits[:, self.label] = 1
+        return {"out": logits}
+
+
+def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
+    """VOC's mIoU: one confusion matrix over the split, classes in neither labels nor predictions
+    left out, 255 and padding ignored."""
+    label = 1
+    masks = [read_mask(s.mask) for s in voc_samples(voc_root, "val")]
+    pixels = np.concatenate([m.ravel() for m in masks])
+    pixels = pixels[pixels != IGNORE_INDEX]
+    ious = []
+    for c in range(21):
+        in_label, in_pred = pixels == c, np.full(pixels.shape, c == label)
+        union = (in_label | in_pred).sum()
+        if union:
+            ious.append((in_label & in_pred).sum() / union)
+    expected_miou = float(np.mean(ious))
+    expected_acc = float((pixels == label).mean())
+
+    dm = _data(voc_root)
+    dm.crop_size = 64  # evaluation pads every image to 64x64: padding must not count
+    (result,) = _trainer().validate(
+        SegmentationTask(ConstantModel(21, label)), datamodule=dm, verbose=False
+    )
+    assert result["val/mIoU"] == pytest.approx(expected_miou, abs=1e-6)
+    assert result["val/pixel_acc"] == pytest.approx(expected_acc, abs=1e-6)
+
+
+def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.full((2, 4, 4), IGNORE_INDEX)
+    loss = SegmentationTask._loss(logits, target)
+    assert loss.item() == 0
+    loss.backward()
+    target[0, 0, 0] = 1
+    expected = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(SegmentationTask._loss(logits, target), expected)
+
+
+def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> None:
+    trainer = _trainer(max_steps=3, limit_val_batches=0)
+    trainer.fit(_task(), datamodule=_data(voc_root))
+    assert isinstance(trainer.optimizers[0], torch.optim.SGD)
+    (config,) = trainer.lr_scheduler_configs
+    assert isinstance(config.scheduler, WarmupPolyLR) and config.interval == "step"
+    assert config.scheduler.total_steps == 3 and config.scheduler.last_epoch == 3
+
+
+def test_frozen_parameters_are_left_out_of_the_optimiser(voc_root) -> None:
+    model = Segmenter(ResNet("resnet18", frozen_stages=1), head=DeepLabV3Head, num_classes=21)
+    task = SegmentationTask(model, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+    trainer = _trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(task, datamodule=_data(voc_root))
+    (optimizer,) = trainer.optimizers
+    assert isinstance(optimizer, torch.optim.AdamW)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == n_trainable
+    assert n_trainable < sum(p.numel() for p in model.parameters())
+
+
+def test_python_built_task_keeps_the_model_out_of_hparams() -> None:
+    task = _task(aux_weight=0.3)
+    assert "model" not in task.hparams and task.hparams["aux_weight"] == 0.3
+
+
+def test_a_model_without_num_classes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="num_classes"):
+        SegmentationTask(nn.Conv2d(3, 3, 1))
+    with pytest.raises(ConfigError, match="2 class names"):
+        _task(num_classes=3, class_names=["a", "b"])

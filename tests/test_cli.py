@@ -1,0 +1,173 @@
+"""The `vtk` command: recipes through the real CLI, the config it saves, and its errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vtk.cli import main, rewrite_recipe_argv
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = "recipes/demo_segmentation.yaml"
+DEEPLAB = "recipes/deeplab_resnet101_aspp.yaml"
+
+
+def vtk(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the installed `vtk` command, as a user would."""
+    exe = Path(sys.executable).with_name("vtk")
+    return subprocess.run(
+        [str(exe), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
+
+
+def run_main(monkeypatch, *args: str) -> int:
+    """Run `vtk` in this process; returns the exit code."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["vtk", *args])
+    try:
+        main()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
+def test_fit_test_predict_demo_through_the_real_cli(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    fit = vtk(
+        "fit", DEMO,
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+        "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0",
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    (run,) = (runs / "demo_segmentation").iterdir()
+    config = yaml.safe_load((run / "config.yaml").read_text())  # saved beside the checkpoints
+    assert (
+        config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]["arch"]
+        == "resnet18"
+    )
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(n.startswith("best-000-miou") for n in checkpoints)
+    assert "val/mIoU" in (run / "metrics.csv").read_text().splitlines()[0]
+
+    last = str(run / "checkpoints" / "last.ckpt")
+    test = vtk("test", DEMO, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+               "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0")  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/mIoU" in test.stdout and "test/IoU/circle" in test.stdout
+
+    images = tmp_path / "images"
+    images.mkdir()
+    demo_images = Path(os.environ["VTK_DATA_DIR"]) / "demo_segmentation" / "JPEGImages"
+    for p in sorted(demo_images.iterdir())[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "predictions"
+    predict = vtk("predict", DEMO, "--ckpt_path", last, "--data.predict_dir", str(images),
+                  "--output_dir", str(out), "--trainer.logger", "false",
+                  "--data.num_workers", "0")  # fmt: skip
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    assert "skipping 1 files that are not images" in predict.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.stem + ".png" for p in images.glob("*.jpg")
+    )
+
+
+def test_print_config_shows_the_full_recipe(monkeypatch, capsys) -> None:
+    assert run_main(monkeypatch, "fit", DEEPLAB, "--print_config") == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    backbone = config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]
+    assert backbone["arch"] == "resnet101" and backbone["output_stride"] == 16
+    assert backbone["multi_grid"] == [1, 2, 4]
+    assert config["model"]["init_args"]["model"]["init_args"]["head"]["init_args"][
+        "atrous_rates"
+    ] == [6, 12, 18]
+    assert config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.007
+    assert (
+        config["trainer"]["max_steps"] == 30000 and config["data"]["init_args"]["crop_size"] == 513
+    )
+
+
+def test_overrides_and_typos(monkeypatch, capsys, tmp_path) -> None:
+    key = "--model.init_args.model.init_args.backbone.init_args.output_strid"
+    assert run_main(monkeypatch, "fit", DEEPLAB, key, "8", "--print_config") == 2
+    assert "output_strid" in capsys.readouterr().err
+
+    recipe = yaml.safe_load((ROOT / DEMO).read_text())
+    recipe["model"]["init_args"]["model"]["init_args"]["head"]["init_args"]["atrous_rate"] = [
+        1,
+        2,
+        3,
+    ]
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump(recipe))
+    assert run_main(monkeypatch, "fit", str(typo), "--print_config") == 2
+    assert "atrous_rate" in capsys.readouterr().err
+
+    assert (
+        run_main(
+            monkeypatch, "fit", DEMO, "--model.model.backbone.arch", "resnet5", "--print_config"
+        )
+        == 2
+    )
+    assert "resnet101" in capsys.readouterr().err  # the error lists the valid archs
+
+    assert (
+        run_main(
+            monkeypatch, "fit", DEMO, "--model.model.backbone.output_stride", "8", "--print_config"
+        )
+        == 0
+    )
+    assert "output_stride: 8" in capsys.readouterr().out
+
+
+def test_bare_recipe_rewrite_is_idempotent(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    argv = ["vtk", "fit", DEMO, "--trainer.max_epochs", "1"]
+    rewrite_recipe_argv(argv)
+    assert argv == ["vtk", "fit", "--config", DEMO, "--trainer.max_epochs", "1"]
+    rewrite_recipe_argv(argv)  # what a DDP child process sees
+    assert argv == ["vtk", "fit", "--config", DEMO, "--trainer.max_epochs", "1"]
+
+
+def test_missing_recipe_lists_the_recipes(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(
+        SystemExit, match=r"recipe recipes/nope.yaml does not exist.*demo_segmentation.yaml"
+    ):
+        rewrite_recipe_argv(["vtk", "fit", "recipes/nope.yaml"])
+
+
+def test_missing_data_root_is_one_clean_message(tmp_path) -> None:
+    result = vtk(
+        "fit", DEEPLAB, "--data.root", str(tmp_path / "VOC2012"), "--model.model.backbone.weights", "null",
+        "--trainer.max_steps", "1", "--trainer.logger", "false",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"vtk: error: Pascal VOC 2012 not found at {tmp_path / 'VOC2012'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_mask_in_a_worker_is_one_clean_message(tmp_path, make_voc) -> None:
+    from PIL import Image
+
+    root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b"], "val": ["c"]})
+    Image.new("L", (48, 40), 77).save(root / "SegmentationClass" / "a.png")
+    result = vtk(
+        "fit", DEMO, "--data", "vtk.data.VOCSegmentationDataModule", "--data.root", str(root),
+        "--data.train_split", "train", "--data.crop_size", "32", "--data.batch_size", "2",
+        "--data.num_workers", "1", "--trainer.max_steps", "1", "--trainer.logger", "false",
+        "--trainer.num_sanity_val_steps", "0",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "vtk: error: mask " in result.stderr and "a.png has values [77]" in result.stderr
+    assert "Traceback" not in result.stderr

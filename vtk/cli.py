@@ -1,0 +1,130 @@
+"""The ``vtk`` command: Lightning's CLI, driven by YAML recipes.
+
+    vtk fit recipes/demo_segmentation.yaml
+    vtk fit recipes/deeplab_resnet101_aspp.yaml --trainer.devices 8 --data.batch_size 2
+    vtk test recipes/demo_segmentation.yaml --ckpt_path runs/.../checkpoints/last.ckpt
+    vtk fit recipes/demo_segmentation.yaml --print_config
+
+A bare recipe path after the subcommand means ``--config RECIPE``; any key can be overridden
+on the command line. ``num_classes`` and ``class_names`` are said once, by the data, and linked
+to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from vtk.errors import VTKError
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class SaveFitConfig(SaveConfigCallback):
+    """Save the resolved recipe as ``config.yaml`` beside the checkpoints of a ``fit`` run.
+
+    ``test`` and ``predict`` write no checkpoints; without a logger they would drop the file
+    into the current folder.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class VTKCLI(LightningCLI):
+    """LightningCLI with vtk's links between the data and the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments(
+            "data.num_classes",
+            "model.init_args.model.init_args.num_classes",
+            apply_on="instantiate",
+        )
+        parser.link_arguments(
+            "data.class_names", "model.init_args.class_names", apply_on="instantiate"
+        )
+        parser.add_argument(
+            "--output_dir",
+            type=str | None,
+            default=None,
+            help="vtk predict: where to write the predictions (default: <run dir>/predictions).",
+        )
+
+    def after_instantiate_classes(self) -> None:
+        # not a model hyper-parameter: with --ckpt_path, Lightning rebuilds the model from the
+        # checkpoint's hyper-parameters, which would override it
+        if self.subcommand is not None:
+            self.model.output_dir = self.config[self.subcommand].get("output_dir")
+
+
+def rewrite_recipe_argv(argv: list[str]) -> None:
+    """``vtk fit RECIPE ...`` -> ``vtk fit --config RECIPE ...``, in place.
+
+    Done on ``sys.argv`` itself because Lightning's DDP launcher starts the other ranks with
+    the same command line; applied twice it changes nothing (the path then follows --config).
+    """
+    if len(argv) > 2 and argv[1] in SUBCOMMANDS and not argv[2].startswith("-"):
+        recipe = Path(argv[2])
+        if not recipe.is_file():
+            known = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
+            hint = f" Recipes here: {', '.join(known)}." if known else ""
+            raise SystemExit(f"vtk: error: recipe {recipe} does not exist.{hint}")
+        argv.insert(2, "--config")
+
+
+def _find_user_error(error: BaseException) -> VTKError | None:
+    """A VTKError behind ``error``: jsonargparse wraps errors raised while it instantiates."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, VTKError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _user_message(error: VTKError) -> str:
+    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
+    text = str(error)
+    if "Original Traceback" in text:
+        tail = text.rstrip().rsplit(f"{type(error).__name__}: ", 1)
+        text = tail[-1]
+    return text
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("vtk")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("vtk: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def main() -> None:
+    _setup_logging()
+    rewrite_recipe_argv(sys.argv)
+    try:
+        VTKCLI(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,  # the tasks take optimizer / lr_scheduler themselves
+            save_config_callback=SaveFitConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "yaml"},
+        )
+    except Exception as e:
+        user_error = _find_user_error(e)
+        if user_error is None:
+            raise
+        raise SystemExit(f"vtk: error: {_user_message(user_error)}") from None
+
+
+if __name__ == "__main__":
+    main()

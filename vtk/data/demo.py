@@ -1,0 +1,140 @@
+"""Embedded demo data: small synthetic datasets written on first use, in the real formats.
+
+Nothing is downloaded. The generator is deterministic (one seed), so every machine gets the
+same files and the README's figures can be reproduced. Data goes to ``$VTK_DATA_DIR``
+(default ``~/.cache/vtk``).
+
+The segmentation demo draws circles, squares and triangles on textured backgrounds and writes
+them in the Pascal VOC layout (JPEG images, palette PNG masks with a 255 "ignore" border around
+each object, as VOC has). Each class has a typical hue with wide jitter, so a network must use
+shape as well as colour.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vtk.data.segmentation import Sample, SegmentationDataModule, voc_palette, voc_samples
+from vtk.data.transforms import IGNORE_INDEX
+
+DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
+
+
+def data_dir() -> Path:
+    """Where generated demo data lives: ``$VTK_DATA_DIR`` or ``~/.cache/vtk``."""
+    return Path(os.environ.get("VTK_DATA_DIR", "~/.cache/vtk")).expanduser()
+
+
+def _polygon(kind: int, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    corners = 4 if kind == 2 else 3
+    return [
+        (
+            cx + r * math.cos(angle + 2 * math.pi * k / corners),
+            cy + r * math.sin(angle + 2 * math.pi * k / corners),
+        )
+        for k in range(corners)
+    ]
+
+
+def _draw_sample(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    h, w = (int(v) for v in rng.integers(96, 129, size=2))
+    # background: a muted two-colour gradient plus noise
+    c0, c1 = rng.uniform(40, 200, size=(2, 3))
+    t = np.linspace(0, 1, w)[None, :, None] * rng.uniform(0.3, 1) + np.linspace(0, 1, h)[
+        :, None, None
+    ] * rng.uniform(0, 0.7)
+    t = np.clip(t, 0, 1)
+    pixels = c0 * (1 - t) + c1 * t + rng.normal(0, 8, size=(h, w, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    mask = Image.new("L", (w, h), 0)
+    draw_i, draw_m = ImageDraw.Draw(image), ImageDraw.Draw(mask)
+    for _ in range(int(rng.integers(1, 5))):
+        kind = int(rng.integers(1, 4))
+        r = float(rng.uniform(10, 28))
+        cx, cy = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        hue = ((kind - 1) / 3 + rng.uniform(-0.11, 0.11)) % 1.0
+        rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1), rng.uniform(0.55, 1))
+        colour = tuple(int(255 * c) for c in rgb)
+        if kind == 1:
+            box = [cx - r, cy - r, cx + r, cy + r]
+            draw_i.ellipse(box, fill=colour)
+            draw_m.ellipse(box, fill=kind, outline=IGNORE_INDEX, width=1)
+        else:
+            pts = _polygon(
+                kind, cx, cy, r * (1.25 if kind == 3 else 1.1), float(rng.uniform(0, math.pi))
+            )
+            draw_i.polygon(pts, fill=colour)
+            draw_m.polygon(pts, fill=kind, outline=IGNORE_INDEX, width=1)
+    mask.putpalette(voc_palette())  # "L" -> "P": the values stay the class indices
+    return image, mask
+
+
+def make_demo_segmentation(
+    root: str | Path, num_train: int = 400, num_val: int = 51, seed: int = 0
+) -> Path:
+    """Write the demo segmentation set in the VOC layout under ``root`` unless it is there.
+
+    Written to a temporary folder and renamed into place, so processes that start together
+    (DDP ranks) never see half a dataset.
+    """
+    root = Path(root).expanduser()
+    if (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
+        return root
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (tmp / sub).mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    splits = {"train": num_train, "val": num_val}
+    index = 0
+    for split, n in splits.items():
+        ids = []
+        for _ in range(n):
+            sample_id = f"demo_{index:06d}"
+            image, mask = _draw_sample(rng)
+            image.save(tmp / "JPEGImages" / f"{sample_id}.jpg", quality=95)
+            mask.save(tmp / "SegmentationClass" / f"{sample_id}.png")
+            ids.append(sample_id)
+            index += 1
+        (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+class DemoSegmentationDataModule(SegmentationDataModule):
+    """The synthetic shapes set (4 classes), generated on first use; VOC layout on disk.
+
+    Args:
+        root: where to write it (default ``$VTK_DATA_DIR/demo_segmentation``).
+        **kwargs: see :class:`~vtk.data.segmentation.SegmentationDataModule`.
+    """
+
+    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            num_classes=len(DEMO_SEGMENTATION_CLASSES),
+            class_names=DEMO_SEGMENTATION_CLASSES,
+            **kwargs,
+        )
+        self.root = Path(root).expanduser() if root else data_dir() / "demo_segmentation"
+
+    def prepare_data(self) -> None:
+        make_demo_segmentation(self.root)
+
+    def setup(self, stage: str) -> None:
+        make_demo_segmentation(self.root)  # a no-op once prepare_data has run
+        super().setup(stage)
+
+    def samples(self, split: str) -> list[Sample]:
+        return voc_samples(self.root, "train" if split == "train" else "val")

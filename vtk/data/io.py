@@ -1,0 +1,68 @@
+"""Reading images and label masks the way real files come: any mode, with clear errors.
+
+Images become 8-bit RGB whatever they are on disk (grayscale, palette, RGBA, 16-bit), and a
+file that is not an image says so with its path. Masks stay class indices (PIL modes ``L``,
+``P``, ``I;16``, ``I``); a colour mask is refused, since its colours are not class ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vtk.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _open(path: str | Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()  # decode now, so a truncated file fails here, with its path
+    except FileNotFoundError:
+        raise DataError(f"image file {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot decode {path}: {e}. Remove or replace the file.") from None
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array."""
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255 as PIL would
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a * (255.0 / hi), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # composite transparent pixels onto black, as a viewer would not show them
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a label mask as an ``(H, W)`` array of class indices (uint8, or uint16)."""
+    img = _open(path)
+    if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        raise DataError(
+            f"mask {path} is a colour image (mode {img.mode}); vtk needs one class index per "
+            "pixel (a grayscale or palette PNG, as Pascal VOC's SegmentationClass). Convert "
+            "colours to indices first."
+        )
+    if img.mode == "LA":
+        img = img.getchannel("L")
+    a = np.asarray(img)
+    if a.dtype not in (np.uint8, np.uint16):
+        if a.min() < 0 or a.max() > 65535:
+            raise DataError(f"mask {path} has values outside 0..65535; it is not a label mask.")
+        a = a.astype(np.uint16)
+    return a

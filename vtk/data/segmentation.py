@@ -1,0 +1,438 @@
+"""Semantic segmentation data: Pascal VOC 2012 and image/mask folders.
+
+Two layouts are read:
+
+* **Pascal VOC 2012** (``VOCSegmentationDataModule``)::
+
+      ROOT/JPEGImages/<id>.jpg
+      ROOT/SegmentationClass/<id>.png          palette PNG, 255 = ignore (object borders)
+      ROOT/SegmentationClassAug/<id>.png       optional: SBD masks for the train_aug split
+      ROOT/ImageSets/Segmentation/{train,val,train_aug}.txt
+
+* **image/mask folders** (``MaskFolderDataModule``), e.g. a Roboflow "PNG masks" export::
+
+      DIR/<name>.jpg + DIR/<name>_mask.png     (mask suffix and mask folder configurable)
+      DIR/_classes.csv                         optional "pixel value, class name" table
+
+A DataModule says ``num_classes`` (and ``class_names``); the ``vtk`` command links it to the
+model, so the number is said once.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from vtk.data import transforms as T
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
+from vtk.errors import DataError
+
+log = logging.getLogger("vtk")
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+VOC_HOWTO = (
+    "Get Pascal VOC 2012 from http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ "
+    "(VOCtrainval_11-May-2012.tar) and extract it so that ROOT/JPEGImages exists; for the "
+    "train_aug split add the SBD masks as ROOT/SegmentationClassAug and the list "
+    "ROOT/ImageSets/Segmentation/train_aug.txt (README, 'Semantic segmentation'). Then pass "
+    "--data.root ROOT."
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image: Path
+    mask: Path | None = None
+
+
+def voc_palette(n: int = 256) -> list[int]:
+    """Pascal VOC's colour map (the "bitget" palette), flattened for ``Image.putpalette``."""
+    palette = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+# -- listing samples --------------------------------------------------------------------------
+def voc_samples(root: str | Path, split: str) -> list[Sample]:
+    """The samples of ``ImageSets/Segmentation/<split>.txt`` under a VOC 2012 root."""
+    root = Path(root).expanduser()
+    if not (root / "JPEGImages").is_dir():
+        raise DataError(f"Pascal VOC 2012 not found at {root} (no JPEGImages folder). {VOC_HOWTO}")
+    split_dir = root / "ImageSets" / "Segmentation"
+    split_file = split_dir / f"{split}.txt"
+    if not split_file.is_file():
+        have = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
+        raise DataError(
+            f"split file {split_file} does not exist; splits found: {have or 'none'}. "
+            + ("The train_aug list comes with SBD: " + VOC_HOWTO if split == "train_aug" else "")
+        )
+    ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"split file {split_file} lists no images.")
+    mask_dirs = [root / "SegmentationClass", root / "SegmentationClassAug"]
+    samples, no_image, no_mask = [], [], []
+    for i in ids:
+        image = root / "JPEGImages" / f"{i}.jpg"
+        mask = next((d / f"{i}.png" for d in mask_dirs if (d / f"{i}.png").is_file()), None)
+        if not image.is_file():
+            no_image.append(i)
+        elif mask is None:
+            no_mask.append(i)
+        else:
+            samples.append(Sample(i, image, mask))
+    if no_image:
+        raise DataError(
+            f"{len(no_image)} images listed in {split_file} are missing from {root / 'JPEGImages'}"
+            f" (e.g. {no_image[0]}.jpg). Restore them or remove their ids from the split file."
+        )
+    if no_mask:
+        raise DataError(
+            f"{len(no_mask)} images listed in {split_file} have no mask in "
+            f"{' or '.join(str(d) for d in mask_dirs)} (e.g. {no_mask[0]}.png). "
+            + ("For train_aug, add SBD's masks: " + VOC_HOWTO if split == "train_aug" else "")
+        )
+    return samples
+
+
+def folder_samples(
+    image_dir: str | Path, mask_dir: str | Path | None = None, mask_suffix: str = "_mask.png"
+) -> list[Sample]:
+    """Pairs ``<name><image suffix>`` in ``image_dir`` with ``<name><mask_suffix>`` in ``mask_dir``."""
+    image_dir = Path(image_dir).expanduser()
+    mask_dir = image_dir if mask_dir is None else Path(mask_dir).expanduser()
+    for d, what in ((image_dir, "image"), (mask_dir, "mask")):
+        if not d.is_dir():
+            raise DataError(f"{what} folder {d} does not exist; check the path in the recipe.")
+    masks = {
+        p.name[: -len(mask_suffix)]: p for p in mask_dir.iterdir() if p.name.endswith(mask_suffix)
+    }
+    same_dir = mask_dir.resolve() == image_dir.resolve()
+    images = {
+        p.stem: p
+        for p in image_dir.iterdir()
+        if is_image_file(p) and not (same_dir and p.name.endswith(mask_suffix))
+    }
+    if not images:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}.")
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    if no_mask:
+        raise DataError(
+            f"{len(no_mask)} images in {image_dir} have no mask named <name>{mask_suffix} in "
+            f"{mask_dir} (e.g. {images[no_mask[0]].name} has no {no_mask[0]}{mask_suffix}). "
+            "Add the masks, remove the images, or set mask_suffix."
+        )
+    if no_image:
+        raise DataError(
+            f"{len(no_image)} masks in {mask_dir} have no image in {image_dir} (e.g. "
+            f"{masks[no_image[0]].name}). Add the images or remove the masks."
+        )
+    return [Sample(k, images[k], masks[k]) for k in sorted(images)]
+
+
+def image_samples(directory: str | Path) -> list[Sample]:
+    """Every image in a folder (for prediction); other files are reported and skipped."""
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise DataError(f"prediction folder {directory} does not exist.")
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    others = [p.name for p in files if not is_image_file(p)]
+    if others:
+        log.warning(
+            "skipping %d files that are not images in %s: %s", len(others), directory, others[:5]
+        )
+    samples = [Sample(p.stem, p) for p in files if is_image_file(p)]
+    if not samples:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}.")
+    return samples
+
+
+def read_classes_csv(path: str | Path) -> list[str]:
+    """Class names from a Roboflow ``_classes.csv`` ("Pixel Value, Class"), by pixel value."""
+    with open(path, newline="") as f:
+        rows = [[c.strip() for c in row] for row in csv.reader(f) if row]
+    try:
+        table = {int(r[0]): r[1] for r in rows[1:]}
+    except (ValueError, IndexError):
+        raise DataError(
+            f"{path}: expected rows 'pixel value, class name' after a header."
+        ) from None
+    if sorted(table) != list(range(len(table))):
+        raise DataError(f"{path}: pixel values must be 0..N-1 without gaps, got {sorted(table)}.")
+    return [table[i] for i in range(len(table))]
+
+
+# -- the dataset ------------------------------------------------------------------------------
+class SegmentationDataset(Dataset):
+    """Image/mask pairs (or images alone, for prediction) through an albumentations pipeline.
+
+    Each item is ``{"image": (3,H,W) float, "mask": (H,W) int64, "id", "path", "size": (h, w)}``
+    where ``size`` is the image's size on disk. Masks are checked as they are read: same size
+    as the image, values below ``num_classes`` or :data:`~vtk.data.transforms.IGNORE_INDEX`.
+    """
+
+    def __init__(self, samples: Sequence[Sample], num_classes: int, transform: Any) -> None:
+        self.samples = list(samples)
+        self.num_classes = num_classes
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.samples[index]
+        image = read_image(s.image)
+        item: dict[str, Any] = {"id": s.id, "path": str(s.image), "size": image.shape[:2]}
+        if s.mask is None:
+            item["image"] = self.transform(image=image)["image"]
+            return item
+        mask = read_mask(s.mask)
+        if mask.shape != image.shape[:2]:
+            raise DataError(
+                f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {s.image} is "
+                f"{image.shape[1]}x{image.shape[0]} (width x height). Re-export the pair at one "
+                "size or remove it."
+            )
+        bad = (mask >= self.num_classes) & (mask != T.IGNORE_INDEX)
+        if bad.any():
+            values = np.unique(mask[bad]).tolist()
+            raise DataError(
+                f"mask {s.mask} has values {values[:10]} but num_classes is {self.num_classes} "
+                f"(valid: 0..{self.num_classes - 1}, and {T.IGNORE_INDEX} = ignore). Fix "
+                "num_classes or remap the mask."
+            )
+        out = self.transform(image=image, mask=mask)
+        item["image"], item["mask"] = out["image"], out["mask"].long()
+        return item
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack a batch, padding images (0) and masks (ignore) at the bottom-right if sizes differ."""
+    h = max(b["image"].shape[-2] for b in batch)
+    w = max(b["image"].shape[-1] for b in batch)
+
+    def pad(t: Tensor, value: float) -> Tensor:
+        return F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value)
+
+    out: dict[str, Any] = {
+        "image": torch.stack([pad(b["image"], 0.0) for b in batch]),
+        "id": [b["id"] for b in batch],
+        "path": [b["path"] for b in batch],
+        "size": [tuple(b["size"]) for b in batch],
+    }
+    if "mask" in batch[0]:
+        out["mask"] = torch.stack([pad(b["mask"], T.IGNORE_INDEX) for b in batch])
+    return out
+
+
+# -- DataModules ------------------------------------------------------------------------------
+class SegmentationDataModule(LightningDataModule):
+    """Loaders, augmentation and ``num_classes`` for semantic segmentation.
+
+    Subclasses say where the samples of each split are (:meth:`samples`).
+
+    Args:
+        num_classes: classes including background (linked to the model by ``vtk``).
+        class_names: one name per class, for per-class metrics and drawn predictions.
+        crop_size: training crop (513 in DeepLab); evaluation pads to at least this size.
+        scale_range: random scale factor range for training (0.5-2.0 in DeepLab).
+        batch_size: images per process and step (per GPU under DDP).
+        val_batch_size: images per evaluation step (default ``batch_size``).
+        num_workers: loader worker processes per GPU.
+        mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
+        predict_dir: folder of images for ``vtk predict``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        crop_size: int | tuple[int, int] = 513,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 4,
+        mean: tuple[float, float, float] = T.IMAGENET_MEAN,
+        std: tuple[float, float, float] = T.IMAGENET_STD,
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise DataError(
+                f"{len(class_names)} class_names given for num_classes={num_classes}; give one "
+                "name per class, background included."
+            )
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        self.crop_size = crop_size
+        self.scale_range = scale_range
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.mean, self.std = mean, std
+        self.predict_dir = predict_dir
+        self.datasets: dict[str, SegmentationDataset] = {}
+
+    def samples(self, split: str) -> list[Sample]:
+        """The samples of ``split`` ("train", "val" or "test")."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        train_tf = T.segmentation_train(
+            self.crop_size, self.scale_range, mean=self.mean, std=self.std
+        )
+        eval_tf = T.segmentation_eval(self.crop_size, mean=self.mean, std=self.std)
+        splits = {
+            "fit": ["train", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["predict"],
+        }
+        for split in splits[stage]:
+            if split == "predict":
+                if self.predict_dir is None:
+                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
+                samples = image_samples(self.predict_dir)
+            else:
+                samples = self.samples(split)
+            tf = train_tf if split == "train" else eval_tf
+            self.datasets[split] = SegmentationDataset(samples, self.num_classes, tf)
+        if stage == "fit":
+            self._check_disjoint("train", "val")
+
+    def _check_disjoint(self, a: str, b: str) -> None:
+        shared = {s.image for s in self.datasets[a].samples} & {
+            s.image for s in self.datasets[b].samples
+        }
+        if shared:
+            raise DataError(
+                f"{len(shared)} images are in both the {a} and the {b} split (e.g. "
+                f"{sorted(shared)[0]}); validation on training images gives a meaningless score. "
+                f"Remove them from the {a} list."
+            )
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        if train and len(dataset) < batch_size:
+            raise DataError(
+                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
+            )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,  # a last batch of one breaks BatchNorm
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.val_batch_size)
+
+
+class VOCSegmentationDataModule(SegmentationDataModule):
+    """Pascal VOC 2012 segmentation (21 classes, 255 = ignore).
+
+    Args:
+        root: the ``VOC2012`` folder (holding ``JPEGImages``).
+        train_split, val_split, test_split: names of lists in ``ImageSets/Segmentation``;
+            ``train_aug`` is the 10,582-image SBD-augmented list used by DeepLab.
+        **kwargs: see :class:`SegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/VOCdevkit/VOC2012",
+        train_split: str = "train_aug",
+        val_split: str = "val",
+        test_split: str = "val",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes=len(VOC_CLASSES), class_names=VOC_CLASSES, **kwargs)
+        self.root = root
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    def samples(self, split: str) -> list[Sample]:
+        return voc_samples(self.root, self.splits[split])
+
+
+class MaskFolderDataModule(SegmentationDataModule):
+    """Image/mask pairs in folders, e.g. a Roboflow "Semantic Segmentation Masks" export.
+
+    Args:
+        train_dir, val_dir, test_dir: folders of images (and masks, unless ``mask_dir`` is
+            set); ``test_dir`` defaults to ``val_dir``.
+        mask_suffix: a mask's name is its image's stem plus this, e.g. ``_mask.png``.
+        mask_dir_name: masks in a sibling folder of each split folder instead
+            (e.g. ``masks`` for ``train/images`` + ``train/masks``); default the same folder.
+        num_classes: classes incl. background; read from ``train_dir/_classes.csv`` if omitted.
+        class_names: names by class index; also read from ``_classes.csv`` if present.
+        **kwargs: see :class:`SegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        train_dir: str,
+        val_dir: str,
+        test_dir: str | None = None,
+        mask_suffix: str = "_mask.png",
+        mask_dir_name: str | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        table = Path(train_dir).expanduser() / "_classes.csv"
+        if class_names is None and table.is_file():
+            class_names = read_classes_csv(table)
+        if num_classes is None:
+            if class_names is None:
+                raise DataError(
+                    f"num_classes is not given and {table} does not exist; set "
+                    "--data.num_classes N (classes including background)."
+                )
+            num_classes = len(class_names)
+        super().__init__(num_classes=num_classes, class_names=class_names, **kwargs)
+        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir or val_dir}
+        self.mask_suffix = mask_suffix
+        self.mask_dir_name = mask_dir_name
+
+    def samples(self, split: str) -> list[Sample]:
+        image_dir = Path(self.dirs[split]).expanduser()
+        mask_dir = image_dir.parent / self.mask_dir_name if self.mask_dir_name else None
+        return folder_samples(image_dir, mask_dir, self.mask_suffix)

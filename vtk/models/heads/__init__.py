@@ -1,0 +1,5 @@
+"""Task heads: take ``(in_channels, num_classes)`` first; channels come from ``feature_info``."""
+
+from vtk.models.heads.segmentation import DeepLabV3Head, DeepLabV3PlusHead, FCNHead
+
+__all__ = ["DeepLabV3Head", "DeepLabV3PlusHead", "FCNHead"]
