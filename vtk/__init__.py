@@ -1,0 +1,8 @@
+"""vtk: a Lightning-based toolkit for downstream computer vision.
+
+``vtk.models`` holds plain ``torch.nn`` models (backbones, necks, heads), ``vtk.data`` the
+datasets and DataModules, ``vtk.tasks`` the LightningModules, and ``vtk.cli`` the ``vtk``
+command that trains them from YAML recipes.
+"""
+
+__version__ = "0.1.0"

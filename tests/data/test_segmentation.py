@@ -107,6 +107,16 @@ def test_mask_of_another_size_names_the_file(voc_root) -> None:
         dataset[3]
 
 
+def test_size_mismatch_stops_the_setup_before_training(voc_root) -> None:
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(
+        voc_root / "SegmentationClass" / "2007_000005.png"
+    )
+    with pytest.raises(
+        DataError, match=r"1 masks differ in size .*2007_000005.png is 12x10, its image 48x40"
+    ):
+        _voc(voc_root).setup("fit")
+
+
 def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
     bad = np.zeros((40, 48), np.uint8)
     bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -170,6 +171,32 @@ def image_samples(directory: str | Path) -> list[Sample]:
     if not samples:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}.")
     return samples
+
+
+def check_sizes(samples: Sequence[Sample]) -> None:
+    """Compare each image's size with its mask's from the file headers (no decoding).
+
+    Done when a split is set up, so a mismatched pair stops the run before training starts
+    rather than hours into it.
+    """
+    bad = []
+    for s in samples:
+        if s.mask is None:
+            continue
+        try:
+            with Image.open(s.image) as image, Image.open(s.mask) as mask:
+                if image.size != mask.size:
+                    bad.append((s, image.size, mask.size))
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read the header of {s.image} or {s.mask}: {e}") from None
+    if bad:
+        listing = "; ".join(
+            f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}" for m, is_, ms in bad[:3]
+        )
+        raise DataError(
+            f"{len(bad)} masks differ in size from their images (width x height): {listing}"
+            f"{' ...' if len(bad) > 3 else ''}. Re-export these pairs at one size or remove them."
+        )
 
 
 def read_classes_csv(path: str | Path) -> list[str]:
@@ -320,6 +347,7 @@ class SegmentationDataModule(LightningDataModule):
                 samples = image_samples(self.predict_dir)
             else:
                 samples = self.samples(split)
+                check_sizes(samples)
             tf = train_tf if split == "train" else eval_tf
             self.datasets[split] = SegmentationDataset(samples, self.num_classes, tf)
         if stage == "fit":
