@@ -3,8 +3,9 @@ package of the tree must be in the list, or a non-editable install would lack it
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_package_is_listed_in_pyproject() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
-    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtk").rglob("__init__.py")}
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtk").rglob("__init__.py")
+    }
     found |= {"vtk.tasks"}
     assert listed == found
     assert config["package-dir"] == {"vtk.tasks": "tasks"}
