@@ -21,7 +21,21 @@ from torch import Tensor, nn
 from vtk.models.necks.aspp import ASPP
 
 
-class DeepLabV3Head(nn.Sequential):
+class _SingleInputHead(nn.Sequential):
+    """A head that is a layer sequence over one backbone output; its last layer gives the logits."""
+
+    in_index: int
+
+    @property
+    def logits_layer(self) -> str:
+        """Name of the class-logits layer, re-initialised when ``num_classes`` changes."""
+        return str(len(self) - 1)
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        return super().forward(features[self.in_index])
+
+
+class DeepLabV3Head(_SingleInputHead):
     """DeepLabv3: ASPP, a 3x3 conv + BN + ReLU, a 1x1 classifier (DeepLabv3 §3.3).
 
     The layout is torchvision's ``DeepLabHead`` (same module names), so torchvision's
@@ -57,16 +71,8 @@ class DeepLabV3Head(nn.Sequential):
         )
         self.in_index = in_index
 
-    @property
-    def logits_layer(self) -> str:
-        """Name of the class-logits conv, re-initialised when ``num_classes`` changes."""
-        return str(len(self) - 1)
 
-    def forward(self, features: list[Tensor]) -> Tensor:
-        return super().forward(features[self.in_index])
-
-
-class FCNHead(nn.Sequential):
+class FCNHead(_SingleInputHead):
     """FCN head: 3x3 conv to ``in/4`` channels + BN + ReLU + dropout, 1x1 classifier.
 
     Used as DeepLab's auxiliary head on stage 3 (``in_index=-2``), as torchvision's
@@ -91,13 +97,6 @@ class FCNHead(nn.Sequential):
             nn.Conv2d(channels, num_classes, 1),
         )
         self.in_index = in_index
-
-    @property
-    def logits_layer(self) -> str:
-        return str(len(self) - 1)
-
-    def forward(self, features: list[Tensor]) -> Tensor:
-        return super().forward(features[self.in_index])
 
 
 class DeepLabV3PlusHead(nn.Module):
