@@ -44,7 +44,13 @@ def torchvision_state_dict(model_name: str, weights: str) -> dict[str, Tensor]:
     """
     from torchvision.models import get_model_weights
 
-    enum = get_model_weights(model_name)
+    try:
+        enum = get_model_weights(model_name)
+    except (ValueError, KeyError):
+        raise WeightsError(
+            f"torchvision has no weights for {model_name}; pass the path of a state_dict instead "
+            "(vtk's parameter names follow torchvision's family conventions)."
+        ) from None
     name = IMAGENET if weights.lower() == "imagenet" else weights
     try:
         entry = enum[name] if name != "DEFAULT" else enum.DEFAULT

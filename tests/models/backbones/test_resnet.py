@@ -15,6 +15,7 @@ from vtk.models.backbones import ResNet, create_backbone, list_backbones
 from vtk.models.backbones.resnet import RESNET_ARCHS
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
+TORCHVISION_ARCHS = [a for a in RESNET_ARCHS if hasattr(torchvision.models, a)]
 
 
 def _torchvision_features(arch: str, **kwargs) -> torch.nn.Module:
@@ -22,7 +23,7 @@ def _torchvision_features(arch: str, **kwargs) -> torch.nn.Module:
     return create_feature_extractor(model, return_nodes=LAYERS).eval()
 
 
-@pytest.mark.parametrize("arch", list(RESNET_ARCHS))
+@pytest.mark.parametrize("arch", TORCHVISION_ARCHS)
 def test_same_keys_params_and_outputs_as_torchvision(arch: str) -> None:
     torch.manual_seed(0)
     reference = getattr(torchvision.models, arch)(weights=None).eval()
@@ -148,6 +149,25 @@ def test_imagenet_weights_offline_give_a_clear_error(monkeypatch) -> None:
         ResNet("resnet18", weights="imagenet")
     with pytest.raises(WeightsError, match="valid names"):
         ResNet("resnet18", weights="IMAGENET1K_V9")
+
+
+@pytest.mark.parametrize(
+    "arch,expected",
+    [("seresnet50", 28_088_024), ("seresnext50_32x4d", 27_559_896)],  # SENet paper / timm
+)
+def test_senet_parameter_counts_with_an_imagenet_classifier(arch: str, expected: int) -> None:
+    backbone = ResNet(arch)
+    assert (
+        backbone.layer1[0].attn.fc1.out_channels == 256 // 16
+    )  # reduction 16, 1x1 convs with bias
+    fc = backbone.out_channels[-1] * 1000 + 1000
+    assert sum(p.numel() for p in backbone.parameters()) + fc == expected
+    assert (
+        ResNet(arch).state_dict().keys()
+        == ResNet(arch.replace("se", "", 1), attention="se").state_dict().keys()
+    )
+    with pytest.raises(ValueError, match="built in"):
+        ResNet(arch, attention="cbam")
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

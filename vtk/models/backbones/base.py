@@ -1,20 +1,46 @@
-"""What every backbone promises: a list of feature maps and a `feature_info` that describes them.
+"""What every backbone promises, and the plug-ins every backbone accepts.
 
 The shape contract (DESIGN.md): ``forward(x) -> list[Tensor]``, one map per requested stage,
-coarse-to-fine strides in increasing order, and ``feature_info[i]`` gives the ``channels`` and
-``stride`` of map ``i``. Backbones fill ``feature_info`` while they build their stages, from the
-blocks themselves, so nobody types a channel count twice.
+strides increasing, and ``feature_info[i]`` gives the ``channels`` and ``stride`` of map ``i``.
+Backbones fill ``feature_info`` while they build their stages, from the blocks themselves, so
+nobody types a channel count twice.
 
 Stage numbering follows mmdet: stage 0 is the first stage after the stem (ResNet's ``layer1``);
 ``frozen_stages=0`` freezes the stem only, ``frozen_stages=k`` the stem and stages ``0..k-1``.
+
+Plug-ins are arguments, not subclasses (every family takes them through ``**kwargs``):
+
+==================  =====================================================================
+``attention``       an :data:`~vtk.models.attention.ATTENTION` name ("se", "cbam", "eca",
+                    "gc") placed where its paper places it in the family's blocks, in
+                    ``attention_stages`` (default all), with ``attention_args``
+``non_local``       ``{stage: [block, ...]}``: an embedded-Gaussian non-local block after
+                    each listed block (``non_local_args`` for its options)
+``deform``          "v1" or "v2": the 3x3 convs of ``deform_stages`` (default all) become
+                    deformable
+``blur_pool``       a filter size (2-7): every downsampling is anti-aliased (BlurPool)
+``stn``             a spatial transformer before the stem
+==================  =====================================================================
+
+Plug-in parameters keep their own initialisation (identity where the paper says so) and, as
+they are new, are reported when pretrained weights are loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
 
 from torch import Tensor, nn
+
+from vtk.models.attention import ATTENTION, NonLocal2d, SpatialTransformer
+from vtk.models.layers import DEFORM_CONV, BlurPool2d, DeformConv2d
+
+AttentionName = Literal[tuple(ATTENTION)]  # type: ignore[valid-type]
+DeformVersion = Literal[tuple(DEFORM_CONV)]  # type: ignore[valid-type]
+ModuleFactory = Callable[[int], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -26,13 +52,30 @@ class FeatureInfo:
     module: str
 
 
+def plugin_types() -> tuple[type[nn.Module], ...]:
+    """Module types that bring their own initialisation (the backbone's init leaves them be)."""
+    return (*ATTENTION.values(), NonLocal2d, SpatialTransformer, DeformConv2d)
+
+
 class Backbone(nn.Module):
     """Base class of all vtk backbones.
 
     A subclass passes its number of stages to ``__init__``, reads ``self.out_indices`` to know
     how many stages to build (none past the last requested one, so every parameter is used),
-    then calls :meth:`_set_feature_info` with the :class:`FeatureInfo` of each stage it built.
-    This base class handles ``out_indices``, ``frozen_stages`` and ``norm_eval``.
+    asks :meth:`attention_layer`, :meth:`conv3x3_layer`, :meth:`non_local_layer` and
+    :meth:`blur_layer` for the plug-ins of each stage while it builds it, implements
+    :meth:`forward_features`, and finally calls :meth:`_set_feature_info`.
+
+    Args:
+        num_stages: stages of the family (4 for ResNet, 5 for VGG, 3 for CIFAR ResNets).
+        out_indices: which stages to return (default all).
+        frozen_stages: -1 none, 0 the stem, k the stem and the first k stages.
+        norm_eval: keep BatchNorm layers in eval mode while training.
+        attention, attention_stages, attention_args: in-block attention (see module docs).
+        non_local, non_local_args: non-local blocks after given blocks.
+        deform, deform_stages: deformable 3x3 convs.
+        blur_pool: BlurPool filter size for anti-aliased downsampling.
+        stn: a spatial transformer before the stem.
     """
 
     feature_info: list[FeatureInfo]
@@ -43,42 +86,130 @@ class Backbone(nn.Module):
         out_indices: Sequence[int] | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
+        attention: AttentionName | None = None,
+        attention_stages: Sequence[int] | None = None,
+        attention_args: dict[str, Any] | None = None,
+        non_local: Mapping[int, Sequence[int]] | None = None,
+        non_local_args: dict[str, Any] | None = None,
+        deform: DeformVersion | None = None,
+        deform_stages: Sequence[int] | None = None,
+        blur_pool: int | None = None,
+        stn: bool = False,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         n = num_stages
         out_indices = tuple(range(n)) if out_indices is None else tuple(out_indices)
         if not out_indices or any(not -n <= i < n for i in out_indices):
             raise ValueError(
-                f"{type(self).__name__}: out_indices={list(out_indices)} is not valid for a "
-                f"backbone with {n} stages; use indices in 0..{n - 1} (stage 0 is the first "
-                "stage after the stem)."
+                f"{name}: out_indices={list(out_indices)} is not valid for a backbone with {n} "
+                f"stages; use indices in 0..{n - 1} (stage 0 is the first stage after the stem)."
             )
         if not -1 <= frozen_stages <= n:
             raise ValueError(
-                f"{type(self).__name__}: frozen_stages={frozen_stages} must be in -1..{n} "
+                f"{name}: frozen_stages={frozen_stages} must be in -1..{n} "
                 "(-1 freezes nothing, 0 the stem, k the stem and the first k stages)."
             )
+        if attention is not None and attention not in ATTENTION:
+            raise ValueError(
+                f"{name}: unknown attention {attention!r}; valid: {', '.join(ATTENTION)}"
+            )
+        if deform is not None and deform not in DEFORM_CONV:
+            raise ValueError(f"{name}: unknown deform {deform!r}; valid: {', '.join(DEFORM_CONV)}")
+        if blur_pool is not None and not 2 <= blur_pool <= 7:
+            raise ValueError(f"{name}: blur_pool is a filter size in 2..7, got {blur_pool}")
+        for what, stages in (
+            ("attention_stages", attention_stages),
+            ("deform_stages", deform_stages),
+            ("non_local", None if non_local is None else list(non_local)),
+        ):
+            bad = [s for s in stages or () if not 0 <= s < n]
+            if bad:
+                raise ValueError(
+                    f"{name}: {what} names stages {bad}; {name} has stages 0..{n - 1}."
+                )
         self.out_indices: tuple[int, ...] = tuple(sorted({i % n for i in out_indices}))
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.feature_info = []
+        self.attention = attention
+        self.attention_stages = set(range(n) if attention_stages is None else attention_stages)
+        self.attention_args = dict(attention_args or {})
+        self.non_local_positions = {
+            int(s): sorted(set(blocks)) for s, blocks in (non_local or {}).items()
+        }
+        self.non_local_args = dict(non_local_args or {})
+        self.deform = deform
+        self.deform_stages = set(range(n) if deform_stages is None else deform_stages)
+        self.blur_pool = blur_pool
+        self.stn = SpatialTransformer(3) if stn else None
 
+    # -- for subclasses: the plug-ins of a stage ------------------------------------------------
     @property
     def num_built_stages(self) -> int:
         """Stages a subclass builds: up to the last one whose output is requested."""
         return self.out_indices[-1] + 1
+
+    def attention_layer(self, stage: int) -> ModuleFactory | None:
+        """``factory(channels)`` for the in-block attention of ``stage``, or None."""
+        if self.attention is None or stage not in self.attention_stages:
+            return None
+        return partial(ATTENTION[self.attention], **self.attention_args)
+
+    def conv3x3_layer(self, stage: int) -> Callable[..., nn.Module]:
+        """``nn.Conv2d`` or, in a deformable stage, :class:`DeformConv2d` (same arguments)."""
+        if self.deform is None or stage not in self.deform_stages:
+            return nn.Conv2d
+        return partial(DeformConv2d, modulated=DEFORM_CONV[self.deform])
+
+    def non_local_layer(self, stage: int, block: int) -> ModuleFactory | None:
+        """``factory(channels)`` for a non-local block after ``block`` of ``stage``, or None."""
+        if block not in self.non_local_positions.get(stage, ()):
+            return None
+        return partial(NonLocal2d, **self.non_local_args)
+
+    def blur_layer(self, stride: int) -> nn.Module | None:
+        """The anti-aliased subsampling that replaces a stride, or None."""
+        if self.blur_pool is None or stride == 1:
+            return None
+        return BlurPool2d(self.blur_pool, stride)
+
+    def _check_blocks(self, blocks_per_stage: Sequence[int], unit: str = "block") -> None:
+        """Refuse non-local positions past a stage's last block."""
+        for stage, blocks in self.non_local_positions.items():
+            n = blocks_per_stage[stage]
+            bad = [b for b in blocks if not 0 <= b < n]
+            if bad:
+                raise ValueError(
+                    f"{type(self).__name__}: non_local asks for {unit}s {bad} of stage {stage}, "
+                    f"which has {unit}s 0..{n - 1}."
+                )
 
     def _set_feature_info(self, stages: Sequence[FeatureInfo]) -> None:
         """Keep the infos of the requested stages and apply ``frozen_stages``."""
         self.feature_info = [stages[i] for i in self.out_indices]
         self._freeze_stages()
 
+    def own_modules(self) -> Iterator[nn.Module]:
+        """The backbone's modules outside plug-ins, for the family's weight initialisation."""
+        skip: set[int] = set()
+        types = plugin_types()
+        for m in self.modules():
+            if isinstance(m, types):
+                skip.update(id(s) for s in m.modules())
+        return (m for m in self.modules() if id(m) not in skip)
+
     def stage_modules(self) -> list[list[nn.Module]]:
         """Modules of the stem (index 0) and of each built stage (index k+1)."""
         raise NotImplementedError
 
     # -- the contract ---------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if self.stn is not None:
+            x = self.stn(x)
+        return self.forward_features(x)
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @property
