@@ -1,6 +1,7 @@
 """The LightningModules, one per task (installed as ``vtk.tasks``)."""
 
 from vtk.tasks.base import VisionTask
+from vtk.tasks.classification import ClassificationTask
 from vtk.tasks.segmentation import SegmentationTask
 
-__all__ = ["SegmentationTask", "VisionTask"]
+__all__ = ["ClassificationTask", "SegmentationTask", "VisionTask"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,3 +49,52 @@ class SegmentationWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
             log.info("wrote %d label maps to %s", self.written, self.output_dir)
+
+
+class ClassificationWriter(BasePredictionWriter):
+    """Write ``<output_dir>/predictions.csv``: per image its id, path and top-k classes and scores.
+
+    Under DDP each process writes ``predictions-rank<N>.csv``.
+    """
+
+    def __init__(
+        self, output_dir: str = "predictions", class_names: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.rows: list[list] = []
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: Sequence[dict[str, Any]],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        for item in prediction:
+            names = [self.class_names[c] if self.class_names else str(c) for c in item["classes"]]
+            row = [item["id"], item["path"]]
+            for name, score in zip(names, item["scores"]):
+                row += [name, f"{score:.5f}"]
+            self.rows.append(row)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        name = (
+            "predictions.csv"
+            if trainer.world_size == 1
+            else f"predictions-rank{trainer.global_rank}.csv"
+        )
+        k = max((len(r) - 2) // 2 for r in self.rows) if self.rows else 0
+        header = ["id", "path"] + [
+            f"{what}{i}" for i in range(1, k + 1) for what in ("class", "score")
+        ]
+        with open(self.output_dir / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(self.rows)
+        log.info("wrote predictions for %d images to %s", len(self.rows), self.output_dir / name)

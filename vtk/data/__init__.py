@@ -1,6 +1,17 @@
 """Datasets, albumentations pipelines, LightningDataModules and the embedded demo data."""
 
-from vtk.data.demo import DemoSegmentationDataModule, make_demo_segmentation
+from vtk.data.classification import (
+    CIFAR10DataModule,
+    ClassificationDataModule,
+    ClassificationDataset,
+    ImageFolderDataModule,
+)
+from vtk.data.demo import (
+    DemoClassificationDataModule,
+    DemoSegmentationDataModule,
+    make_demo_classification,
+    make_demo_segmentation,
+)
 from vtk.data.segmentation import (
     MaskFolderDataModule,
     SegmentationDataModule,
@@ -9,10 +20,16 @@ from vtk.data.segmentation import (
 )
 
 __all__ = [
+    "CIFAR10DataModule",
+    "ClassificationDataModule",
+    "ClassificationDataset",
+    "DemoClassificationDataModule",
     "DemoSegmentationDataModule",
+    "ImageFolderDataModule",
     "MaskFolderDataModule",
     "SegmentationDataModule",
     "SegmentationDataset",
     "VOCSegmentationDataModule",
+    "make_demo_classification",
     "make_demo_segmentation",
 ]

@@ -4,6 +4,9 @@ Nothing is downloaded. The generator is deterministic (one seed), so every machi
 same files and the README's figures can be reproduced. Data goes to ``$VTK_DATA_DIR``
 (default ``~/.cache/vtk``).
 
+The classification demo draws one circle, square, triangle or star per image, in any colour,
+and writes them as an image folder (``train/<class>/*.png``, ``val/<class>/*.png``).
+
 The segmentation demo draws circles, squares and triangles on textured backgrounds and writes
 them in the Pascal VOC layout (JPEG images, palette PNG masks with a 255 "ignore" border around
 each object, as VOC has). Each class has a typical hue with wide jitter, so a network must use
@@ -16,16 +19,19 @@ import colorsys
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vtk.data.classification import ImageFolderDataModule
 from vtk.data.segmentation import Sample, SegmentationDataModule, voc_palette, voc_samples
 from vtk.data.transforms import IGNORE_INDEX
 
 DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
+DEMO_CLASSIFICATION_CLASSES = ("circle", "square", "star", "triangle")
 
 
 def data_dir() -> Path:
@@ -44,16 +50,33 @@ def _polygon(kind: int, cx: float, cy: float, r: float, angle: float) -> list[tu
     ]
 
 
+def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    """A muted two-colour gradient plus noise."""
+    c0, c1 = rng.uniform(40, 200, size=(2, 3))
+    tx = np.linspace(0, 1, w)[None, :, None] * rng.uniform(0.3, 1)
+    ty = np.linspace(0, 1, h)[:, None, None] * rng.uniform(0, 0.7)
+    t = np.clip(tx + ty, 0, 1)
+    pixels = c0 * (1 - t) + c1 * t + rng.normal(0, 8, size=(h, w, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _write_atomically(root: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` into a temporary folder and rename it to ``root``, so processes that
+    start together (DDP ranks) never see half a dataset."""
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
 def _draw_sample(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
     h, w = (int(v) for v in rng.integers(96, 129, size=2))
-    # background: a muted two-colour gradient plus noise
-    c0, c1 = rng.uniform(40, 200, size=(2, 3))
-    t = np.linspace(0, 1, w)[None, :, None] * rng.uniform(0.3, 1) + np.linspace(0, 1, h)[
-        :, None, None
-    ] * rng.uniform(0, 0.7)
-    t = np.clip(t, 0, 1)
-    pixels = c0 * (1 - t) + c1 * t + rng.normal(0, 8, size=(h, w, 3))
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    image = _background(rng, h, w)
     mask = Image.new("L", (w, h), 0)
     draw_i, draw_m = ImageDraw.Draw(image), ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(1, 5))):
@@ -80,37 +103,77 @@ def _draw_sample(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
 def make_demo_segmentation(
     root: str | Path, num_train: int = 400, num_val: int = 51, seed: int = 0
 ) -> Path:
-    """Write the demo segmentation set in the VOC layout under ``root`` unless it is there.
-
-    Written to a temporary folder and renamed into place, so processes that start together
-    (DDP ranks) never see half a dataset.
-    """
+    """Write the demo segmentation set in the VOC layout under ``root`` unless it is there."""
     root = Path(root).expanduser()
     if (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
         return root
-    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (tmp / sub).mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    splits = {"train": num_train, "val": num_val}
-    index = 0
-    for split, n in splits.items():
-        ids = []
-        for _ in range(n):
-            sample_id = f"demo_{index:06d}"
-            image, mask = _draw_sample(rng)
-            image.save(tmp / "JPEGImages" / f"{sample_id}.jpg", quality=95)
-            mask.save(tmp / "SegmentationClass" / f"{sample_id}.png")
-            ids.append(sample_id)
-            index += 1
-        (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(root)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    def write(tmp: Path) -> None:
+        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            (tmp / sub).mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        index = 0
+        for split, n in {"train": num_train, "val": num_val}.items():
+            ids = []
+            for _ in range(n):
+                sample_id = f"demo_{index:06d}"
+                image, mask = _draw_sample(rng)
+                image.save(tmp / "JPEGImages" / f"{sample_id}.jpg", quality=95)
+                mask.save(tmp / "SegmentationClass" / f"{sample_id}.png")
+                ids.append(sample_id)
+                index += 1
+            (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+
+    return _write_atomically(root, write)
+
+
+def _star(cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    return [
+        (cx + (r if k % 2 == 0 else 0.45 * r) * math.cos(angle + math.pi * k / 5),
+         cy + (r if k % 2 == 0 else 0.45 * r) * math.sin(angle + math.pi * k / 5))
+        for k in range(10)
+    ]  # fmt: skip
+
+
+def make_demo_classification(
+    root: str | Path, num_train: int = 150, num_val: int = 30, seed: int = 0
+) -> Path:
+    """Write the demo classification set (``num_train`` / ``num_val`` images per class, 64x64 PNG)
+    as an image folder under ``root`` unless it is there."""
+    root = Path(root).expanduser()
+    if (root / "val").is_dir():
+        return root
+
+    def write(tmp: Path) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", num_train), ("val", num_val)):
+            for label, name in enumerate(DEMO_CLASSIFICATION_CLASSES):
+                folder = tmp / split / name
+                folder.mkdir(parents=True)
+                for i in range(n):
+                    image = _background(rng, 64, 64)
+                    draw = ImageDraw.Draw(image)
+                    r = float(rng.uniform(12, 26))
+                    cx, cy = (float(v) for v in rng.uniform(r, 64 - r, size=2))
+                    colour = tuple(
+                        int(255 * c)
+                        for c in colorsys.hsv_to_rgb(
+                            rng.uniform(), rng.uniform(0.5, 1), rng.uniform(0.6, 1)
+                        )
+                    )
+                    angle = float(rng.uniform(0, 2 * math.pi))
+                    if name == "circle":
+                        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+                    elif name == "star":
+                        draw.polygon(_star(cx, cy, r * 1.15, angle), fill=colour)
+                    else:
+                        draw.polygon(
+                            _polygon(2 if name == "square" else 3, cx, cy, r * 1.1, angle),
+                            fill=colour,
+                        )
+                    image.save(folder / f"{split}_{label}_{i:04d}.png")
+
+    return _write_atomically(root, write)
 
 
 class DemoSegmentationDataModule(SegmentationDataModule):
@@ -138,3 +201,21 @@ class DemoSegmentationDataModule(SegmentationDataModule):
 
     def samples(self, split: str) -> list[Sample]:
         return voc_samples(self.root, "train" if split == "train" else "val")
+
+
+class DemoClassificationDataModule(ImageFolderDataModule):
+    """The synthetic shapes classification set (4 classes, 64x64), generated on first use.
+
+    Args:
+        root: where to write it (default ``$VTK_DATA_DIR/demo_classification``).
+        **kwargs: see :class:`~vtk.data.classification.ClassificationDataModule`.
+    """
+
+    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
+        # generated here, not in prepare_data: the class folders give num_classes at construction
+        folder = make_demo_classification(
+            Path(root).expanduser() if root else data_dir() / "demo_classification"
+        )
+        kwargs.setdefault("image_size", 64)
+        kwargs.setdefault("resize_size", 64)
+        super().__init__(root=str(folder), **kwargs)

@@ -86,3 +86,64 @@ def segmentation_eval(
         )
     ops.append(ToTensorV2())
     return A.Compose(ops)
+
+
+def classification_train(
+    size: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    hflip: float = 0.5,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> A.Compose:
+    """ImageNet training augmentation (torchvision's reference): random-resized crop, flip."""
+    return A.Compose(
+        [
+            A.RandomResizedCrop(size=(size, size), scale=tuple(scale), area_for_downscale="image"),
+            A.HorizontalFlip(p=hflip),
+            A.Normalize(mean=mean, std=std),
+            ToTensorV2(),
+        ]
+    )
+
+
+def classification_eval(
+    size: int,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> A.Compose:
+    """Resize the shorter side to ``resize_size`` (default size / 0.875: 256 for 224), centre crop."""
+    resize_size = resize_size or round(size / 0.875)
+    return A.Compose(
+        [
+            A.SmallestMaxSize(max_size=resize_size, area_for_downscale="image"),
+            A.CenterCrop(size, size),
+            A.Normalize(mean=mean, std=std),
+            ToTensorV2(),
+        ]
+    )
+
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def cifar_train(
+    mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
+) -> A.Compose:
+    """ResNet paper §4.2: pad 4 pixels on each side, random 32x32 crop, horizontal flip."""
+    return A.Compose(
+        [
+            A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_CONSTANT, fill=0),
+            A.RandomCrop(32, 32),
+            A.HorizontalFlip(p=0.5),
+            A.Normalize(mean=mean, std=std),
+            ToTensorV2(),
+        ]
+    )
+
+
+def cifar_eval(
+    mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
+) -> A.Compose:
+    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])

@@ -1,19 +1,35 @@
 """Plain ``torch.nn`` models (no Lightning here): backbones, necks, heads and task models."""
 
-from vtk.models.backbones import Backbone, FeatureInfo, ResNet, create_backbone, list_backbones
-from vtk.models.heads import DeepLabV3Head, DeepLabV3PlusHead, FCNHead
+from vtk.models.backbones import (
+    VGG,
+    Backbone,
+    CifarResNet,
+    DenseNet,
+    FeatureInfo,
+    ResNet,
+    create_backbone,
+    list_backbones,
+)
+from vtk.models.classifier import Classifier
+from vtk.models.heads import ClassificationHead, DeepLabV3Head, DeepLabV3PlusHead, FCNHead, VGGHead
 from vtk.models.necks import ASPP
 from vtk.models.segmenter import Segmenter
 
 __all__ = [
     "ASPP",
+    "VGG",
     "Backbone",
+    "CifarResNet",
+    "ClassificationHead",
+    "Classifier",
     "DeepLabV3Head",
     "DeepLabV3PlusHead",
+    "DenseNet",
     "FCNHead",
     "FeatureInfo",
     "ResNet",
     "Segmenter",
+    "VGGHead",
     "create_backbone",
     "list_backbones",
 ]

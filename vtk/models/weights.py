@@ -177,21 +177,27 @@ def load_state_dict(
     log.info("loaded %d tensors from %s", len(loadable), source)
 
 
+def fetch_weights(
+    weights: str | Path, torchvision_name: str | None = None
+) -> tuple[dict[str, Tensor], str]:
+    """The tensors ``weights`` names, and where they come from (for messages).
+
+    ``weights`` is a path, or a torchvision weights name ("imagenet", "IMAGENET1K_V2", ...) of
+    the torchvision model ``torchvision_name``; without one it must be a path.
+    """
+    text = str(weights)
+    path = Path(text).expanduser()
+    if torchvision_name is None or path.suffix or "/" in text or path.exists():
+        return read_state_dict(path), str(path)
+    return torchvision_state_dict(torchvision_name, text), f"torchvision {torchvision_name} {text}"
+
+
 def load_weights(
     module: nn.Module,
     weights: str | Path,
     torchvision_name: str | None = None,
     reinit_prefixes: Iterable[str] = (),
 ) -> None:
-    """Load ``weights`` into ``module``: a path, or a torchvision weights name.
-
-    ``torchvision_name`` is the torchvision model whose weights names such as ``"imagenet"``
-    refer to; without one, ``weights`` must be a path.
-    """
-    path = Path(str(weights)).expanduser()
-    looks_like_path = path.suffix != "" or "/" in str(weights) or path.exists()
-    if looks_like_path or torchvision_name is None:
-        load_state_dict(module, read_state_dict(path), str(path), reinit_prefixes)
-    else:
-        state = torchvision_state_dict(torchvision_name, str(weights))
-        load_state_dict(module, state, f"torchvision {torchvision_name} {weights}", reinit_prefixes)
+    """Load ``weights`` (see :func:`fetch_weights`) into ``module``, reporting what did not load."""
+    state, source = fetch_weights(weights, torchvision_name)
+    load_state_dict(module, state, source, reinit_prefixes)

@@ -1,0 +1,414 @@
+"""Image classification data: image folders (ImageNet layout) and CIFAR-10.
+
+* **Image folders** (``ImageFolderDataModule``), one sub-folder per class::
+
+      ROOT/train/<class>/<any name>.<jpg|png|...>
+      ROOT/val/<class>/...
+
+  Class indices follow the sorted names of ``ROOT/train``'s sub-folders (torchvision's
+  ImageFolder order). Files that are not images are reported and skipped; files that cannot be
+  decoded are reported by path and, per ``on_bad_image``, stop the run or are skipped with a
+  count. Grayscale, palette, RGBA and 16-bit images become 8-bit RGB.
+
+* **CIFAR-10** (``CIFAR10DataModule``): the python-pickle folder of the standard download
+  (``cifar-10-batches-py/data_batch_1..5, test_batch``).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import default_collate as _default_collate
+
+from vtk.data import transforms as T
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
+from vtk.errors import DataError
+
+log = logging.getLogger("vtk")
+
+OnBadImage = Literal["error", "skip"]
+
+
+@dataclass(frozen=True)
+class ImageSample:
+    id: str
+    path: Path
+    label: int = -1  # -1: unlabelled (prediction)
+
+
+def image_folder_samples(
+    root: str | Path, class_names: Sequence[str] | None = None
+) -> list[ImageSample]:
+    """Samples of a one-folder-per-class tree; ``class_names`` fixes the class order (a val
+    split uses the train split's classes)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; it needs one sub-folder per class.")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not found:
+        raise DataError(
+            f"{root} has no class sub-folders; put each class's images in ROOT/<class>/."
+        )
+    classes = list(class_names) if class_names is not None else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{root} has folders {unknown[:5]} that are not classes of the training split "
+            f"({len(classes)} classes); rename or remove them."
+        )
+    samples, others = [], []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                if is_image_file(p):
+                    samples.append(
+                        ImageSample(p.relative_to(root).with_suffix("").as_posix(), p, label)
+                    )
+                elif not p.name.startswith("."):
+                    others.append(p)
+    if others:
+        log.warning(
+            "skipping %d files that are not images (%s) in %s: %s",
+            len(others), ", ".join(IMAGE_SUFFIXES), root, [str(p) for p in others[:5]],
+        )  # fmt: skip
+    if not samples:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders of {root}.")
+    return samples
+
+
+def unreadable(samples: Sequence[ImageSample]) -> list[tuple[ImageSample, str]]:
+    """The samples whose file header PIL cannot read (not an image, truncated header)."""
+    bad = []
+    for s in samples:
+        try:
+            with Image.open(s.path) as img:
+                img.size  # noqa: B018 - parsing the header is the check
+        except (OSError, ValueError) as e:
+            bad.append((s, str(e)))
+    return bad
+
+
+class ClassificationDataset(Dataset):
+    """Image files through an albumentations pipeline: ``{"image", "label", "id", "path"}``.
+
+    With ``on_bad_image="skip"``, an image that fails to decode is logged by path and left out
+    of its batch (the batch is one image shorter) instead of stopping the run.
+    """
+
+    def __init__(
+        self, samples: Sequence[ImageSample], transform: Any, on_bad_image: OnBadImage = "error"
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.on_bad_image = on_bad_image
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        s = self.samples[index]
+        try:
+            image = read_image(s.path)
+        except DataError as e:
+            if self.on_bad_image == "error":
+                raise DataError(f"{e} (set on_bad_image: skip to leave such images out)") from None
+            log.warning("skipping an image that cannot be decoded: %s", e)
+            return None
+        return {
+            "image": self.transform(image=image)["image"],
+            "label": s.label,
+            "id": s.id,
+            "path": str(s.path),
+        }
+
+
+class ArrayDataset(Dataset):
+    """In-memory ``(N, H, W, 3)`` uint8 images with labels (CIFAR)."""
+
+    def __init__(
+        self, images: np.ndarray, labels: Sequence[int], transform: Any, prefix: str
+    ) -> None:
+        self.images, self.labels, self.transform, self.prefix = (
+            images,
+            list(labels),
+            transform,
+            prefix,
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = self.transform(image=self.images[index])["image"]
+        return {
+            "image": image,
+            "label": self.labels[index],
+            "id": f"{self.prefix}_{index:05d}",
+            "path": "",
+        }
+
+
+def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack a batch, leaving out images that could not be decoded (``None``)."""
+    kept = [b for b in batch if b is not None]
+    return _default_collate(kept) if kept else None
+
+
+class ClassificationDataModule(LightningDataModule):
+    """Loaders, augmentation and ``num_classes`` for image classification.
+
+    Subclasses build each split's dataset (:meth:`dataset`).
+
+    Args:
+        num_classes: classes (linked to the model by ``vtk``).
+        class_names: one name per class, for metrics, CSV predictions and drawings.
+        image_size: training crop and evaluation centre crop (224 for ImageNet).
+        resize_size: evaluation resize of the shorter side (default image_size / 0.875).
+        scale: random-resized-crop area range (torchvision's 0.08-1.0).
+        batch_size: images per process and step (per GPU under DDP).
+        val_batch_size: images per evaluation step (default ``batch_size``).
+        num_workers: loader worker processes per GPU.
+        mean, std: normalisation.
+        on_bad_image: "error" stops at an image that cannot be decoded (naming it); "skip"
+            leaves it out and logs its path.
+        predict_dir: folder of images for ``vtk predict``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        image_size: int = 224,
+        resize_size: int | None = None,
+        scale: tuple[float, float] = (0.08, 1.0),
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 4,
+        mean: tuple[float, float, float] = T.IMAGENET_MEAN,
+        std: tuple[float, float, float] = T.IMAGENET_STD,
+        on_bad_image: OnBadImage = "error",
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise DataError(f"{len(class_names)} class_names given for num_classes={num_classes}.")
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        self.image_size, self.resize_size, self.scale = image_size, resize_size, scale
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.mean, self.std = mean, std
+        self.on_bad_image = on_bad_image
+        self.predict_dir = predict_dir
+        self.datasets: dict[str, Dataset] = {}
+
+    def train_transform(self) -> Any:
+        return T.classification_train(self.image_size, self.scale, mean=self.mean, std=self.std)
+
+    def eval_transform(self) -> Any:
+        return T.classification_eval(
+            self.image_size, self.resize_size, mean=self.mean, std=self.std
+        )
+
+    def dataset(self, split: str, transform: Any) -> Dataset:
+        """The dataset of ``split`` ("train", "val" or "test")."""
+        raise NotImplementedError
+
+    def files_dataset(
+        self, samples: list[ImageSample], transform: Any, where: str
+    ) -> ClassificationDataset:
+        """A dataset of image files, after checking every file's header once."""
+        bad = unreadable(samples)
+        if bad:
+            listing = "; ".join(f"{s.path} ({err})" for s, err in bad[:3])
+            if self.on_bad_image == "error":
+                raise DataError(
+                    f"{len(bad)} files in {where} cannot be read as images: {listing}. Remove them, "
+                    "or set on_bad_image: skip."
+                )
+            log.warning(
+                "skipping %d files in %s that cannot be read as images: %s",
+                len(bad),
+                where,
+                listing,
+            )
+            bad_paths = {s.path for s, _ in bad}
+            samples = [s for s in samples if s.path not in bad_paths]
+        return ClassificationDataset(samples, transform, self.on_bad_image)
+
+    def setup(self, stage: str) -> None:
+        splits = {
+            "fit": ["train", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["predict"],
+        }
+        for split in splits[stage]:
+            tf = self.train_transform() if split == "train" else self.eval_transform()
+            if split == "predict":
+                if self.predict_dir is None:
+                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
+                folder = Path(self.predict_dir).expanduser()
+                if not folder.is_dir():
+                    raise DataError(f"prediction folder {folder} does not exist.")
+                files = sorted(p for p in folder.iterdir() if p.is_file())
+                skipped = [p.name for p in files if not is_image_file(p)]
+                if skipped:
+                    log.warning(
+                        "skipping %d files that are not images in %s: %s",
+                        len(skipped),
+                        folder,
+                        skipped[:5],
+                    )
+                samples = [ImageSample(p.stem, p) for p in files if is_image_file(p)]
+                if not samples:
+                    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
+                self.datasets[split] = self.files_dataset(samples, tf, str(folder))
+            else:
+                self.datasets[split] = self.dataset(split, tf)
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        if train and len(dataset) < batch_size:
+            raise DataError(
+                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
+            )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.val_batch_size)
+
+
+class ImageFolderDataModule(ClassificationDataModule):
+    """One folder per class, per split (ImageNet's layout after the usual val preparation).
+
+    Args:
+        root: the folder holding the split folders.
+        train_split, val_split, test_split: their names under ``root``.
+        **kwargs: see :class:`ClassificationDataModule` (``num_classes`` and ``class_names``
+            come from the train split's folders).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        **kwargs: Any,
+    ) -> None:
+        self.root = Path(root).expanduser()
+        train = self.root / train_split
+        if not train.is_dir():
+            raise DataError(
+                f"training folder {train} does not exist; ROOT must hold {train_split}/ and "
+                f"{val_split}/ with one sub-folder per class (--data.root ROOT)."
+            )
+        names = sorted(d.name for d in train.iterdir() if d.is_dir())
+        if not names:
+            raise DataError(
+                f"{train} has no class sub-folders; put each class's images in {train}/<class>/."
+            )
+        super().__init__(num_classes=len(names), class_names=names, **kwargs)
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    def dataset(self, split: str, transform: Any) -> Dataset:
+        folder = self.root / self.splits[split]
+        return self.files_dataset(
+            image_folder_samples(folder, self.class_names), transform, str(folder)
+        )
+
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR10_HOWTO = (
+    "Download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it, then pass "
+    "the cifar-10-batches-py folder: --data.root PATH/cifar-10-batches-py"
+)
+
+
+def read_cifar10(root: str | Path, train: bool) -> tuple[np.ndarray, list[int]]:
+    """CIFAR-10 from the python-pickle release: ``(N, 32, 32, 3)`` uint8 images and labels."""
+    root = Path(root).expanduser()
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = root / name
+        if not path.is_file():
+            raise DataError(f"CIFAR-10 file {path} does not exist. {CIFAR10_HOWTO}")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            images.append(data.transpose(0, 2, 3, 1))
+            labels += [int(v) for v in batch[b"labels"]]
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
+            raise DataError(
+                f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e}). {CIFAR10_HOWTO}"
+            ) from None
+    return np.concatenate(images), labels
+
+
+class CIFAR10DataModule(ClassificationDataModule):
+    """CIFAR-10 with the ResNet paper's augmentation (pad 4, random 32x32 crop, flip).
+
+    ``train`` is the 50,000 training images, ``val`` and ``test`` the 10,000 test images (the
+    split the ResNet paper reports, §4.2).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/cifar-10-batches-py",
+        mean: tuple[float, float, float] = T.CIFAR10_MEAN,
+        std: tuple[float, float, float] = T.CIFAR10_STD,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            num_classes=10, class_names=CIFAR10_CLASSES, image_size=32, mean=mean, std=std, **kwargs
+        )
+        self.root = root
+
+    def train_transform(self) -> Any:
+        return T.cifar_train(self.mean, self.std)
+
+    def eval_transform(self) -> Any:
+        return T.cifar_eval(self.mean, self.std)
+
+    def dataset(self, split: str, transform: Any) -> Dataset:
+        images, labels = read_cifar10(self.root, train=split == "train")
+        return ArrayDataset(
+            images, labels, transform, prefix="train" if split == "train" else "test"
+        )
