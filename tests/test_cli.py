@@ -171,3 +171,37 @@ def test_a_bad_mask_in_a_worker_is_one_clean_message(tmp_path, make_voc) -> None
     assert result.returncode == 1, result.stderr[-2000:]
     assert "vtk: error: mask " in result.stderr and "a.png has values [77]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_list_shows_every_kind_of_component(monkeypatch, capsys) -> None:
+    assert run_main(monkeypatch, "list") == 0
+    out = capsys.readouterr().out
+    for expected in ("resnet101", "densenet121", "vgg16_bn", "resnet56", "seresnet50", "attention: se, cbam",
+                     "deform: v1, v2", "ASPP", "DeepLabV3Head", "ClassificationTask", "MaskFolderDataModule",
+                     "deeplab_resnet101_aspp.yaml"):  # fmt: skip
+        assert expected in out, expected
+
+
+def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> None:
+    recipe = "recipes/demo_classification.yaml"
+    runs = tmp_path / "runs"
+    assert run_main(
+        monkeypatch, "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.logger.init_args.save_dir", str(runs),
+        "--data.num_workers", "0", "--data.image_size", "32",
+    ) == 0  # fmt: skip
+    last = next(runs.rglob("last.ckpt"))
+    images = tmp_path / "images"
+    images.mkdir()
+    demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val"
+    for p in sorted(demo.rglob("*.png"))[::50]:
+        (images / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    assert run_main(
+        monkeypatch, "predict", recipe, "--ckpt_path", str(last), "--data.predict_dir", str(images),
+        "--output_dir", str(out), "--trainer.logger", "false", "--data.num_workers", "0",
+    ) == 0  # fmt: skip
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "id,path,class1,score1,class2,score2,class3,score3,class4,score4"
+    assert len(rows) == 1 + len(list(images.iterdir()))
+    assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")

@@ -66,6 +66,9 @@ def test_resume_continues_exactly() -> None:
 def test_bad_arguments() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match="warmup_steps"):
-        WarmupPolyLR(opt, 10, warmup_steps=10)
+        WarmupPolyLR(opt, 10, warmup_steps=-1)
+    assert (
+        WarmupPolyLR(opt, 10, warmup_steps=10).warmup_steps == 0
+    )  # a run shorter than its warm-up
     with pytest.raises(ValueError, match="total_steps"):
         WarmupPolyLR(opt, 0)

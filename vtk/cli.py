@@ -4,6 +4,7 @@
     vtk fit recipes/deeplab_resnet101_aspp.yaml --trainer.devices 8 --data.batch_size 2
     vtk test recipes/demo_segmentation.yaml --ckpt_path runs/.../checkpoints/last.ckpt
     vtk fit recipes/demo_segmentation.yaml --print_config
+    vtk list                       # backbones, plug-ins, necks, heads, tasks, data, recipes
 
 A bare recipe path after the subcommand means ``--config RECIPE``; any key can be overridden
 on the command line. ``num_classes`` and ``class_names`` are said once, by the data, and linked
@@ -107,8 +108,49 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+def list_components(recipes_dir: str | Path = "recipes") -> str:
+    """What ``vtk list`` prints: backbones, plug-ins, necks, heads, tasks, data, recipes."""
+    import vtk.data
+    import vtk.models.heads
+    import vtk.models.necks
+    import vtk.tasks
+    from vtk.models.attention import ATTENTION
+    from vtk.models.backbones import BACKBONES
+    from vtk.models.layers import DEFORM_CONV
+
+    lines = ["Backbones (class_path vtk.models.backbones.<Family>, init_args {arch: <name>}):"]
+    families: dict[str, list[str]] = {}
+    for name, family in BACKBONES.items():
+        families.setdefault(family.__name__, []).append(name)
+    lines += [f"  {family}: {', '.join(names)}" for family, names in families.items()]
+    lines += [
+        "Plug-ins (backbone arguments):",
+        f"  attention: {', '.join(ATTENTION)}   (+ attention_stages, attention_args)",
+        "  non_local: {stage: [block, ...]}   (embedded Gaussian; + non_local_args)",
+        f"  deform: {', '.join(DEFORM_CONV)}   (+ deform_stages)",
+        "  blur_pool: filter size 2-7   (anti-aliased downsampling)",
+        "  stn: true   (spatial transformer before the stem)",
+        f"Necks (vtk.models.necks): {', '.join(vtk.models.necks.__all__)}",
+        f"Heads (vtk.models.heads): {', '.join(vtk.models.heads.__all__)}",
+        f"Tasks (vtk.tasks): {', '.join(n for n in vtk.tasks.__all__ if n != 'VisionTask')}",
+        "Data (vtk.data): " + ", ".join(n for n in vtk.data.__all__ if n.endswith("DataModule")),
+    ]
+    recipes = sorted(Path(recipes_dir).glob("*.yaml"))
+    lines.append(f"Recipes ({recipes_dir}/):" if recipes else f"Recipes: none in {recipes_dir}/")
+    for path in recipes:
+        first = next(
+            (ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")),
+            "",
+        )
+        lines.append(f"  {path.name}: {first}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     _setup_logging()
+    if sys.argv[1:2] == ["list"]:
+        print(list_components())
+        return
     rewrite_recipe_argv(sys.argv)
     try:
         VTKCLI(

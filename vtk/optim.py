@@ -13,11 +13,16 @@ The factor is a closed form of the step, so resuming from a checkpoint continues
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from vtk.errors import ConfigError
+
+log = logging.getLogger("vtk")
 
 
 class _WarmupLR(LRScheduler):
@@ -32,11 +37,16 @@ class _WarmupLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if total_steps < 1:
-            raise ValueError(f"total_steps must be positive, got {total_steps}")
-        if not 0 <= warmup_steps < total_steps:
-            raise ValueError(
-                f"warmup_steps={warmup_steps} must be in [0, total_steps={total_steps})"
+            raise ConfigError(f"total_steps must be positive, got {total_steps}")
+        if warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be 0 or more, got {warmup_steps}")
+        if warmup_steps >= total_steps:  # a short debugging run (fast_dev_run, limit_train_batches)
+            log.warning(
+                "the LR warm-up (%d steps) is not shorter than this run (%d steps): no warm-up.",
+                warmup_steps,
+                total_steps,
             )
+            warmup_steps = 0
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
         self.warmup_factor = warmup_factor

@@ -330,17 +330,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         self.root = Path(root).expanduser()
-        train = self.root / train_split
-        if not train.is_dir():
-            raise DataError(
-                f"training folder {train} does not exist; ROOT must hold {train_split}/ and "
-                f"{val_split}/ with one sub-folder per class (--data.root ROOT)."
-            )
-        names = sorted(d.name for d in train.iterdir() if d.is_dir())
-        if not names:
-            raise DataError(
-                f"{train} has no class sub-folders; put each class's images in {train}/<class>/."
-            )
+        names = class_folders(self.root / train_split)
         super().__init__(num_classes=len(names), class_names=names, **kwargs)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
@@ -349,6 +339,21 @@ class ImageFolderDataModule(ClassificationDataModule):
         return self.files_dataset(
             image_folder_samples(folder, self.class_names), transform, str(folder)
         )
+
+
+def class_folders(train: Path) -> list[str]:
+    """The class names of a training folder: its sub-folders, sorted (torchvision's order)."""
+    if not train.is_dir():
+        raise DataError(
+            f"training folder {train} does not exist; the data root must hold one folder per "
+            "split (train/, val/) with one sub-folder per class (--data.root ROOT)."
+        )
+    names = sorted(d.name for d in train.iterdir() if d.is_dir())
+    if not names:
+        raise DataError(
+            f"{train} has no class sub-folders; put each class's images in {train}/<class>/."
+        )
+    return names
 
 
 CIFAR10_CLASSES = (

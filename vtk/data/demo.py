@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vtk.data.classification import ImageFolderDataModule
+from vtk.data.classification import ClassificationDataModule, class_folders, image_folder_samples
 from vtk.data.segmentation import Sample, SegmentationDataModule, voc_palette, voc_samples
 from vtk.data.transforms import IGNORE_INDEX
 
@@ -136,7 +136,7 @@ def _star(cx: float, cy: float, r: float, angle: float) -> list[tuple[float, flo
 
 
 def make_demo_classification(
-    root: str | Path, num_train: int = 150, num_val: int = 30, seed: int = 0
+    root: str | Path, num_train: int = 400, num_val: int = 50, seed: int = 0
 ) -> Path:
     """Write the demo classification set (``num_train`` / ``num_val`` images per class, 64x64 PNG)
     as an image folder under ``root`` unless it is there."""
@@ -153,8 +153,8 @@ def make_demo_classification(
                 for i in range(n):
                     image = _background(rng, 64, 64)
                     draw = ImageDraw.Draw(image)
-                    r = float(rng.uniform(12, 26))
-                    cx, cy = (float(v) for v in rng.uniform(r, 64 - r, size=2))
+                    r = float(rng.uniform(14, 24))
+                    cx, cy = (float(v) for v in rng.uniform(r + 2, 62 - r, size=2))
                     colour = tuple(
                         int(255 * c)
                         for c in colorsys.hsv_to_rgb(
@@ -203,19 +203,40 @@ class DemoSegmentationDataModule(SegmentationDataModule):
         return voc_samples(self.root, "train" if split == "train" else "val")
 
 
-class DemoClassificationDataModule(ImageFolderDataModule):
+class DemoClassificationDataModule(ClassificationDataModule):
     """The synthetic shapes classification set (4 classes, 64x64), generated on first use.
+
+    On disk it is an image folder (``train/<class>``, ``val/<class>``), read as
+    :class:`~vtk.data.classification.ImageFolderDataModule` reads one.
 
     Args:
         root: where to write it (default ``$VTK_DATA_DIR/demo_classification``).
+        image_size, resize_size: 64 (the images' size).
         **kwargs: see :class:`~vtk.data.classification.ClassificationDataModule`.
     """
 
-    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 64,
+        resize_size: int | None = 64,
+        **kwargs: Any,
+    ) -> None:
         # generated here, not in prepare_data: the class folders give num_classes at construction
-        folder = make_demo_classification(
+        self.root = make_demo_classification(
             Path(root).expanduser() if root else data_dir() / "demo_classification"
         )
-        kwargs.setdefault("image_size", 64)
-        kwargs.setdefault("resize_size", 64)
-        super().__init__(root=str(folder), **kwargs)
+        names = class_folders(self.root / "train")
+        super().__init__(
+            num_classes=len(names),
+            class_names=names,
+            image_size=image_size,
+            resize_size=resize_size,
+            **kwargs,
+        )
+
+    def dataset(self, split: str, transform: Any) -> Any:
+        folder = self.root / ("train" if split == "train" else "val")
+        return self.files_dataset(
+            image_folder_samples(folder, self.class_names), transform, str(folder)
+        )

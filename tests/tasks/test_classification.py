@@ -1,0 +1,82 @@
+"""ClassificationTask: a training run, metrics against a hand count, label smoothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from torch import nn
+
+from vtk.data import DemoClassificationDataModule
+from vtk.errors import ConfigError
+from vtk.models import Classifier, ResNet
+from vtk.tasks import ClassificationTask
+
+
+def _trainer(**kwargs) -> Trainer:
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def demo() -> DemoClassificationDataModule:
+    return DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=0)
+
+
+def test_fit_validate_test(demo) -> None:
+    task = ClassificationTask(Classifier(ResNet("resnet18"), demo.num_classes), label_smoothing=0.1)
+    trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    trainer.fit(task, datamodule=demo)
+    for key in ("train/loss", "train/acc1", "train/lr", "val/loss", "val/acc1", "val/acc5"):
+        assert key in trainer.callback_metrics, key
+    (result,) = trainer.test(task, datamodule=demo, verbose=False)
+    assert result["test/acc5"] == 1.0  # 4 classes: top-5 covers them all
+
+
+class Fixed(nn.Module):
+    """Logits that rank the classes 2 > 0 > 1 > 3 for every image."""
+
+    num_classes = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([[2.0, 1.0, 3.0, 0.0]]).expand(len(x), 4) + self.dummy
+
+
+def test_top1_top2_equal_a_hand_count(demo) -> None:
+    demo.setup("validate")
+    labels = torch.tensor([s.label for s in demo.datasets["val"].samples])
+    task = ClassificationTask(Fixed())
+    task.val_metrics["acc5"] = type(task.val_metrics["acc1"])(4, top_k=2, average="micro")
+    (result,) = _trainer().validate(task, datamodule=demo, verbose=False)
+    assert result["val/acc1"] == pytest.approx((labels == 2).float().mean().item())
+    assert result["val/acc5"] == pytest.approx(
+        ((labels == 2) | (labels == 0)).float().mean().item()
+    )
+
+
+def test_label_smoothing_reaches_the_loss(demo) -> None:
+    demo.setup("fit")
+    batch = next(iter(demo.train_dataloader()))
+    plain = ClassificationTask(Fixed())
+    smooth = ClassificationTask(Fixed(), label_smoothing=0.2)
+    for t in (plain, smooth):
+        t.log = lambda *a, **k: None  # no trainer attached
+        t.log_lr = lambda: None
+    a, b = smooth.training_step(batch, 0).item(), plain.training_step(batch, 0).item()
+    expected = torch.nn.functional.cross_entropy(
+        Fixed()(batch["image"]), batch["label"], label_smoothing=0.2
+    )
+    assert a == pytest.approx(expected.item()) and a != pytest.approx(b)
+    assert plain.training_step(None, 0) is None  # a batch whose images all failed to decode
+
+
+def test_model_without_num_classes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="num_classes"):
+        ClassificationTask(nn.Linear(3, 3))
