@@ -2,6 +2,7 @@
 
 from vtk.tasks.base import VisionTask
 from vtk.tasks.classification import ClassificationTask
+from vtk.tasks.detection import DetectionTask
 from vtk.tasks.segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "SegmentationTask", "VisionTask"]
+__all__ = ["ClassificationTask", "DetectionTask", "SegmentationTask", "VisionTask"]

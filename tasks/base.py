@@ -9,6 +9,7 @@ injection): ``optimizer(params)`` and ``lr_scheduler(optimizer, total_steps)``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from lightning.pytorch import LightningModule
 from torch import nn
@@ -71,6 +72,32 @@ class VisionTask(LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose tensors do not fit this model, naming them, before Lightning
+        fails on them: typically one trained for another number of classes than the data has."""
+        own = self.state_dict()
+        mismatched = [
+            f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})"
+            for k, v in checkpoint.get("state_dict", {}).items()
+            if k in own and hasattr(v, "shape") and v.shape != own[k].shape
+        ]
+        if not mismatched:
+            return
+        saved = checkpoint.get("hyper_parameters", {}).get("model", {})
+        saved_classes = (
+            saved.get("init_args", {}).get("num_classes") if isinstance(saved, dict) else None
+        )
+        what = (
+            f"it was trained for num_classes={saved_classes}, the data has {getattr(self, 'num_classes', '?')}"
+            if saved_classes is not None and saved_classes != getattr(self, "num_classes", None)
+            else "it was saved from a differently configured model"
+        )
+        raise ConfigError(
+            f"the checkpoint does not fit this model: {what}. Tensors that differ: "
+            f"{'; '.join(mismatched[:4])}. Use the data the checkpoint was trained on, or fine-tune "
+            "from it with the model's weights argument instead of --ckpt_path."
+        )
 
     def log_lr(self) -> None:
         optimizer = self.optimizers(use_pl_optimizer=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,3 +99,53 @@ class ClassificationWriter(BasePredictionWriter):
             writer.writerow(header)
             writer.writerows(self.rows)
         log.info("wrote predictions for %d images to %s", len(self.rows), self.output_dir / name)
+
+
+class DetectionWriter(BasePredictionWriter):
+    """Write ``<output_dir>/predictions.json``: per image its file, and its detections as boxes
+    (x1, y1, x2, y2 in the image's pixels), scores, labels and class names.
+
+    Under DDP each process writes ``predictions-rank<N>.json``.
+    """
+
+    def __init__(
+        self, output_dir: str = "predictions", class_names: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.items: list[dict[str, Any]] = []
+
+    def write_on_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: Sequence[dict[str, Any]],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        for item in prediction:
+            labels = item["labels"].tolist()
+            self.items.append(
+                {
+                    "file": Path(item["path"]).name,
+                    "boxes": [[round(v, 2) for v in box] for box in item["boxes"].tolist()],
+                    "scores": [round(s, 4) for s in item["scores"].tolist()],
+                    "labels": labels,
+                    "names": [self.class_names[i] for i in labels]
+                    if self.class_names
+                    else [str(i) for i in labels],
+                }
+            )
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        name = (
+            "predictions.json"
+            if trainer.world_size == 1
+            else f"predictions-rank{trainer.global_rank}.json"
+        )
+        (self.output_dir / name).write_text(json.dumps(self.items, indent=1))
+        log.info("wrote detections for %d images to %s", len(self.items), self.output_dir / name)

@@ -8,10 +8,12 @@ from vtk.data.classification import (
 )
 from vtk.data.demo import (
     DemoClassificationDataModule,
+    DemoDetectionDataModule,
     DemoSegmentationDataModule,
     make_demo_classification,
     make_demo_segmentation,
 )
+from vtk.data.detection import CocoDetectionDataModule
 from vtk.data.segmentation import (
     MaskFolderDataModule,
     SegmentationDataModule,
@@ -23,7 +25,9 @@ __all__ = [
     "CIFAR10DataModule",
     "ClassificationDataModule",
     "ClassificationDataset",
+    "CocoDetectionDataModule",
     "DemoClassificationDataModule",
+    "DemoDetectionDataModule",
     "DemoSegmentationDataModule",
     "ImageFolderDataModule",
     "MaskFolderDataModule",

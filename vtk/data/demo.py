@@ -7,6 +7,10 @@ same files and the README's figures can be reproduced. Data goes to ``$VTK_DATA_
 The classification demo draws one circle, square, triangle or star per image, in any colour,
 and writes them as an image folder (``train/<class>/*.png``, ``val/<class>/*.png``).
 
+The detection demo draws one to five circles, squares and triangles per image (each class with a
+typical hue) and writes COCO JSON annotations (``annotations/{train,val}.json`` beside
+``train/`` and ``val/`` image folders).
+
 The segmentation demo draws circles, squares and triangles on textured backgrounds and writes
 them in the Pascal VOC layout (JPEG images, palette PNG masks with a 255 "ignore" border around
 each object, as VOC has). Each class has a typical hue with wide jitter, so a network must use
@@ -16,6 +20,7 @@ shape as well as colour.
 from __future__ import annotations
 
 import colorsys
+import json
 import math
 import os
 import shutil
@@ -27,11 +32,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vtk.data.classification import ClassificationDataModule, class_folders, image_folder_samples
+from vtk.data.detection import CocoDetectionDataModule
 from vtk.data.segmentation import Sample, SegmentationDataModule, voc_palette, voc_samples
 from vtk.data.transforms import IGNORE_INDEX
 
 DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 DEMO_CLASSIFICATION_CLASSES = ("circle", "square", "star", "triangle")
+DEMO_DETECTION_CLASSES = ("circle", "square", "triangle")
 
 
 def data_dir() -> Path:
@@ -239,4 +246,91 @@ class DemoClassificationDataModule(ClassificationDataModule):
         folder = self.root / ("train" if split == "train" else "val")
         return self.files_dataset(
             image_folder_samples(folder, self.class_names), transform, str(folder)
+        )
+
+
+def make_demo_detection(
+    root: str | Path, num_train: int = 400, num_val: int = 101, seed: int = 0
+) -> Path:
+    """Write the demo detection set (128x128 JPEGs, COCO JSON) under ``root`` unless it is there."""
+    root = Path(root).expanduser()
+    if (root / "annotations" / "val.json").is_file():
+        return root
+
+    def write(tmp: Path) -> None:
+        rng = np.random.default_rng(seed)
+        categories = [
+            {"id": i + 1, "name": n, "supercategory": "shape"}
+            for i, n in enumerate(DEMO_DETECTION_CLASSES)
+        ]
+        (tmp / "annotations").mkdir(parents=True)
+        image_id = ann_id = 0
+        for split, n in (("train", num_train), ("val", num_val)):
+            (tmp / split).mkdir()
+            images, annotations = [], []
+            for _ in range(n):
+                image_id += 1
+                image = _background(rng, 128, 128)
+                draw = ImageDraw.Draw(image)
+                for _ in range(int(rng.integers(1, 6))):
+                    kind = int(rng.integers(1, 4))
+                    r = float(rng.uniform(8, 24))
+                    cx, cy = (float(v) for v in rng.uniform(r, 128 - r, size=2))
+                    hue = ((kind - 1) / 3 + rng.uniform(-0.08, 0.08)) % 1.0
+                    colour = tuple(
+                        int(255 * c)
+                        for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1), rng.uniform(0.6, 1))
+                    )
+                    if kind == 1:
+                        pts = [(cx - r, cy - r), (cx + r, cy + r)]
+                        draw.ellipse(pts, fill=colour)
+                        area = math.pi * r * r
+                    else:
+                        pts = _polygon(
+                            kind,
+                            cx,
+                            cy,
+                            r * (1.25 if kind == 3 else 1.1),
+                            float(rng.uniform(0, math.pi)),
+                        )
+                        draw.polygon(pts, fill=colour)
+                        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                        area = 0.5 * abs(
+                            sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(pts)))
+                        )
+                    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                    x1, y1 = max(min(xs), 0.0), max(min(ys), 0.0)
+                    x2, y2 = min(max(xs), 128.0), min(max(ys), 128.0)
+                    ann_id += 1
+                    annotations.append(
+                        {"id": ann_id, "image_id": image_id, "category_id": kind, "iscrowd": 0, "area": round(area, 2),
+                         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]}
+                    )  # fmt: skip
+                name = f"{split}_{image_id:05d}.jpg"
+                image.save(tmp / split / name, quality=95)
+                images.append({"id": image_id, "file_name": name, "width": 128, "height": 128})
+            coco = {"images": images, "annotations": annotations, "categories": categories}
+            (tmp / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+
+    return _write_atomically(root, write)
+
+
+class DemoDetectionDataModule(CocoDetectionDataModule):
+    """The synthetic shapes detection set (3 classes, 128x128, COCO JSON), generated on first use.
+
+    Args:
+        root: where to write it (default ``$VTK_DATA_DIR/demo_detection``).
+        **kwargs: see :class:`~vtk.data.detection.CocoDetectionDataModule`.
+    """
+
+    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
+        folder = make_demo_detection(
+            Path(root).expanduser() if root else data_dir() / "demo_detection"
+        )
+        super().__init__(
+            train_images=str(folder / "train"),
+            train_annotations=str(folder / "annotations" / "train.json"),
+            val_images=str(folder / "val"),
+            val_annotations=str(folder / "annotations" / "val.json"),
+            **kwargs,
         )

@@ -147,3 +147,20 @@ def cifar_eval(
     mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
 ) -> A.Compose:
     return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
+
+
+def detection_train(hflip: float = 0.5, photometric: bool = False) -> A.Compose:
+    """Flip (and colour jitter) with boxes; resizing is the detector's own (torchvision's)
+    transform, which also normalises. Output: RGB float in [0, 1], boxes in pixels (x1y1x2y2)."""
+    ops: list = [A.HorizontalFlip(p=hflip)]
+    if photometric:
+        ops.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8))
+    ops += [A.ToFloat(max_value=255.0), ToTensorV2()]
+    return A.Compose(
+        ops, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], clip=True)
+    )
+
+
+def detection_eval() -> A.Compose:
+    """No geometry change: predictions come back in the image's own coordinates."""
+    return A.Compose([A.ToFloat(max_value=255.0), ToTensorV2()])

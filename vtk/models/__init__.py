@@ -11,13 +11,17 @@ from vtk.models.backbones import (
     list_backbones,
 )
 from vtk.models.classifier import Classifier
+from vtk.models.detector import FCOS, RetinaNet
 from vtk.models.heads import ClassificationHead, DeepLabV3Head, DeepLabV3PlusHead, FCNHead, VGGHead
-from vtk.models.necks import ASPP
+from vtk.models.necks import ASPP, FPN, ASFFNeck, RFBNeck
 from vtk.models.segmenter import Segmenter
 
 __all__ = [
     "ASPP",
+    "FCOS",
+    "FPN",
     "VGG",
+    "ASFFNeck",
     "Backbone",
     "CifarResNet",
     "ClassificationHead",
@@ -27,7 +31,9 @@ __all__ = [
     "DenseNet",
     "FCNHead",
     "FeatureInfo",
+    "RFBNeck",
     "ResNet",
+    "RetinaNet",
     "Segmenter",
     "VGGHead",
     "create_backbone",

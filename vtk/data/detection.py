@@ -1,0 +1,396 @@
+"""Object detection data in COCO format: an annotation JSON and a folder of images.
+
+The JSON is checked before pycocotools indexes it, and the cases real files have are handled
+and reported once per split, not silently:
+
+* category ids that are not contiguous, or start at 0: classes are the categories sorted by
+  id, labels 0..K-1; predictions are written back with the original ids;
+* categories that no annotation uses: kept as classes, listed;
+* images without annotations: kept as negatives (``keep_empty``), counted;
+* ``iscrowd`` regions: left out of the loss, passed to the evaluation (as COCO does);
+* boxes that leave the image: clipped, counted; boxes with no area: dropped, counted;
+* an annotation whose category or image does not exist, an image file that is missing, an
+  image whose size differs from the JSON: an error naming the annotation / image id and file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from vtk.data import transforms as T
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
+from vtk.errors import DataError
+
+log = logging.getLogger("vtk")
+
+
+def read_coco_json(path: str | Path) -> dict[str, Any]:
+    """Read and check a COCO annotation file; returns its dict."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"annotation file {path} does not exist; check the path in the recipe.")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is not a COCO annotation file: the top level is not an object.")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(
+                f"{path} is not a COCO annotation file: it has no {key!r} list (a COCO file has "
+                "'images', 'annotations' and 'categories'). Convert VOC XML with tools/voc_to_coco.py."
+            )
+    for what, required in (("images", ("id", "file_name")), ("categories", ("id", "name")),
+                           ("annotations", ("id", "image_id", "category_id", "bbox"))):  # fmt: skip
+        for i, item in enumerate(data[what]):
+            missing = [k for k in required if k not in item]
+            if missing:
+                raise DataError(
+                    f"{path}: {what}[{i}] has no {missing[0]!r} (id {item.get('id', '?')})."
+                )
+    categories = {c["id"] for c in data["categories"]}
+    images = {im["id"] for im in data["images"]}
+    for ann in data["annotations"]:
+        if ann["category_id"] not in categories:
+            raise DataError(
+                f"{path}: annotation {ann['id']} (image {ann['image_id']}) has category_id "
+                f"{ann['category_id']}, which is not among the file's categories {sorted(categories)}."
+            )
+        if ann["image_id"] not in images:
+            raise DataError(
+                f"{path}: annotation {ann['id']} refers to image {ann['image_id']}, which is not in 'images'."
+            )
+        bbox = ann["bbox"]
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(isinstance(v, (int, float)) for v in bbox)
+        ):
+            raise DataError(
+                f"{path}: annotation {ann['id']} (image {ann['image_id']}) has bbox {bbox}; COCO needs [x, y, width, height]."
+            )
+    return data
+
+
+def coco_api(data: dict[str, Any]) -> Any:
+    """A pycocotools ``COCO`` over an already read and checked annotation dict."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
+        coco.createIndex()
+    return coco
+
+
+@dataclass
+class ImageRecord:
+    """One image's annotations, in original pixel coordinates (x1, y1, x2, y2)."""
+
+    image_id: int
+    path: Path
+    boxes: np.ndarray  # (N, 4) float32, non-crowd, for training
+    labels: np.ndarray  # (N,) int64, contiguous 0..K-1
+    eval_boxes: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 4), np.float32)
+    )  # incl. crowd
+    eval_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    eval_crowd: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    eval_area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    size: tuple[int, int] | None = None  # (height, width) from the JSON
+
+
+def coco_records(
+    data: dict[str, Any],
+    image_dir: str | Path,
+    category_ids: Sequence[int],
+    keep_empty: bool,
+    where: str,
+) -> list[ImageRecord]:
+    """Per-image annotations of a checked COCO dict, with the report of what was changed."""
+    image_dir = Path(image_dir).expanduser()
+    if not image_dir.is_dir():
+        raise DataError(f"image folder {image_dir} does not exist; check the path in the recipe.")
+    label_of = {cid: i for i, cid in enumerate(category_ids)}
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    records, clipped, degenerate, crowd, empty, missing = [], 0, 0, 0, 0, []
+    for im in sorted(data["images"], key=lambda im: im["id"]):
+        path = image_dir / im["file_name"]
+        if not path.is_file():
+            missing.append((im["id"], path))
+            continue
+        w, h = im.get("width"), im.get("height")
+        boxes, labels, crowd_flags, areas = [], [], [], []
+        for ann in by_image.get(im["id"], []):
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            x1, y1, x2, y2 = x, y, x + bw, y + bh
+            if w is not None and h is not None:
+                cx1, cy1, cx2, cy2 = (
+                    max(x1, 0.0),
+                    max(y1, 0.0),
+                    min(x2, float(w)),
+                    min(y2, float(h)),
+                )
+                if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2) and cx2 > cx1 and cy2 > cy1:
+                    clipped += 1
+                x1, y1, x2, y2 = cx1, cy1, cx2, cy2
+            if x2 <= x1 or y2 <= y1:
+                degenerate += 1
+                continue
+            boxes.append((x1, y1, x2, y2))
+            labels.append(label_of[ann["category_id"]])
+            crowd_flags.append(int(ann.get("iscrowd", 0)))
+            areas.append(float(ann.get("area", (x2 - x1) * (y2 - y1))))
+        boxes_a = np.asarray(boxes, np.float32).reshape(-1, 4)
+        labels_a, crowd_a = np.asarray(labels, np.int64), np.asarray(crowd_flags, np.int64)
+        crowd += int(crowd_a.sum())
+        train = crowd_a == 0
+        if not train.any():
+            empty += 1
+            if not keep_empty:
+                continue
+        records.append(
+            ImageRecord(
+                im["id"], path, boxes_a[train], labels_a[train], boxes_a, labels_a, crowd_a,
+                np.asarray(areas, np.float32), (int(h), int(w)) if w and h else None,
+            )
+        )  # fmt: skip
+    if missing:
+        image_id, path = missing[0]
+        raise DataError(
+            f"{len(missing)} images of {where} are missing: image id {image_id} is {path}, which does "
+            "not exist. Restore the files or remove them from the annotation file."
+        )
+    notes = []
+    if clipped:
+        notes.append(f"{clipped} boxes clipped to their image")
+    if degenerate:
+        notes.append(f"{degenerate} boxes with no area dropped")
+    if crowd:
+        notes.append(f"{crowd} crowd regions left out of the loss (kept for evaluation)")
+    if empty:
+        notes.append(
+            f"{empty} images without boxes " + ("kept as negatives" if keep_empty else "left out")
+        )
+    if notes:
+        log.info("%s: %s", where, "; ".join(notes))
+    if not records:
+        raise DataError(
+            f"{where} has no images left after filtering (images without boxes "
+            f"{'kept' if keep_empty else 'left out: set keep_empty: true'})."
+        )
+    return records
+
+
+class CocoDetectionDataset(Dataset):
+    """Images with their boxes: ``{"image", "target", "eval_target", "image_id", "path"}``.
+
+    ``target`` (boxes after augmentation, labels; no crowd) feeds the loss; ``eval_target``
+    (original coordinates, crowd flags and areas as in the file) feeds the evaluation.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], transform: Any) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        image = read_image(r.path)
+        if r.size is not None and image.shape[:2] != r.size:
+            raise DataError(
+                f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "
+                f"file says {r.size[1]}x{r.size[0]}; its boxes would be misplaced. Fix width/height."
+            )
+        out = self.transform(image=image, bboxes=r.boxes, labels=r.labels)
+        boxes = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
+        labels = torch.as_tensor(np.asarray(out["labels"], np.int64))
+        return {
+            "image": out["image"],
+            "target": {"boxes": boxes, "labels": labels},
+            "eval_target": {
+                "boxes": torch.from_numpy(r.eval_boxes),
+                "labels": torch.from_numpy(r.eval_labels),
+                "iscrowd": torch.from_numpy(r.eval_crowd),
+                "area": torch.from_numpy(r.eval_area),
+            },
+            "image_id": r.image_id,
+            "path": str(r.path),
+        }
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Images of different sizes stay a list (the detector's transform batches them)."""
+    return {key: [b[key] for b in batch] for key in batch[0]}
+
+
+class ImageFolderPredict(Dataset):
+    """Images of a folder for ``vtk predict``: ``{"image", "image_id", "path"}``."""
+
+    def __init__(self, files: Sequence[Path], transform: Any) -> None:
+        self.files, self.transform = list(files), transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = read_image(self.files[index])
+        return {
+            "image": self.transform(image=image)["image"],
+            "image_id": self.files[index].stem,
+            "path": str(self.files[index]),
+        }
+
+
+class CocoDetectionDataModule(LightningDataModule):
+    """COCO-format detection data (COCO itself, or your own set in its format).
+
+    Args:
+        train_images, train_annotations: the training image folder and annotation JSON.
+        val_images, val_annotations: the same for validation (its categories give
+            ``num_classes``, ``class_names`` and ``category_ids``).
+        test_images, test_annotations: for ``vtk test`` (default: the validation split).
+        keep_empty: keep training images without boxes as negatives (COCO does).
+        hflip: horizontal flip probability in training.
+        photometric: colour jitter in training.
+        batch_size: images per process and step (per GPU under DDP).
+        val_batch_size: images per evaluation step (default ``batch_size``).
+        num_workers: loader worker processes per GPU.
+        predict_dir: folder of images for ``vtk predict``.
+    """
+
+    def __init__(
+        self,
+        train_images: str,
+        train_annotations: str,
+        val_images: str,
+        val_annotations: str,
+        test_images: str | None = None,
+        test_annotations: str | None = None,
+        keep_empty: bool = True,
+        hflip: float = 0.5,
+        photometric: bool = False,
+        batch_size: int = 2,
+        val_batch_size: int | None = None,
+        num_workers: int = 4,
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.paths = {
+            "train": (train_images, train_annotations),
+            "val": (val_images, val_annotations),
+            "test": (test_images or val_images, test_annotations or val_annotations),
+        }
+        val = read_coco_json(val_annotations)
+        categories = sorted(val["categories"], key=lambda c: c["id"])
+        self.category_ids = [int(c["id"]) for c in categories]
+        self.class_names = [str(c["name"]) for c in categories]
+        self.num_classes = len(categories)
+        if self.num_classes == 0:
+            raise DataError(f"{val_annotations} lists no categories.")
+        self._cache = {str(Path(val_annotations)): val}
+        self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.predict_dir = predict_dir
+        self.datasets: dict[str, Dataset] = {}
+
+    def _records(self, split: str) -> list[ImageRecord]:
+        images, annotations = self.paths[split]
+        data = self._cache.get(str(Path(annotations))) or read_coco_json(annotations)
+        ids = sorted(int(c["id"]) for c in data["categories"])
+        if ids != self.category_ids:
+            raise DataError(
+                f"the categories of {annotations} (ids {ids[:10]}) differ from the validation file's "
+                f"({self.category_ids[:10]}); all splits must share one category list."
+            )
+        used = {a["category_id"] for a in data["annotations"]}
+        unused = [n for i, n in zip(self.category_ids, self.class_names) if i not in used]
+        if unused and split == "train":
+            log.warning(
+                "%s: %d categories have no annotation: %s", annotations, len(unused), unused[:10]
+            )
+        return coco_records(
+            data,
+            images,
+            self.category_ids,
+            self.keep_empty or split != "train",
+            f"{split} ({annotations})",
+        )
+
+    def setup(self, stage: str) -> None:
+        splits = {
+            "fit": ["train", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["predict"],
+        }
+        for split in splits[stage]:
+            if split == "predict":
+                if self.predict_dir is None:
+                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
+                folder = Path(self.predict_dir).expanduser()
+                if not folder.is_dir():
+                    raise DataError(f"prediction folder {folder} does not exist.")
+                files = sorted(p for p in folder.iterdir() if p.is_file())
+                skipped = [p.name for p in files if not is_image_file(p)]
+                if skipped:
+                    log.warning(
+                        "skipping %d files that are not images in %s: %s",
+                        len(skipped),
+                        folder,
+                        skipped[:5],
+                    )
+                files = [p for p in files if is_image_file(p)]
+                if not files:
+                    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
+                self.datasets[split] = ImageFolderPredict(files, T.detection_eval())
+            else:
+                tf = (
+                    T.detection_train(self.hflip, self.photometric)
+                    if split == "train"
+                    else T.detection_eval()
+                )
+                self.datasets[split] = CocoDetectionDataset(self._records(split), tf)
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and len(self.datasets[split]) >= batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.val_batch_size)

@@ -1,0 +1,251 @@
+"""One-stage detectors: a vtk backbone and neck under torchvision's FCOS or RetinaNet.
+
+Heads, losses, box coding, anchor generation, the resize / normalise / batch transform and the
+post-processing (score threshold, NMS, mapping boxes back to each input image's size) are
+torchvision's (``torchvision.models.detection``); vtk gives them any backbone with any plug-in
+and any neck, with anchor sizes derived from the neck's strides.
+
+Parameter names are torchvision's (``backbone.body`` = the backbone, ``backbone.fpn`` = the
+neck, ``head``), so ``fcos_resnet50_fpn`` / ``retinanet_resnet50_fpn`` checkpoints load
+unchanged: configured as those models (ResNet-50 with frozen BN and frozen stem + layer1, FPN
+P3-P7) vtk's detectors have their 32,269,600 / 34,014,999 parameters and give their detections.
+
+    >>> model = FCOS(ResNet("resnet50", out_indices=(1, 2, 3)), num_classes=80, neck=FPN)
+    >>> model.eval()([torch.rand(3, 480, 640)])[0].keys()
+    dict_keys(['boxes', 'scores', 'labels'])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+import torchvision.models.detection as tvd
+from torch import Tensor, nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.ops import FrozenBatchNorm2d
+
+from vtk.errors import WeightsError
+from vtk.models.backbones.base import Backbone
+from vtk.models.necks.fpn import FPN
+from vtk.models.weights import load_state_dict, no_weights, read_state_dict, torchvision_state_dict
+
+log = logging.getLogger("vtk")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: COCO's 80 category ids in order: the rows of a 91-way torchvision COCO classifier that an
+#: 80-class COCO model (contiguous labels 0-79) keeps (``weights_class_map: coco80``).
+COCO80_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)  # fmt: skip
+
+#: A neck class (or partial) called as ``neck(in_channels, in_strides)``.
+NeckFactory = Callable[[Sequence[int], Sequence[int]], nn.Module]
+CLASS_LOGITS = "head.classification_head.cls_logits."
+
+
+class BackboneWithNeck(nn.Module):
+    """What torchvision's detectors call their backbone: the vtk backbone (``body``) and the
+    neck (``fpn``, torchvision's name for it), returning the levels as an ordered dict."""
+
+    def __init__(self, backbone: Backbone, neck: NeckFactory) -> None:
+        super().__init__()
+        self.body = backbone
+        self.fpn = neck(backbone.out_channels, backbone.strides)
+        self.out_channels: int = self.fpn.out_channels
+        self.strides: list[int] = list(self.fpn.strides)
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        return self.fpn(self.body(x))
+
+
+class _DetectorMixin:
+    """Weights loading shared by the detectors."""
+
+    torchvision_name: str
+    num_classes: int
+
+    def _load_weights(self, weights: str, class_map: str | Sequence[int] | None) -> None:
+        if weights == "coco":
+            name = self.torchvision_name
+            state, source = torchvision_state_dict(name, "COCO_V1"), f"torchvision {name} COCO_V1"
+        else:
+            state, source = read_state_dict(weights), weights
+        if class_map is not None:
+            state = self._select_classes(
+                state, COCO80_CATEGORY_IDS if class_map == "coco80" else class_map, source
+            )
+        load_state_dict(self, state, source, reinit_prefixes=[CLASS_LOGITS])  # type: ignore[arg-type]
+
+    def _select_classes(
+        self, state: dict[str, Tensor], rows: Sequence[int], source: str
+    ) -> dict[str, Tensor]:
+        """Keep the class-logit rows ``rows`` (in order) of every anchor of the loaded head."""
+        w, b = state.get(CLASS_LOGITS + "weight"), state.get(CLASS_LOGITS + "bias")
+        anchors = self.anchor_generator.num_anchors_per_location()[0]  # type: ignore[attr-defined]
+        if w is None or b is None or w.shape[0] % anchors:
+            raise WeightsError(
+                f"{source} has no class logits layer ({CLASS_LOGITS}*) to select classes from."
+            )
+        classes = w.shape[0] // anchors
+        if len(rows) != self.num_classes or max(rows) >= classes:
+            raise WeightsError(
+                f"weights_class_map has {len(rows)} entries up to {max(rows)}; it needs one per class "
+                f"of the model ({self.num_classes}), each below the {classes} classes of {source}."
+            )
+        index = torch.tensor([a * classes + r for a in range(anchors) for r in rows])
+        log.info(
+            "kept class logits %s of %s for the model's %d classes",
+            list(rows)[:5],
+            source,
+            len(rows),
+        )
+        return {**state, CLASS_LOGITS + "weight": w[index], CLASS_LOGITS + "bias": b[index]}
+
+
+class FCOS(_DetectorMixin, tvd.FCOS):
+    """FCOS (Tian et al., ICCV 2019) with a vtk backbone and neck, on torchvision's FCOS.
+
+    Args:
+        backbone: a vtk backbone; for an FPN, its outputs from C3 (``out_indices: [1, 2, 3]``
+            for a ResNet).
+        num_classes: classes to detect (given by the data in a recipe).
+        neck: called as ``neck(in_channels, in_strides)``: :class:`~vtk.models.necks.FPN`
+            (default, P3-P7), ``ASFFNeck`` or ``RFBNeck``.
+        min_size, max_size: torchvision's resize of every input: the shorter side to
+            ``min_size`` (a list: one drawn per image in training, multi-scale; the last one at
+            evaluation) unless the longer side would exceed ``max_size``. Boxes come back in
+            the input image's coordinates.
+        image_mean, image_std: normalisation (inputs are RGB floats in [0, 1]).
+        center_sampling_radius, score_thresh, nms_thresh, detections_per_img,
+        topk_candidates: torchvision's FCOS arguments (its defaults).
+        num_convs: convs in each head tower (4).
+        weights: ``"coco"`` (torchvision's ``fcos_resnet50_fpn`` COCO weights) or a path to a
+            whole-detector state_dict. With another ``num_classes`` the class logits are
+            re-initialised and the log says so.
+        weights_class_map: rows of the loaded class logits to keep, one per class of this model:
+            a list, or ``"coco80"`` for an 80-class COCO model from torchvision's 91-way weights.
+    """
+
+    torchvision_name = "fcos_resnet50_fpn"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        neck: NeckFactory = FPN,
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        center_sampling_radius: float = 1.5,
+        score_thresh: float = 0.2,
+        nms_thresh: float = 0.6,
+        detections_per_img: int = 100,
+        topk_candidates: int = 1000,
+        num_convs: int = 4,
+        weights: str | None = None,
+        weights_class_map: str | Sequence[int] | None = None,
+    ) -> None:
+        features = BackboneWithNeck(backbone, neck)
+        # one point per location; its "size" is the level's stride (torchvision's 8 ... 128)
+        anchors = AnchorGenerator(
+            tuple((s,) for s in features.strides), ((1.0,),) * len(features.strides)
+        )
+        head = FCOSHead(
+            features.out_channels, anchors.num_anchors_per_location()[0], num_classes, num_convs
+        )
+        super().__init__(
+            features,
+            num_classes,
+            min_size=_sizes(min_size),
+            max_size=max_size,
+            image_mean=list(image_mean),
+            image_std=list(image_std),
+            anchor_generator=anchors,
+            head=head,
+            center_sampling_radius=center_sampling_radius,
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+            topk_candidates=topk_candidates,
+        )
+        self.num_classes = num_classes
+        if not no_weights(weights):
+            self._load_weights(str(weights), weights_class_map)
+
+
+class RetinaNet(_DetectorMixin, tvd.RetinaNet):
+    """RetinaNet (Lin et al., ICCV 2017) with a vtk backbone and neck, on torchvision's RetinaNet.
+
+    Anchors: three scales (2^0, 2^(1/3), 2^(2/3)) of 4x each level's stride and aspect ratios
+    0.5, 1, 2 (§4 "Anchors"), as torchvision's. Arguments as :class:`FCOS`, with RetinaNet's
+    ``fg_iou_thresh`` / ``bg_iou_thresh`` (0.5 / 0.4) and its defaults (score 0.05, NMS 0.5,
+    300 detections). ``weights: coco`` is torchvision's ``retinanet_resnet50_fpn`` COCO_V1,
+    whose frozen BN layers were trained with eps 0 (set when it is loaded, as torchvision does).
+    """
+
+    torchvision_name = "retinanet_resnet50_fpn"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        neck: NeckFactory = FPN,
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 300,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.4,
+        topk_candidates: int = 1000,
+        weights: str | None = None,
+        weights_class_map: str | Sequence[int] | None = None,
+    ) -> None:
+        features = BackboneWithNeck(backbone, neck)
+        sizes = tuple(
+            (4 * s, int(4 * s * 2 ** (1 / 3)), int(4 * s * 2 ** (2 / 3))) for s in features.strides
+        )
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        head = RetinaNetHead(
+            features.out_channels, anchors.num_anchors_per_location()[0], num_classes
+        )
+        super().__init__(
+            features,
+            num_classes,
+            min_size=_sizes(min_size),
+            max_size=max_size,
+            image_mean=list(image_mean),
+            image_std=list(image_std),
+            anchor_generator=anchors,
+            head=head,
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+            fg_iou_thresh=fg_iou_thresh,
+            bg_iou_thresh=bg_iou_thresh,
+            topk_candidates=topk_candidates,
+        )
+        self.num_classes = num_classes
+        if not no_weights(weights):
+            self._load_weights(str(weights), weights_class_map)
+            if weights == "coco":
+                for m in self.modules():
+                    if isinstance(m, FrozenBatchNorm2d):
+                        m.eps = 0.0
+
+
+def _sizes(min_size: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(min_size),) if isinstance(min_size, int) else tuple(int(s) for s in min_size)
