@@ -15,16 +15,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch.distributed as dist
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
+from torchvision.ops import box_convert
 
 from vtk.callbacks import DetectionWriter
 from vtk.errors import ConfigError
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
+
+# pycocotools' own thresholds, in float64: torchmetrics' defaults come from a float32 linspace,
+# which moves AP by up to ~1e-5 from what COCOeval reports on the same detections
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
+COCO_REC_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 
 #: torchmetrics' result keys -> the names vtk logs (COCO's)
 COCO_METRICS = {
@@ -70,10 +77,12 @@ class DetectionTask(VisionTask):
         self.class_names = (
             list(class_names) if class_names else [str(i) for i in range(num_classes)]
         )
-        self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend=map_backend)
-        self.test_map = MeanAveragePrecision(
-            box_format="xyxy", iou_type="bbox", backend=map_backend, class_metrics=True
-        )
+        kwargs = dict(
+            box_format="xyxy", iou_type="bbox", backend=map_backend,
+            iou_thresholds=COCO_IOU_THRESHOLDS, rec_thresholds=COCO_REC_THRESHOLDS,
+        )  # fmt: skip
+        self.val_map = MeanAveragePrecision(**kwargs)
+        self.test_map = MeanAveragePrecision(class_metrics=True, **kwargs)
         #: where ``vtk test`` / ``vtk predict`` write files (``--output_dir``); default the run folder
         self.output_dir: str | None = None
         self._results: list[dict[str, Any]] = []
@@ -132,15 +141,15 @@ class DetectionTask(VisionTask):
             range(self.num_classes)
         )
         for image_id, det in zip(batch["image_id"], self._evaluate(batch, self.test_map)):
-            boxes = det["boxes"].float().cpu()
-            for (x1, y1, x2, y2), score, label in zip(
-                boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()
-            ):
+            # x, y, w, h in float32, as torchmetrics converts them: the written file then scores
+            # exactly as the logged metric under pycocotools
+            boxes = box_convert(det["boxes"].float(), "xyxy", "xywh").cpu().tolist()
+            for box, score, label in zip(boxes, det["scores"].tolist(), det["labels"].tolist()):
                 self._results.append(
                     {
                         "image_id": image_id,
                         "category_id": category_ids[label],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "bbox": box,
                         "score": score,
                     }
                 )

@@ -105,11 +105,11 @@ class ImageRecord:
     boxes: np.ndarray  # (N, 4) float32, non-crowd, for training
     labels: np.ndarray  # (N,) int64, contiguous 0..K-1
     eval_boxes: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, 4), np.float32)
+        default_factory=lambda: np.zeros((0, 4), np.float64)
     )  # incl. crowd
     eval_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     eval_crowd: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    eval_area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    eval_area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     size: tuple[int, int] | None = None  # (height, width) from the JSON
 
 
@@ -156,7 +156,8 @@ def coco_records(
             labels.append(label_of[ann["category_id"]])
             crowd_flags.append(int(ann.get("iscrowd", 0)))
             areas.append(float(ann.get("area", (x2 - x1) * (y2 - y1))))
-        boxes_a = np.asarray(boxes, np.float32).reshape(-1, 4)
+        # evaluation keeps the file's numbers in float64, so the metric scores the boxes the file holds
+        boxes_a = np.asarray(boxes, np.float64).reshape(-1, 4)
         labels_a, crowd_a = np.asarray(labels, np.int64), np.asarray(crowd_flags, np.int64)
         crowd += int(crowd_a.sum())
         train = crowd_a == 0
@@ -166,8 +167,8 @@ def coco_records(
                 continue
         records.append(
             ImageRecord(
-                im["id"], path, boxes_a[train], labels_a[train], boxes_a, labels_a, crowd_a,
-                np.asarray(areas, np.float32), (int(h), int(w)) if w and h else None,
+                im["id"], path, boxes_a[train].astype(np.float32), labels_a[train], boxes_a, labels_a, crowd_a,
+                np.asarray(areas, np.float64), (int(h), int(w)) if w and h else None,
             )
         )  # fmt: skip
     if missing:

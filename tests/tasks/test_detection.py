@@ -1,0 +1,130 @@
+"""DetectionTask: training, COCO mAP equal to pycocotools' own, results JSON, checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import nn
+
+from vtk.data import DemoDetectionDataModule
+from vtk.errors import ConfigError
+from vtk.models import FCOS, ResNet
+from vtk.tasks import DetectionTask
+
+
+def _trainer(**kwargs) -> Trainer:
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def demo() -> DemoDetectionDataModule:
+    return DemoDetectionDataModule(batch_size=4, num_workers=0)
+
+
+def test_fit_logs_losses_and_coco_metrics(demo) -> None:
+    model = FCOS(
+        ResNet("resnet18", out_indices=(1, 2, 3)), demo.num_classes, min_size=96, max_size=96
+    )
+    task = DetectionTask(model, class_names=demo.class_names)
+    trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    trainer.fit(task, datamodule=demo)
+    for key in ("train/loss", "train/classification", "train/bbox_regression", "train/bbox_ctrness", "train/lr",
+                "val/AP", "val/AP50", "val/AP75", "val/APs", "val/APm", "val/APl", "val/AR100"):  # fmt: skip
+        assert key in trainer.callback_metrics, key
+
+
+def _key(image: torch.Tensor) -> str:
+    return hashlib.sha1(image.numpy().tobytes()).hexdigest()
+
+
+class Oracle(nn.Module):
+    """Returns, for each image it is shown, the detections prepared for it (looked up by content)."""
+
+    def __init__(self, num_classes: int, answers: dict[str, dict[str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.num_classes, self.answers = num_classes, answers
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, images, targets=None):
+        return [self.answers[_key(im)] for im in images]
+
+
+def _answers(demo, noisy: bool) -> dict[str, dict[str, torch.Tensor]]:
+    demo.setup("validate")
+    g = torch.Generator().manual_seed(0)
+    answers = {}
+    for i in range(len(demo.datasets["val"])):
+        item = demo.datasets["val"][i]
+        boxes, labels = item["eval_target"]["boxes"], item["eval_target"]["labels"]
+        scores = torch.ones(len(boxes))
+        if noisy:  # jitter, random scores, some wrong labels and false positives
+            boxes = boxes + torch.randn(boxes.shape, generator=g) * 3
+            scores = torch.rand(len(boxes), generator=g)
+            labels = torch.where(
+                torch.rand(len(labels), generator=g) < 0.2, (labels + 1) % 3, labels
+            )
+            extra = torch.rand(2, 4, generator=g) * 60
+            boxes = torch.cat(
+                [boxes, torch.cat([extra[:, :2], extra[:, :2] + extra[:, 2:] + 5], 1)]
+            )
+            scores, labels = (
+                torch.cat([scores, torch.rand(2, generator=g)]),
+                torch.cat([labels, torch.tensor([0, 1])]),
+            )
+        answers[_key(item["image"])] = {"boxes": boxes, "scores": scores, "labels": labels}
+    return answers
+
+
+def test_ground_truth_as_predictions_gives_ap_1(demo) -> None:
+    task = DetectionTask(Oracle(demo.num_classes, _answers(demo, noisy=False)))
+    (result,) = _trainer().validate(task, datamodule=demo, verbose=False)
+    assert result["val/AP"] == pytest.approx(1.0) and result["val/AP50"] == pytest.approx(1.0)
+
+
+def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
+    task = DetectionTask(Oracle(demo.num_classes, _answers(demo, noisy=True)))
+    task.output_dir = str(tmp_path)
+    (result,) = _trainer().test(task, datamodule=demo, verbose=False)
+    results = json.loads((tmp_path / "coco_results.json").read_text())
+    assert {r["category_id"] for r in results} <= set(demo.category_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(demo.paths["test"][1])
+        evaluation = COCOeval(gt, gt.loadRes(str(tmp_path / "coco_results.json")), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    stats = evaluation.stats
+    assert 0.1 < stats[0] < 0.9  # a meaningful, not degenerate, score
+    for key, index in (("AP", 0), ("AP50", 1), ("AP75", 2), ("APs", 3), ("APm", 4), ("AR100", 8)):
+        assert result[f"test/{key}"] == pytest.approx(stats[index], abs=1e-6), key
+
+
+def test_a_checkpoint_for_other_classes_is_refused_by_name(demo, tmp_path) -> None:
+    other = DetectionTask(
+        FCOS(ResNet("resnet18", out_indices=(1, 2, 3)), 7, min_size=64, max_size=64)
+    )
+    path = tmp_path / "seven.ckpt"
+    torch.save(
+        {
+            "state_dict": other.state_dict(),
+            "hyper_parameters": {"model": {"init_args": {"num_classes": 7}}},
+        },
+        path,
+    )
+    task = DetectionTask(
+        FCOS(ResNet("resnet18", out_indices=(1, 2, 3)), demo.num_classes, min_size=64, max_size=64)
+    )
+    with pytest.raises(ConfigError, match=r"trained for num_classes=7, the data has 3.*cls_logits"):
+        task.on_load_checkpoint(torch.load(path, weights_only=False))
