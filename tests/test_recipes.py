@@ -25,7 +25,14 @@ DEMO_DATA = {
         "class_path": "vtk.data.DemoClassificationDataModule",
         "init_args": {"image_size": 32, "resize_size": 32, "batch_size": 2, "num_workers": 0},
     },
+    "vtk.tasks.DetectionTask": {
+        "class_path": "vtk.data.DemoDetectionDataModule",
+        "init_args": {"batch_size": 2, "num_workers": 0},
+    },
 }
+
+#: model arguments set small for the step (COCO recipes resize images to 800-1333 pixels)
+TINY_MODEL = {"vtk.tasks.DetectionTask": {"min_size": 128, "max_size": 128}}
 
 
 def _without_weights(node: Any) -> Any:
@@ -45,7 +52,9 @@ def test_every_task_has_demo_data() -> None:
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_builds_and_steps_on_demo_data(recipe: Path, tmp_path: Path, monkeypatch) -> None:
     config = _without_weights(yaml.safe_load(recipe.read_text()))
-    config["data"] = DEMO_DATA[config["model"]["class_path"]]
+    task = config["model"]["class_path"]
+    config["data"] = DEMO_DATA[task]
+    config["model"]["init_args"]["model"]["init_args"].update(TINY_MODEL.get(task, {}))
     tiny = tmp_path / recipe.name
     tiny.write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)

@@ -39,7 +39,7 @@ def _box(i, image_id, cat, bbox, **extra):
 
 def _dm(root, **kwargs) -> CocoDetectionDataModule:
     a, im = str(root / "ann.json"), str(root / "images")
-    return CocoDetectionDataModule(im, a, im, a, **{"batch_size": 2, "num_workers": 0, **kwargs})
+    return CocoDetectionDataModule(im, a, a, im, **{"batch_size": 2, "num_workers": 0, **kwargs})
 
 
 def test_real_file_cases_are_handled_and_reported(tmp_path, caplog) -> None:
@@ -102,8 +102,8 @@ def test_training_flip_moves_the_boxes(tmp_path) -> None:
     assert item["image"].dtype == torch.float32 and item["image"].max() <= 1.0
     torch.testing.assert_close(item["target"]["boxes"], torch.tensor([[40.0, 20.0, 70.0, 30.0]]))
     torch.testing.assert_close(
-        item["eval_target"]["boxes"], torch.tensor([[10.0, 20.0, 40.0, 30.0]])
-    )
+        item["eval_target"]["boxes"], torch.tensor([[10.0, 20.0, 40.0, 30.0]], dtype=torch.float64)
+    )  # evaluation targets stay float64, as pycocotools reads them
 
 
 def test_not_coco_names_the_missing_key(tmp_path) -> None:
@@ -170,8 +170,8 @@ def test_splits_must_share_categories(tmp_path) -> None:
     dm = CocoDetectionDataModule(
         str(train / "images"),
         str(train / "ann.json"),
-        str(val / "images"),
-        str(val / "ann.json"),
+        val_annotations=str(val / "ann.json"),
+        val_images=str(val / "images"),
         num_workers=0,
     )
     with pytest.raises(DataError, match="differ from the validation file's"):

@@ -265,8 +265,10 @@ class CocoDetectionDataModule(LightningDataModule):
 
     Args:
         train_images, train_annotations: the training image folder and annotation JSON.
-        val_images, val_annotations: the same for validation (its categories give
-            ``num_classes``, ``class_names`` and ``category_ids``).
+        val_annotations: the validation annotation JSON (its categories give ``num_classes``,
+            ``class_names`` and ``category_ids``).
+        val_images: the validation image folder (default: ``train_images``, for sets that keep
+            all images in one folder with one JSON per split).
         test_images, test_annotations: for ``vtk test`` (default: the validation split).
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
@@ -281,8 +283,8 @@ class CocoDetectionDataModule(LightningDataModule):
         self,
         train_images: str,
         train_annotations: str,
-        val_images: str,
         val_annotations: str,
+        val_images: str | None = None,
         test_images: str | None = None,
         test_annotations: str | None = None,
         keep_empty: bool = True,
@@ -294,6 +296,7 @@ class CocoDetectionDataModule(LightningDataModule):
         predict_dir: str | None = None,
     ) -> None:
         super().__init__()
+        val_images = val_images or train_images
         self.paths = {
             "train": (train_images, train_annotations),
             "val": (val_images, val_annotations),
