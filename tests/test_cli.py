@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from vtk.cli import main, rewrite_recipe_argv
 
@@ -205,3 +207,59 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
     assert rows[0] == "id,path,class1,score1,class2,score2,class3,score3,class4,score4"
     assert len(rows) == 1 + len(list(images.iterdir()))
     assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")
+
+
+def test_detection_fit_test_predict_and_a_foreign_checkpoint(tmp_path) -> None:
+    recipe = "recipes/demo_detection.yaml"
+    small = ("--model.init_args.model.init_args.min_size", "96",
+             "--model.init_args.model.init_args.max_size", "96", "--data.num_workers", "0")  # fmt: skip
+    runs = tmp_path / "runs"
+    fit = vtk(
+        "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "2", "--trainer.logger.init_args.save_dir", str(runs), *small,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    last = str(next(runs.rglob("last.ckpt")))
+
+    out = tmp_path / "test"
+    test = vtk("test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+               "--trainer.logger", "false", "--output_dir", str(out), *small)  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/AP50" in test.stdout and "test/AP/circle" in test.stdout
+    results = json.loads((out / "coco_results.json").read_text())
+    val = json.loads(
+        (Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/annotations/val.json").read_text()
+    )
+    assert {r["image_id"] for r in results} <= {i["id"] for i in val["images"]}
+    assert {r["category_id"] for r in results} <= {c["id"] for c in val["categories"]}
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/val").iterdir())[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    predict = vtk("predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
+                  "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small)  # fmt: skip
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert sorted(p["file"] for p in predictions) == sorted(p.name for p in images.iterdir())
+
+    # the checkpoint (3 classes) against a COCO set with 2 categories: one clean message
+    other = tmp_path / "other"
+    (other / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(other / "images" / "a.jpg")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [4, 4, 20, 20],
+                         "area": 400, "iscrowd": 0}],
+        "categories": [{"id": 5, "name": "cell"}, {"id": 9, "name": "platelet"}],
+    }  # fmt: skip
+    (other / "ann.json").write_text(json.dumps(coco))
+    foreign = vtk(
+        "test", recipe, "--ckpt_path", last, "--trainer.logger", "false",
+        "--data", "vtk.data.CocoDetectionDataModule",
+        "--data.train_images", str(other / "images"), "--data.train_annotations", str(other / "ann.json"),
+        "--data.val_annotations", str(other / "ann.json"), *small,
+    )  # fmt: skip
+    assert foreign.returncode != 0
+    assert "vtk: error:" in foreign.stderr and "num_classes=3, the data has 2" in foreign.stderr
+    assert "Traceback" not in foreign.stderr
