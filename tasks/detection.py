@@ -9,6 +9,7 @@ boxes, crowd flags and areas, so its numbers are the official COCO ones.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -72,6 +73,11 @@ class DetectionTask(VisionTask):
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(
                 f"{len(class_names)} class names for a model with num_classes={num_classes}."
+            )
+        if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
+            raise ConfigError(
+                "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
+                '(or pip install -e ".[fast-eval]"), or use map_backend: pycocotools.'
             )
         self.num_classes = num_classes
         self.class_names = (

@@ -2,10 +2,13 @@
 
     python tools/benchmark.py segmentation                       # CPU, batch 2, 256x256
     python tools/benchmark.py segmentation --device cuda --batch 8 --size 513 --steps 20
+    python tools/benchmark.py detection                          # CPU, batch 2, 384x384
+    python tools/benchmark.py necks                              # ASFF and RFB against FPN
 
 For each model a train step is forward, loss, backward and an SGD step, timed after warm-up;
-vtk's and torchvision's steps alternate (A B, B A, ...) so both see the same machine state. The ratio is
-vtk / torchvision (below 1.0: vtk is faster). Both models hold the same weights.
+the models' steps alternate (A B, B A, ...) so all see the same machine state. The ratio is
+vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hold the same weights.
+``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
+from vtk.models import FCOS, FPN, ASFFNeck, DeepLabV3Head, FCNHead, ResNet, RFBNeck, Segmenter
 
 
 def deeplabv3_resnet101_pair(num_classes: int = 21) -> tuple[nn.Module, nn.Module]:
@@ -37,6 +40,59 @@ def deeplabv3_resnet101_pair(num_classes: int = 21) -> tuple[nn.Module, nn.Modul
     )
     ours.load_state_dict(reference.state_dict())
     return ours, reference
+
+
+def fcos_resnet50_fpn_pair(size: int, num_classes: int = 91) -> tuple[nn.Module, nn.Module]:
+    """vtk's FCOS-ResNet50-FPN and torchvision's, as ``fcos_resnet50_fpn`` builds it for COCO
+    training (frozen BN, stem and layer1 frozen, P6/P7 from P5), images resized to ``size``."""
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    body = _resnet_fpn_extractor(
+        torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d),
+        3,
+        returned_layers=[2, 3, 4],
+        extra_blocks=LastLevelP6P7(256, 256),
+    )
+    reference = torchvision.models.detection.FCOS(body, num_classes, min_size=size, max_size=size)
+    ours = fcos_resnet50(FPN, size, num_classes)
+    ours.load_state_dict(reference.state_dict())
+    return ours, reference
+
+
+def fcos_resnet50(neck: Callable[..., nn.Module], size: int, num_classes: int = 91) -> nn.Module:
+    """vtk's FCOS on a COCO-style ResNet-50 (frozen BN, frozen stem + stage 1) with ``neck``."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    backbone = ResNet(
+        "resnet50", out_indices=(1, 2, 3), norm_layer=FrozenBatchNorm2d, frozen_stages=1
+    )
+    return FCOS(backbone, num_classes, neck=neck, min_size=size, max_size=size)
+
+
+def detection_batch(
+    batch: int, size: int, device: torch.device, num_classes: int = 91
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Random images with three random boxes each."""
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, size, size, generator=g).to(device) for _ in range(batch)]
+    targets = []
+    for _ in range(batch):
+        xy = torch.rand(3, 2, generator=g) * size * 0.6
+        wh = 16 + torch.rand(3, 2, generator=g) * size * 0.35
+        boxes = torch.cat([xy, xy + wh], 1)
+        labels = torch.randint(1, num_classes, (3,), generator=g)
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
+    return images, targets
+
+
+def detection_step(model: nn.Module, optimizer: torch.optim.Optimizer, images, targets) -> None:
+    losses = model(images, targets)
+    loss = sum(losses.values())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def segmentation_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y) -> None:
@@ -105,20 +161,92 @@ def benchmark_segmentation(args: argparse.Namespace) -> None:
     print(f"  ratio vtk/torchvision = {med['vtk'] / med['torchvision']:.3f}")
 
 
+def _report(title: str, times: dict[str, list[float]], baseline: str) -> dict[str, float]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(title)
+    for name, t in med.items():
+        ratio = "" if name == baseline else f"   ratio {name}/{baseline} = {t / med[baseline]:.3f}"
+        print(f"  {name:<14} {t:.3f} s{ratio}")
+    return med
+
+
+def _detection_steps(
+    models: dict[str, nn.Module], args: argparse.Namespace
+) -> dict[str, Callable[[], None]]:
+    device = torch.device(args.device)
+    images, targets = detection_batch(args.batch, args.size, device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step_for(model: nn.Module) -> Callable[[], None]:
+        model.to(device).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+
+        def step() -> None:
+            with amp:
+                detection_step(model, optimizer, images, targets)
+
+        return step
+
+    return {name: step_for(m) for name, m in models.items()}
+
+
+def _setting(args: argparse.Namespace) -> str:
+    flags = "".join(
+        f", {flag}"
+        for flag, on in (("channels_last", args.channels_last), ("bf16", args.bf16))
+        if on
+    )
+    return f"batch {args.batch} x {args.size}^2, {args.device}{flags}, median of {args.steps}"
+
+
+def benchmark_detection(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    ours, reference = fcos_resnet50_fpn_pair(args.size)
+    steps = _detection_steps({"vtk": ours, "torchvision": reference}, args)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    times = time_alternating(steps, args.steps, args.warmup, sync)
+    _report(f"FCOS-ResNet50-FPN train step, {_setting(args)}:", times, "torchvision")
+
+
+def benchmark_necks(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    models = {
+        "FPN": fcos_resnet50(FPN, args.size),
+        "FPN+ASFF": fcos_resnet50(ASFFNeck, args.size),
+        "RFB": fcos_resnet50(RFBNeck, args.size),
+    }
+    params = {k: sum(p.numel() for p in m.backbone.fpn.parameters()) for k, m in models.items()}
+    steps = _detection_steps(models, args)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    times = time_alternating(steps, args.steps, args.warmup, sync)
+    _report(f"FCOS-ResNet50 train step by neck, {_setting(args)}:", times, "FPN")
+    print("  neck parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("task", choices=["segmentation"])
+    parser.add_argument("task", choices=["segmentation", "detection", "necks"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, help="image side (default 256; detection 384)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     args = parser.parse_args()
-    {"segmentation": benchmark_segmentation}[args.task](args)
+    if args.size is None:
+        args.size = 256 if args.task == "segmentation" else 384
+    if args.channels_last and args.task != "segmentation":
+        parser.error("--channels_last is measured for segmentation only")
+    tasks = {
+        "segmentation": benchmark_segmentation,
+        "detection": benchmark_detection,
+        "necks": benchmark_necks,
+    }
+    tasks[args.task](args)
 
 
 if __name__ == "__main__":

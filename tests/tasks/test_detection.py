@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 
@@ -128,3 +129,29 @@ def test_a_checkpoint_for_other_classes_is_refused_by_name(demo, tmp_path) -> No
     )
     with pytest.raises(ConfigError, match=r"trained for num_classes=7, the data has 3.*cls_logits"):
         task.on_load_checkpoint(torch.load(path, weights_only=False))
+
+
+def test_faster_coco_eval_gives_the_same_numbers(demo) -> None:
+    pytest.importorskip("faster_coco_eval")
+    answers = _answers(demo, noisy=True)
+    results = [
+        _trainer().validate(
+            DetectionTask(Oracle(demo.num_classes, answers), map_backend=backend),
+            datamodule=demo,
+            verbose=False,
+        )[0]
+        for backend in ("pycocotools", "faster_coco_eval")
+    ]
+    assert 0.1 < results[0]["val/AP"] < 0.9
+    assert results[0] == pytest.approx(results[1], abs=1e-6)
+
+
+def test_faster_coco_eval_missing_is_a_clear_error(monkeypatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "faster_coco_eval" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match="pip install faster-coco-eval"):
+        DetectionTask(Oracle(3, {}), map_backend="faster_coco_eval")
