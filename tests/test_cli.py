@@ -180,7 +180,8 @@ def test_list_shows_every_kind_of_component(monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     for expected in ("resnet101", "densenet121", "vgg16_bn", "resnet56", "seresnet50", "attention: se, cbam",
                      "deform: v1, v2", "ASPP", "DeepLabV3Head", "ClassificationTask", "MaskFolderDataModule",
-                     "deeplab_resnet101_aspp.yaml"):  # fmt: skip
+                     "deeplab_resnet101_aspp.yaml", "FCOS, RetinaNet", "ASFFNeck", "RFBNeck", "DetectionTask",
+                     "CocoDetectionDataModule", "fcos_resnet50_fpn_coco.yaml"):  # fmt: skip
         assert expected in out, expected
 
 

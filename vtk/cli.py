@@ -130,6 +130,7 @@ def list_components(recipes_dir: str | Path = "recipes") -> str:
         f"  deform: {', '.join(DEFORM_CONV)}   (+ deform_stages)",
         "  blur_pool: filter size 2-7   (anti-aliased downsampling)",
         "  stn: true   (spatial transformer before the stem)",
+        "Models (vtk.models, a task's model): Classifier, Segmenter, FCOS, RetinaNet",
         f"Necks (vtk.models.necks): {', '.join(vtk.models.necks.__all__)}",
         f"Heads (vtk.models.heads): {', '.join(vtk.models.heads.__all__)}",
         f"Tasks (vtk.tasks): {', '.join(n for n in vtk.tasks.__all__ if n != 'VisionTask')}",
