@@ -8,6 +8,7 @@ injection): ``optimizer(params)`` and ``lr_scheduler(optimizer, total_steps)``, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,8 @@ try:  # set while the Lightning CLI instantiates a module: the recipe's own conf
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 except ImportError:  # pragma: no cover - a Lightning without it: save no model config
     _given_hyperparameters = None
+
+log = logging.getLogger("vtk")
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
@@ -54,6 +57,9 @@ class VisionTask(LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        #: the total batch the recipe's LR is for (``vtk fit --scale_lr_from N``): the LR is
+        #: scaled linearly to this run's total batch; not a hyper-parameter (set by the CLI)
+        self.lr_base_batch: int | None = None
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -61,6 +67,8 @@ class VisionTask(LightningModule):
             optimizer = self.optimizer_factory(params)
         else:
             optimizer = SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+        if self.lr_base_batch:
+            self._scale_lr(optimizer, self.lr_base_batch)
         total = self.trainer.estimated_stepping_batches
         if not 0 < total < float("inf"):
             raise ConfigError(
@@ -73,10 +81,45 @@ class VisionTask(LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def _scale_lr(self, optimizer: Optimizer, base_batch: int) -> None:
+        """The linear scaling rule (Goyal et al. 2017, as torchvision's and mmdet's references):
+        LR x total batch / the batch the recipe's LR is for. Before a resumed run's optimiser
+        state is restored, so a resumed run keeps the LR it had."""
+        trainer = self.trainer
+        batch_size = getattr(trainer.datamodule, "batch_size", None)
+        if not isinstance(batch_size, int):
+            raise ConfigError("--scale_lr_from needs a DataModule with a batch_size.")
+        total = batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        factor = total / base_batch
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        if trainer.is_global_zero:
+            log.info(
+                "LR scaled x%.4g to %.4g (linear rule): total batch %d = batch_size %d x %d "
+                "processes x %d accumulated, the recipe's LR is for %d",
+                factor, optimizer.param_groups[0]["lr"], total, batch_size, trainer.world_size,
+                trainer.accumulate_grad_batches, base_batch,
+            )  # fmt: skip
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint whose tensors do not fit this model, naming them, before Lightning
         fails on them: typically one trained for another number of classes than the data has."""
         own = self.state_dict()
+        saved_keys = set(checkpoint.get("state_dict", {}))
+        missing, unexpected = sorted(set(own) - saved_keys), sorted(saved_keys - set(own))
+        if saved_keys and (missing or unexpected):
+            raise ConfigError(
+                "the checkpoint was saved from a different model (another recipe?): "
+                + "; ".join(
+                    f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
+                    for what, keys in (
+                        ("only in the checkpoint:", unexpected),
+                        ("only in this model:", missing),
+                    )
+                    if keys
+                )
+                + ". Use the recipe that saved it."
+            )
         mismatched = [
             f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})"
             for k, v in checkpoint.get("state_dict", {}).items()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback
 from torch import Tensor, nn
@@ -39,6 +40,32 @@ COCO_METRICS = {
     "map": "AP", "map_50": "AP50", "map_75": "AP75",
     "map_small": "APs", "map_medium": "APm", "map_large": "APl", "mar_100": "AR100",
 }  # fmt: skip
+
+
+class CocoMeanAveragePrecision(MeanAveragePrecision):
+    """torchmetrics' ``MeanAveragePrecision``, synchronised as whole lists.
+
+    Its per-image list states are otherwise gathered one tensor at a time, which needs the same
+    number of images on every process; vtk's evaluation shards differ by one image on an odd
+    set (every image is scored once, none repeated), so each state is gathered here as one
+    object per process, in rank order: one collective per state, any image counts.
+    """
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
+        group = process_group or self.process_group
+        local = {attr: [_to_cpu(x) for x in getattr(self, attr)] for attr in self._reductions}
+        gathered: list[dict[str, list[Any]]] = [{} for _ in range(dist.get_world_size(group))]
+        dist.all_gather_object(gathered, local, group=group)
+        for attr in self._reductions:
+            setattr(self, attr, [_to(x, self.device) for part in gathered for x in part[attr]])
+
+
+def _to_cpu(x: Any) -> Any:
+    return x.cpu() if isinstance(x, Tensor) else x
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    return x.to(device) if isinstance(x, Tensor) else x
 
 
 class DetectionTask(VisionTask):
@@ -87,8 +114,8 @@ class DetectionTask(VisionTask):
             box_format="xyxy", iou_type="bbox", backend=map_backend,
             iou_thresholds=COCO_IOU_THRESHOLDS, rec_thresholds=COCO_REC_THRESHOLDS,
         )  # fmt: skip
-        self.val_map = MeanAveragePrecision(**kwargs)
-        self.test_map = MeanAveragePrecision(class_metrics=True, **kwargs)
+        self.val_map = CocoMeanAveragePrecision(**kwargs)
+        self.test_map = CocoMeanAveragePrecision(class_metrics=True, **kwargs)
         #: where ``vtk test`` / ``vtk predict`` write files (``--output_dir``); default the run folder
         self.output_dir: str | None = None
         self._results: list[dict[str, Any]] = []
@@ -130,10 +157,11 @@ class DetectionTask(VisionTask):
         self.log_dict(
             {f"{stage}/{name}": result[key] for key, name in COCO_METRICS.items()},
             prog_bar=stage == "val",
+            sync_dist=True,  # already the same on every process: the mean of equal values
         )
         if stage == "test" and result["map_per_class"].numel() > 1:
             for c, ap in zip(result["classes"].tolist(), result["map_per_class"].tolist()):
-                self.log(f"test/AP/{self.class_names[c]}", ap)
+                self.log(f"test/AP/{self.class_names[c]}", ap, sync_dist=True)
         metric.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

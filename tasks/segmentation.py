@@ -131,7 +131,7 @@ class SegmentationTask(VisionTask):
 
     def on_test_epoch_end(self) -> None:
         for name, iou in zip(self.class_names, self.test_class_iou.compute()):
-            self.log(f"test/IoU/{name}", iou)
+            self.log(f"test/IoU/{name}", iou, sync_dist=True)  # equal on every process
         self.test_class_iou.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

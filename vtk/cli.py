@@ -16,11 +16,18 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
+from vtk.checkpoint import AtomicCheckpointIO, find_resume_checkpoint, network_differences
 from vtk.errors import VTKError
+
+log = logging.getLogger("vtk")
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -50,6 +57,13 @@ class VTKCLI(LightningCLI):
             "data.class_names", "model.init_args.class_names", apply_on="instantiate"
         )
         parser.add_argument(
+            "--scale_lr_from",
+            type=int | None,
+            default=None,
+            help="the total batch the recipe's LR is for (e.g. 16 for the COCO recipes): the LR "
+            "is scaled linearly to this run's batch_size x processes x accumulate_grad_batches.",
+        )
+        parser.add_argument(
             "--output_dir",
             type=str | None,
             default=None,
@@ -61,6 +75,69 @@ class VTKCLI(LightningCLI):
         # checkpoint's hyper-parameters, which would override it
         if self.subcommand is not None:
             self.model.output_dir = self.config[self.subcommand].get("output_dir")
+            self.model.lr_base_batch = self.config[self.subcommand].get("scale_lr_from")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path last`` / ``auto`` -> the file; refuse another recipe's checkpoint for fit.
+
+        Then Lightning's own step: the model config is replaced by the checkpoint's.
+        """
+        sub = self.config.get("subcommand")
+        if sub is not None:
+            config = self.config[sub]
+            if config.get("ckpt_path") in ("last", "auto"):
+                config.ckpt_path = self._resume_path(config)
+            if sub == "fit" and config.get("ckpt_path"):
+                self._check_same_network(config)
+        super()._parse_ckpt_path()
+
+    def _resume_path(self, config: Any) -> str | None:
+        trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
+        found, folders = find_resume_checkpoint(
+            trainer.get("logger"), trainer.get("callbacks"), trainer.get("default_root_dir")
+        )
+        where = ", ".join(str(f) for f in folders[:3]) or "(no run folders)"
+        if found is not None:
+            if rank_zero_only.rank == 0:
+                log.info("resuming from %s", found)
+            return str(found)
+        if config.ckpt_path == "auto":
+            if rank_zero_only.rank == 0:
+                log.info("no checkpoint to resume in %s: starting a new run", where)
+            return None
+        raise SystemExit(
+            f"vtk: error: --ckpt_path last: no last checkpoint in {where}, nothing to resume. "
+            "Leave out --ckpt_path to start a new run, or use --ckpt_path auto to resume when "
+            "there is a checkpoint and start a new run otherwise."
+        )
+
+    def _check_same_network(self, config: Any) -> None:
+        path = Path(config.ckpt_path)
+        if not path.is_file():
+            raise SystemExit(f"vtk: error: checkpoint {path} does not exist.")
+        saved = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        saved_net = (saved.get("model") or {}) if isinstance(saved, dict) else {}
+        model = config.model.as_dict() if hasattr(config.model, "as_dict") else {}
+        current_net = (model.get("init_args") or {}).get("model") or {}
+        if not isinstance(saved_net, dict) or not saved_net or not current_net:
+            return
+        diffs = network_differences(saved_net, current_net)
+        if diffs:
+            listed = "; ".join(
+                f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, a, b in diffs[:5]
+            )
+            raise SystemExit(
+                f"vtk: error: {path} was saved by a different model than this recipe builds, so "
+                f"training cannot resume from it: {listed}"
+                f"{f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''}. Resume with the "
+                "recipe that made it, or start from its weights with the model's weights argument."
+            )
 
 
 def rewrite_recipe_argv(argv: list[str]) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -32,6 +31,7 @@ from torch.utils.data import default_collate as _default_collate
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
+from vtk.data.loading import make_loader
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -287,15 +287,14 @@ class ClassificationDataModule(LightningDataModule):
             raise DataError(
                 f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
             )
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate,
+        return make_loader(
+            self,
+            self.datasets[split],
+            batch_size,
+            train,
+            self.num_workers,
+            collate,
+            persistent=split in ("train", "val"),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
+from vtk.data.loading import make_loader
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -376,15 +377,14 @@ class CocoDetectionDataModule(LightningDataModule):
                 self.datasets[split] = CocoDetectionDataset(self._records(split), tf)
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        return DataLoader(
+        return make_loader(
+            self,
             self.datasets[split],
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(self.datasets[split]) >= batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate,
+            batch_size,
+            train,
+            self.num_workers,
+            collate,
+            persistent=split in ("train", "val"),
         )
 
     def train_dataloader(self) -> DataLoader:

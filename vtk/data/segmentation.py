@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
+from vtk.data.loading import make_loader
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -370,15 +371,14 @@ class SegmentationDataModule(LightningDataModule):
             raise DataError(
                 f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
             )
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train,  # a last batch of one breaks BatchNorm
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0 and split in ("train", "val"),
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate,
+        return make_loader(
+            self,
+            self.datasets[split],
+            batch_size,
+            train,
+            self.num_workers,
+            collate,
+            persistent=split in ("train", "val"),
         )
 
     def train_dataloader(self) -> DataLoader:

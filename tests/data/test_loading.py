@@ -1,0 +1,76 @@
+"""Samplers: every evaluation sample scored once under DDP; a resumed run sees the same data."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DistributedSampler
+
+from vtk.data import DemoClassificationDataModule
+from vtk.data.loading import EvalSampler, TrainSampler
+from vtk.models import Classifier, ResNet
+from vtk.tasks import ClassificationTask
+
+
+def test_eval_shards_cover_an_odd_set_exactly_once() -> None:
+    data = list(range(251))
+    shards = [list(EvalSampler(data, 2, rank)) for rank in range(2)]
+    assert [len(s) for s in shards] == [126, 125]
+    assert sorted(shards[0] + shards[1]) == data
+    assert [len(EvalSampler(data, 2, r)) for r in range(2)] == [126, 125]
+    padded = [list(DistributedSampler(data, 2, r, shuffle=False)) for r in range(2)]
+    assert len(padded[0] + padded[1]) == 252  # what Lightning's default would score
+
+
+def test_train_shards_resume_after_the_trained_batches_of_that_epoch_only() -> None:
+    data = list(range(40))
+    full = TrainSampler(data, 2, 1, seed=3)
+    full.set_epoch(5)
+    order = list(full)
+    resumed = TrainSampler(data, 2, 1, seed=3)
+    resumed.resume_at(epoch=5, batches=2, batch_size=4)
+    resumed.set_epoch(5)
+    assert list(resumed) == order[8:]
+    resumed.set_epoch(6)
+    full.set_epoch(6)
+    assert list(resumed) == list(full)  # the next epoch is whole again
+    other = TrainSampler(data, 2, 0, seed=3)
+    other.set_epoch(5)
+    assert not set(other) & set(order)  # ranks hold disjoint shards
+
+
+class Record(Callback):
+    """The sample ids and LR of every training step."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, tuple[list[str], float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        self.steps[trainer.global_step] = (list(batch["id"]), lr)
+
+
+def _fit(tmp_path, max_steps: int, ckpt_path=None) -> Record:
+    record = Record()
+    demo = DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=0)
+    task = ClassificationTask(
+        Classifier(ResNet("resnet18"), demo.num_classes),
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    )
+    checkpoints = ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=5, save_top_k=-1)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, max_steps=max_steps, limit_train_batches=30,
+        limit_val_batches=0, callbacks=[record, checkpoints],
+    )  # fmt: skip
+    trainer.fit(task, datamodule=demo, ckpt_path=ckpt_path)
+    return record
+
+
+def test_a_run_resumed_mid_epoch_sees_the_same_data_and_lr(tmp_path) -> None:
+    whole = _fit(tmp_path / "a", max_steps=8)
+    resumed = _fit(tmp_path / "b", max_steps=8, ckpt_path=tmp_path / "a" / "step=5.ckpt")
+    assert sorted(resumed.steps) == [5, 6, 7]  # continues at the checkpoint's global step
+    for step in (5, 6, 7):
+        assert resumed.steps[step] == whole.steps[step], step  # same samples, same LR

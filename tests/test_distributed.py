@@ -1,0 +1,112 @@
+"""DDP for real on the CPU (2 processes, gloo) through the `vtk` command: every task trains,
+and validation under DDP gives exactly the single-process metrics on an odd-sized set."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vtk.data import make_demo_classification
+
+ROOT = Path(__file__).resolve().parents[1]
+DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+ONE = ("--trainer.accelerator", "cpu", "--trainer.devices", "1")
+
+
+def vtk(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None = None):
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("vtk")), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def metric(output: str, key: str) -> float:
+    match = re.search(rf"{re.escape(key)}(?![\w/])\s*[│|]?\s*(-?[0-9.]+(?:e-?[0-9]+)?)", output)
+    assert match, f"{key} not in the output:\n{output[-2000:]}"
+    return float(match.group(1))
+
+
+def fit_ddp(recipe: str, tmp_path: Path, *extra: str) -> str:
+    runs = tmp_path / "runs"
+    fit = vtk(
+        "fit", recipe, *DDP, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.logger.init_args.save_dir", str(runs),
+        "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", *extra,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "MEMBER: 2/2" in fit.stderr + fit.stdout  # one DDP group of world size 2
+    return str(next(runs.rglob("last.ckpt")))
+
+
+def validate_both(recipe: str, ckpt: str, *extra: str) -> tuple[str, str]:
+    """The output of ``vtk validate`` in one process and under 2-process DDP."""
+    common = ("--ckpt_path", ckpt, "--trainer.logger", "false", "--trainer.enable_progress_bar",
+              "false", "--data.num_workers", "0", *extra)  # fmt: skip
+    single = vtk("validate", recipe, *ONE, *common)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = vtk("validate", recipe, *DDP, *common)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return single.stdout, ddp.stdout
+
+
+def test_segmentation_ddp_miou_equals_single_process(tmp_path) -> None:
+    recipe = "recipes/demo_segmentation.yaml"  # 51 validation images: odd
+    ckpt = fit_ddp(recipe, tmp_path, "--data.crop_size", "64")
+    # evaluation pads every image to crop_size 128 (the demo's images are at most 128), so an
+    # image's score does not depend on which images share its batch
+    single, ddp = validate_both(recipe, ckpt)
+    for key in ("val/mIoU", "val/pixel_acc"):
+        assert metric(single, key) == metric(ddp, key), key
+    assert 0 < metric(single, "val/mIoU") < 1
+
+
+def test_classification_ddp_top1_equals_single_process(tmp_path) -> None:
+    recipe = "recipes/demo_classification.yaml"
+    demo = make_demo_classification(Path(os.environ["VTK_DATA_DIR"]) / "demo_classification")
+    root = tmp_path / "odd"
+    for split, count in (("train", 4), ("val", 13)):  # 4 classes x 13 = 52 ... minus one: 51
+        for folder in sorted((demo / split).iterdir()):
+            (root / split / folder.name).mkdir(parents=True)
+            for p in sorted(folder.iterdir())[:count]:
+                shutil.copy(p, root / split / folder.name / p.name)
+    next((root / "val").rglob("*.png")).unlink()
+    data = ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(root),
+            "--data.image_size", "32", "--data.batch_size", "4")  # fmt: skip
+    ckpt = fit_ddp(recipe, tmp_path, *data)
+    single, ddp = (metric(out, "val/acc1") for out in validate_both(recipe, ckpt, *data))
+    assert single == ddp
+    assert single * 51 == pytest.approx(round(single * 51), abs=1e-4)  # a count out of 51
+
+
+def test_detection_ddp_map_equals_single_process(tmp_path) -> None:
+    recipe = "recipes/demo_detection.yaml"  # 101 validation images: odd
+    small = ("--model.init_args.model.init_args.min_size", "96",
+             "--model.init_args.model.init_args.max_size", "96")  # fmt: skip
+    ckpt = fit_ddp(recipe, tmp_path, *small, "--data.batch_size", "4")
+    single, ddp = validate_both(recipe, ckpt)
+    for key in ("val/AP", "val/AP50", "val/AR100"):
+        assert metric(single, key) == pytest.approx(metric(ddp, key), abs=1e-6), key
+
+
+def test_a_failing_rank_ends_the_run_instead_of_hanging(tmp_path, make_voc) -> None:
+    ids = [f"v{i}" for i in range(6)]
+    root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b", "c", "d"], "val": ids})
+    Image.new("L", (48, 40), 77).save(root / "SegmentationClass" / "v3.png")  # rank 1's shard
+    start = time.monotonic()
+    result = vtk(
+        "validate", "recipes/demo_segmentation.yaml", *DDP, "--data", "vtk.data.VOCSegmentationDataModule",
+        "--data.root", str(root), "--data.train_split", "train", "--data.crop_size", "32",
+        "--data.batch_size", "1", "--data.num_workers", "0", "--trainer.logger", "false",
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "v3.png has values [77]" in result.stderr
+    assert time.monotonic() - start < 200  # not the 30-minute collective timeout

@@ -1,0 +1,102 @@
+"""Checkpoints a run can always resume from.
+
+* :class:`AtomicCheckpointIO` writes each checkpoint to ``<name>.partial`` and renames it into
+  place, so a process killed while saving leaves the previous checkpoint whole (a rename within
+  a folder is atomic; Lightning's own writer goes through a temporary file that may sit on
+  another file system, where the final move is a copy).
+* :func:`find_resume_checkpoint` finds what ``--ckpt_path last`` / ``auto`` mean for a recipe:
+  the newest ``last*.ckpt`` of the recipe's runs, or a SLURM requeue checkpoint
+  (``hpc_ckpt_*.ckpt``) in the trainer's root folder.
+* :func:`network_differences` compares the network config saved in a checkpoint with the
+  recipe's, so resuming a run with another recipe's checkpoint is refused by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose local saves are write-then-rename."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path):  # remote storage: Lightning's own writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, target)
+
+
+def _run_folders(logger: Any, root: Path) -> list[Path]:
+    """Checkpoint folders of the recipe's runs, from the (first) logger's config."""
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    if not isinstance(logger, dict):  # logger: false / true / none
+        return [root / "checkpoints"]
+    args = logger.get("init_args") or {}
+    save_dir = Path(args.get("save_dir") or root)
+    name = args.get("name")
+    base = save_dir / name if name else save_dir
+    version = args.get("version")
+    if version is not None:
+        return [
+            base / (version if isinstance(version, str) else f"version_{version}") / "checkpoints"
+        ]
+    return sorted(base.glob("*/checkpoints"))
+
+
+def _candidates(folders: list[Path], root: Path) -> Iterator[Path]:
+    for folder in folders:
+        if folder.is_dir():
+            yield from (p for p in folder.glob("last*.ckpt") if p.is_file())
+    yield from root.glob("hpc_ckpt_*.ckpt")  # Lightning's SLURM requeue checkpoint
+
+
+def find_resume_checkpoint(
+    logger: Any, callbacks: Any, default_root_dir: str | None
+) -> tuple[Path | None, list[Path]]:
+    """The newest checkpoint to resume from, and the folders searched.
+
+    Args:
+        logger, callbacks: the recipe's ``trainer.logger`` and ``trainer.callbacks`` configs.
+        default_root_dir: ``trainer.default_root_dir`` (default: the current folder).
+    """
+    root = Path(default_root_dir or ".")
+    folders = _run_folders(logger, root)
+    for cb in callbacks if isinstance(callbacks, list) else []:
+        dirpath = isinstance(cb, dict) and (cb.get("init_args") or {}).get("dirpath")
+        if dirpath:
+            folders.append(Path(dirpath))
+    found = sorted(_candidates(folders, root), key=lambda p: p.stat().st_mtime)
+    return (found[-1] if found else None), folders
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(node, tuple):
+        node = list(node)
+    return {prefix: node}
+
+
+def network_differences(saved: Any, current: Any, ignore: tuple[str, ...] = ("num_classes",)):
+    """``[(key, saved value, current value)]`` where two network configs differ."""
+    a, b = _flatten(saved), _flatten(current)
+    keys = sorted(set(a) | set(b))
+    missing = object()
+    return [
+        (k, a.get(k, "(absent)"), b.get(k, "(absent)"))
+        for k in keys
+        if not k.endswith(ignore) and a.get(k, missing) != b.get(k, missing)
+    ]
