@@ -1,0 +1,110 @@
+"""Resume through the `vtk` command: a killed run continues from its last checkpoint; what
+`--ckpt_path last` / `auto` do without one; another recipe's checkpoint is refused by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "demo_classification.yaml"
+TINY = ("--data.image_size", "32", "--data.batch_size", "8", "--data.num_workers", "0",
+        "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1")  # fmt: skip
+VTK = str(Path(sys.executable).with_name("vtk"))
+
+
+def _recipe(tmp_path: Path, every_n_train_steps: int) -> Path:
+    """The demo recipe whose `last` checkpoint is written every few training steps."""
+    config = yaml.safe_load(RECIPE.read_text())
+    for cb in config["trainer"]["callbacks"]:
+        if cb["init_args"].get("filename") == "last":
+            cb["init_args"]["every_n_train_steps"] = every_n_train_steps
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [VTK, "fit", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=os.environ.copy(),
+    )  # fmt: skip
+
+
+def _step(path: Path) -> int:
+    return torch.load(path, weights_only=True, map_location="cpu")["global_step"]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
+    recipe = _recipe(tmp_path, every_n_train_steps=3)
+    args = (str(recipe), *TINY, "--trainer.limit_train_batches", "39")
+    proc = subprocess.Popen(
+        [VTK, "fit", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    last = tmp_path / "runs" / "demo_classification" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.is_file() and _step(last) >= 6:  # a whole file at every moment: loads
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)  # mid-epoch, no chance to clean up
+    proc.wait()
+    killed_at = _step(last)
+    assert 6 <= killed_at < 39
+
+    resumed = _run(tmp_path, *args, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {Path('runs/demo_classification/version_0/checkpoints/last.ckpt')}" in (
+        resumed.stderr
+    )
+    run = tmp_path / "runs" / "demo_classification" / "version_1"
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()]
+    header = rows[0]
+    steps = sorted({int(r[header.index("step")]) for r in rows[1:] if r[header.index("train/lr")]})
+    assert steps[0] == killed_at  # continues at the checkpoint's global step, not at 0
+    assert steps[-1] == 38  # and finishes the same epoch: 39 batches in all
+    assert _step(run / "checkpoints" / "last.ckpt") == 39
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(tmp_path) -> None:
+    result = _run(tmp_path, str(RECIPE), *TINY, "--ckpt_path", "last")
+    assert result.returncode != 0
+    assert "vtk: error: --ckpt_path last: no last checkpoint in" in result.stderr
+    assert "--ckpt_path auto" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ckpt_path_auto_starts_a_new_run_when_there_is_none(tmp_path) -> None:
+    result = _run(tmp_path, str(RECIPE), *TINY, "--trainer.max_steps", "1", "--ckpt_path", "auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no checkpoint to resume in" in result.stderr and "starting a new run" in result.stderr
+
+
+def test_another_recipes_checkpoint_is_refused_by_name(tmp_path) -> None:
+    first = _run(tmp_path, str(RECIPE), *TINY, "--trainer.max_steps", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    other = _run(
+        tmp_path, str(RECIPE), *TINY, "--ckpt_path", str(ckpt),
+        "--model.init_args.model.init_args.backbone.init_args.arch", "resnet34",
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert "was saved by a different model than this recipe builds" in other.stderr
+    assert "backbone.init_args.arch: 'resnet18' in the checkpoint, 'resnet34' here" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_scale_lr_from_applies_the_linear_rule(tmp_path) -> None:
+    result = _run(tmp_path, str(RECIPE), *TINY, "--trainer.max_steps", "1", "--scale_lr_from", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the demo's AdamW lr 1e-3 for a total batch of 4, run with 8 x 1 process x 1
+    assert "LR scaled x2 to 0.002 (linear rule): total batch 8 = batch_size 8 x 1" in result.stderr
