@@ -64,16 +64,19 @@ class DeformConv2d(nn.Module):
         if self.modulated:
             taps = self.offset_groups * self.kernel_size**2
             out, mask = out[:, : 2 * taps], torch.sigmoid(out[:, 2 * taps :])
-        return deform_conv2d(
-            x,
-            out,
-            self.weight,
-            self.bias,
-            (self.stride,) * 2,
-            (self.padding,) * 2,
-            (self.dilation,) * 2,
-            mask,
-        )
+        # in fp32 under autocast: the bilinear sampling of the offsets is precision-sensitive,
+        # and torchvision's CPU kernel has no bf16 (on CUDA torchvision casts to fp32 itself)
+        with torch.autocast(x.device.type, enabled=False):
+            return deform_conv2d(
+                x.float(),
+                out.float(),
+                self.weight.float(),
+                None if self.bias is None else self.bias.float(),
+                (self.stride,) * 2,
+                (self.padding,) * 2,
+                (self.dilation,) * 2,
+                None if mask is None else mask.float(),
+            )
 
     def extra_repr(self) -> str:
         version = "v2" if self.modulated else "v1"
