@@ -3,6 +3,7 @@ and validation under DDP gives exactly the single-process metrics on an odd-size
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from vtk.cli import main
 from vtk.data import make_demo_classification
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,41 +36,47 @@ def metric(output: str, key: str) -> float:
     return float(match.group(1))
 
 
-def fit_ddp(recipe: str, tmp_path: Path, *extra: str) -> str:
+def fit_ddp(recipe: str, tmp_path: Path, *extra: str) -> tuple[str, dict[str, float]]:
+    """``vtk fit`` under 2-process DDP for two steps, then validation on the whole (odd-sized)
+    validation set: the last checkpoint and the validation metrics DDP logged for it."""
     runs = tmp_path / "runs"
     fit = vtk(
         "fit", recipe, *DDP, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1", "--trainer.logger.init_args.save_dir", str(runs),
+        "--trainer.num_sanity_val_steps", "0", "--trainer.logger.init_args.save_dir", str(runs),
         "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", *extra,
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "MEMBER: 2/2" in fit.stderr + fit.stdout  # one DDP group of world size 2
-    return str(next(runs.rglob("last.ckpt")))
+    rows = list(csv.DictReader((next(runs.rglob("metrics.csv"))).open()))
+    logged = {k: float(v) for row in rows for k, v in row.items() if k.startswith("val/") and v}
+    return str(next(runs.rglob("last.ckpt"))), logged
 
 
-def validate_both(recipe: str, ckpt: str, *extra: str) -> tuple[str, str]:
-    """The output of ``vtk validate`` in one process and under 2-process DDP."""
-    common = ("--ckpt_path", ckpt, "--trainer.logger", "false", "--trainer.enable_progress_bar",
-              "false", "--data.num_workers", "0", *extra)  # fmt: skip
-    single = vtk("validate", recipe, *ONE, *common)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = vtk("validate", recipe, *DDP, *common)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    return single.stdout, ddp.stdout
+def validate_single(monkeypatch, capsys, recipe: str, ckpt: str, *extra: str) -> str:
+    """The output of ``vtk validate`` on ``ckpt`` in one process (this one)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(
+        sys, "argv",
+        ["vtk", "validate", recipe, *ONE, "--ckpt_path", ckpt, "--trainer.logger", "false",
+         "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", *extra],
+    )  # fmt: skip
+    capsys.readouterr()
+    main()
+    return capsys.readouterr().out
 
 
-def test_segmentation_ddp_miou_equals_single_process(tmp_path) -> None:
+def test_segmentation_ddp_miou_equals_single_process(tmp_path, monkeypatch, capsys) -> None:
     recipe = "recipes/demo_segmentation.yaml"  # 51 validation images: odd
-    ckpt = fit_ddp(recipe, tmp_path, "--data.crop_size", "64")
+    ckpt, ddp = fit_ddp(recipe, tmp_path)
     # evaluation pads every image to crop_size 128 (the demo's images are at most 128), so an
     # image's score does not depend on which images share its batch
-    single, ddp = validate_both(recipe, ckpt)
+    single = validate_single(monkeypatch, capsys, recipe, ckpt)
     for key in ("val/mIoU", "val/pixel_acc"):
-        assert metric(single, key) == metric(ddp, key), key
-    assert 0 < metric(single, "val/mIoU") < 1
+        assert metric(single, key) == ddp[key], key
+    assert 0 < ddp["val/mIoU"] < 1
 
 
-def test_classification_ddp_top1_equals_single_process(tmp_path) -> None:
+def test_classification_ddp_top1_equals_single_process(tmp_path, monkeypatch, capsys) -> None:
     recipe = "recipes/demo_classification.yaml"
     demo = make_demo_classification(Path(os.environ["VTK_DATA_DIR"]) / "demo_classification")
     root = tmp_path / "odd"
@@ -80,20 +88,20 @@ def test_classification_ddp_top1_equals_single_process(tmp_path) -> None:
     next((root / "val").rglob("*.png")).unlink()
     data = ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(root),
             "--data.image_size", "32", "--data.batch_size", "4")  # fmt: skip
-    ckpt = fit_ddp(recipe, tmp_path, *data)
-    single, ddp = (metric(out, "val/acc1") for out in validate_both(recipe, ckpt, *data))
-    assert single == ddp
+    ckpt, ddp = fit_ddp(recipe, tmp_path, *data)
+    single = metric(validate_single(monkeypatch, capsys, recipe, ckpt, *data), "val/acc1")
+    assert single == ddp["val/acc1"]
     assert single * 51 == pytest.approx(round(single * 51), abs=1e-4)  # a count out of 51
 
 
-def test_detection_ddp_map_equals_single_process(tmp_path) -> None:
+def test_detection_ddp_map_equals_single_process(tmp_path, monkeypatch, capsys) -> None:
     recipe = "recipes/demo_detection.yaml"  # 101 validation images: odd
     small = ("--model.init_args.model.init_args.min_size", "96",
              "--model.init_args.model.init_args.max_size", "96")  # fmt: skip
-    ckpt = fit_ddp(recipe, tmp_path, *small, "--data.batch_size", "4")
-    single, ddp = validate_both(recipe, ckpt)
+    ckpt, ddp = fit_ddp(recipe, tmp_path, *small, "--data.batch_size", "4")
+    single = validate_single(monkeypatch, capsys, recipe, ckpt)
     for key in ("val/AP", "val/AP50", "val/AR100"):
-        assert metric(single, key) == pytest.approx(metric(ddp, key), abs=1e-6), key
+        assert metric(single, key) == pytest.approx(ddp[key], abs=1e-6), key
 
 
 def test_a_failing_rank_ends_the_run_instead_of_hanging(tmp_path, make_voc) -> None:
