@@ -43,7 +43,7 @@ def run_main(monkeypatch, *args: str) -> int:
     return 0
 
 
-def test_fit_test_predict_demo_through_the_real_cli(tmp_path) -> None:
+def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_path) -> None:
     runs = tmp_path / "runs"
     fit = vtk(
         "fit", DEMO,
@@ -62,10 +62,11 @@ def test_fit_test_predict_demo_through_the_real_cli(tmp_path) -> None:
     assert "val/mIoU" in (run / "metrics.csv").read_text().splitlines()[0]
 
     last = str(run / "checkpoints" / "last.ckpt")
-    test = vtk("test", DEMO, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
-               "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0")  # fmt: skip
-    assert test.returncode == 0, test.stderr[-3000:]
-    assert "test/mIoU" in test.stdout and "test/IoU/circle" in test.stdout
+    capsys.readouterr()
+    assert run_main(monkeypatch, "test", DEMO, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+                    "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0") == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "test/mIoU" in printed and "test/IoU/circle" in printed
 
     images = tmp_path / "images"
     images.mkdir()
@@ -74,9 +75,20 @@ def test_fit_test_predict_demo_through_the_real_cli(tmp_path) -> None:
         (images / p.name).write_bytes(p.read_bytes())
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "predictions"
-    predict = vtk("predict", DEMO, "--ckpt_path", last, "--data.predict_dir", str(images),
-                  "--output_dir", str(out), "--trainer.logger", "false",
-                  "--data.num_workers", "0")  # fmt: skip
+    predict = vtk(
+        "predict",
+        DEMO,
+        "--ckpt_path",
+        last,
+        "--data.predict_dir",
+        str(images),
+        "--output_dir",
+        str(out),
+        "--trainer.logger",
+        "false",
+        "--data.num_workers",
+        "0",
+    )  # fmt: skip  (the real command, as a user runs it)
     assert predict.returncode == 0, predict.stderr[-3000:]
     assert "skipping 1 files that are not images" in predict.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -210,23 +222,23 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
     assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")
 
 
-def test_detection_fit_test_predict_and_a_foreign_checkpoint(tmp_path) -> None:
+def test_detection_fit_test_predict_and_a_foreign_checkpoint(monkeypatch, capsys, tmp_path) -> None:
     recipe = "recipes/demo_detection.yaml"
     small = ("--model.init_args.model.init_args.min_size", "96",
              "--model.init_args.model.init_args.max_size", "96", "--data.num_workers", "0")  # fmt: skip
     runs = tmp_path / "runs"
-    fit = vtk(
-        "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+    assert run_main(
+        monkeypatch, "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "2", "--trainer.logger.init_args.save_dir", str(runs), *small,
-    )  # fmt: skip
-    assert fit.returncode == 0, fit.stderr[-3000:]
+    ) == 0  # fmt: skip
     last = str(next(runs.rglob("last.ckpt")))
 
     out = tmp_path / "test"
-    test = vtk("test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
-               "--trainer.logger", "false", "--output_dir", str(out), *small)  # fmt: skip
-    assert test.returncode == 0, test.stderr[-3000:]
-    assert "test/AP50" in test.stdout and "test/AP/circle" in test.stdout
+    capsys.readouterr()
+    assert run_main(monkeypatch, "test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+                    "--trainer.logger", "false", "--output_dir", str(out), *small) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "test/AP50" in printed and "test/AP/circle" in printed
     results = json.loads((out / "coco_results.json").read_text())
     val = json.loads(
         (Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/annotations/val.json").read_text()
@@ -238,9 +250,8 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(tmp_path) -> None:
     images.mkdir()
     for p in sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/val").iterdir())[:3]:
         (images / p.name).write_bytes(p.read_bytes())
-    predict = vtk("predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
-                  "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small)  # fmt: skip
-    assert predict.returncode == 0, predict.stderr[-3000:]
+    assert run_main(monkeypatch, "predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
+                    "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small) == 0  # fmt: skip
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert sorted(p["file"] for p in predictions) == sorted(p.name for p in images.iterdir())
 

@@ -23,11 +23,15 @@ DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.stra
 ONE = ("--trainer.accelerator", "cpu", "--trainer.devices", "1")
 
 
-def vtk(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None = None):
+def run(command: list[str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(Path(sys.executable).with_name("vtk")), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=os.environ.copy(),
     )  # fmt: skip
+
+
+def vtk(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).with_name("vtk"))], *args, timeout=timeout)
 
 
 def metric(output: str, key: str) -> float:
@@ -36,12 +40,21 @@ def metric(output: str, key: str) -> float:
     return float(match.group(1))
 
 
-def fit_ddp(recipe: str, tmp_path: Path, *extra: str) -> tuple[str, dict[str, float]]:
+def fit_ddp(
+    recipe: str, tmp_path: Path, *extra: str, torchrun: bool = False
+) -> tuple[str, dict[str, float]]:
     """``vtk fit`` under 2-process DDP for two steps, then validation on the whole (odd-sized)
-    validation set: the last checkpoint and the validation metrics DDP logged for it."""
+    validation set: the last checkpoint and the validation metrics DDP logged for it.
+
+    The processes are started by Lightning, or with ``torchrun`` (the README's command)."""
     runs = tmp_path / "runs"
-    fit = vtk(
-        "fit", recipe, *DDP, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+    launcher = (
+        [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
+         str(Path(sys.executable).with_name("vtk"))]
+        if torchrun else [str(Path(sys.executable).with_name("vtk"))]
+    )  # fmt: skip
+    fit = run(
+        launcher, "fit", recipe, *DDP, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.num_sanity_val_steps", "0", "--trainer.logger.init_args.save_dir", str(runs),
         "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", *extra,
     )  # fmt: skip
@@ -88,7 +101,7 @@ def test_classification_ddp_top1_equals_single_process(tmp_path, monkeypatch, ca
     next((root / "val").rglob("*.png")).unlink()
     data = ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(root),
             "--data.image_size", "32", "--data.batch_size", "4")  # fmt: skip
-    ckpt, ddp = fit_ddp(recipe, tmp_path, *data)
+    ckpt, ddp = fit_ddp(recipe, tmp_path, *data, torchrun=True)
     single = metric(validate_single(monkeypatch, capsys, recipe, ckpt, *data), "val/acc1")
     assert single == ddp["val/acc1"]
     assert single * 51 == pytest.approx(round(single * 51), abs=1e-4)  # a count out of 51
