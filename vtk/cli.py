@@ -229,6 +229,14 @@ def main() -> None:
     if sys.argv[1:2] == ["list"]:
         print(list_components())
         return
+    if sys.argv[1:2] == ["analyze"]:
+        from vtk.analysis import analyze
+
+        try:
+            print(analyze(sys.argv[2:]))
+        except VTKError as e:
+            raise SystemExit(f"vtk: error: {e}") from None
+        return
     rewrite_recipe_argv(sys.argv)
     try:
         VTKCLI(
