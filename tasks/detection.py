@@ -123,7 +123,10 @@ class DetectionTask(VisionTask):
     def configure_callbacks(self) -> list[Callback]:
         if not self.trainer.predicting:
             return []
-        return [DetectionWriter(str(self._output_dir("predictions")), self.class_names)]
+        category_ids = getattr(self.trainer.datamodule, "category_ids", None)
+        return [
+            DetectionWriter(str(self._output_dir("predictions")), self.class_names, category_ids)
+        ]
 
     def _output_dir(self, default: str) -> Path:
         run_dir = self.trainer.log_dir or self.trainer.default_root_dir
@@ -202,7 +205,9 @@ class DetectionTask(VisionTask):
             path.write_text(json.dumps(results))
             log.info("wrote %d detections (COCO results format) to %s", len(results), path)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
+        if batch is None:  # no image of the batch could be read (each one was reported)
+            return []
         detections = self.model(batch["image"])
         return [
             {

@@ -89,7 +89,11 @@ class SegmentationTask(VisionTask):
         if not self.trainer.predicting:
             return []
         run_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return [SegmentationWriter(self.output_dir or str(Path(run_dir) / "predictions"))]
+        return [
+            SegmentationWriter(
+                self.output_dir or str(Path(run_dir) / "predictions"), self.num_classes
+            )
+        ]
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.model(images)
@@ -134,8 +138,10 @@ class SegmentationTask(VisionTask):
             self.log(f"test/IoU/{name}", iou, sync_dist=True)  # equal on every process
         self.test_class_iou.reset()
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
         """Label maps at each image's own size (evaluation pads at the bottom-right)."""
+        if batch is None:  # no image of the batch could be read (each one was reported)
+            return []
         labels = self.model(batch["image"])["out"].argmax(dim=1).to(torch.uint8)
         return [
             {"id": i, "path": p, "labels": lab[:h, :w].cpu()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 # before anything imports albumentations (it would check PyPI) or torch.hub (no downloads)
@@ -81,3 +82,13 @@ def voc_root(tmp_path: Path) -> Path:
         tmp_path / "VOC2012",
         {"train": [f"2007_{i:06d}" for i in range(6)], "val": [f"2008_{i:06d}" for i in range(3)]},
     )
+
+
+@pytest.fixture
+def vtk_log(caplog):
+    """Records of the `vtk` logger (it does not propagate to the root logger)."""
+    logger = logging.getLogger("vtk")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="vtk")
+    yield caplog
+    logger.removeHandler(caplog.handler)

@@ -91,9 +91,12 @@ def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_pat
     )  # fmt: skip  (the real command, as a user runs it)
     assert predict.returncode == 0, predict.stderr[-3000:]
     assert "skipping 1 files that are not images" in predict.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
         p.stem + ".png" for p in images.glob("*.jpg")
     )
+    assert sorted(p.name for p in (out / "drawn").iterdir()) == sorted(
+        p.name for p in images.glob("*.jpg")
+    )  # each image with its label map drawn over it
 
 
 def test_print_config_shows_the_full_recipe(monkeypatch, capsys) -> None:
@@ -211,6 +214,7 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
     demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val"
     for p in sorted(demo.rglob("*.png"))[::50]:
         (images / p.name).write_bytes(p.read_bytes())
+    (images / "broken.png").write_bytes(b"\x89PNG truncated")  # reported by path, rest go on
     out = tmp_path / "out"
     assert run_main(
         monkeypatch, "predict", recipe, "--ckpt_path", str(last), "--data.predict_dir", str(images),
@@ -218,11 +222,14 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
     ) == 0  # fmt: skip
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "id,path,class1,score1,class2,score2,class3,score3,class4,score4"
-    assert len(rows) == 1 + len(list(images.iterdir()))
+    assert len(rows) == len(list(images.iterdir()))  # all but broken.png, plus the header
+    assert len(list((out / "drawn").iterdir())) == len(rows) - 1
     assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")
 
 
-def test_detection_fit_test_predict_and_a_foreign_checkpoint(monkeypatch, capsys, tmp_path) -> None:
+def test_detection_fit_test_predict_and_a_foreign_checkpoint(
+    monkeypatch, capsys, tmp_path, vtk_log
+) -> None:
     recipe = "recipes/demo_detection.yaml"
     small = ("--model.init_args.model.init_args.min_size", "96",
              "--model.init_args.model.init_args.max_size", "96", "--data.num_workers", "0")  # fmt: skip
@@ -250,10 +257,16 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(monkeypatch, capsys
     images.mkdir()
     for p in sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/val").iterdir())[:3]:
         (images / p.name).write_bytes(p.read_bytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")  # unreadable
     assert run_main(monkeypatch, "predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
                     "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small) == 0  # fmt: skip
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
-    assert sorted(p["file"] for p in predictions) == sorted(p.name for p in images.iterdir())
+    assert {p["file_name"] for p in predictions} <= {p.name for p in images.iterdir()}
+    assert {p["category_id"] for p in predictions} <= {c["id"] for c in val["categories"]}
+    assert all(len(p["bbox"]) == 4 and 0 <= p["score"] <= 1 for p in predictions)
+    drawn = sorted(p.name for p in (tmp_path / "pred" / "drawn").iterdir())
+    assert drawn == sorted(p.name for p in images.glob("val_*"))  # the unreadable one is left out
+    assert "broken.jpg" in vtk_log.text and "cannot be read" in vtk_log.text
 
     # the checkpoint (3 classes) against a COCO set with 2 categories: one clean message
     other = tmp_path / "other"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -11,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
@@ -89,16 +87,6 @@ def _main(monkeypatch, tmp_path: Path, *args: str) -> str | int:
     except SystemExit as e:
         return e.code if e.code is not None else 0
     return 0
-
-
-@pytest.fixture
-def vtk_log(caplog):
-    """Records of the `vtk` logger (it does not propagate to the root logger)."""
-    logger = logging.getLogger("vtk")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="vtk")
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(monkeypatch, tmp_path) -> None:

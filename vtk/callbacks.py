@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
 from vtk.data.segmentation import voc_palette
+from vtk.drawing import draw_classes, draw_detections, draw_label_map, image_tensor, save
 
 log = logging.getLogger("vtk")
 
@@ -25,9 +26,13 @@ class SegmentationWriter(BasePredictionWriter):
     VOC's colours in an image viewer.
     """
 
-    def __init__(self, output_dir: str = "predictions") -> None:
+    def __init__(
+        self, output_dir: str = "predictions", num_classes: int = 21, draw: bool = True
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
+        self.num_classes = num_classes
+        self.draw = draw
         self.written = 0
 
     def write_on_batch_end(
@@ -45,11 +50,19 @@ class SegmentationWriter(BasePredictionWriter):
             image = Image.fromarray(item["labels"].numpy())
             image.putpalette(voc_palette())  # "L" -> "P": the values stay the class indices
             image.save(self.output_dir / f"{item['id']}.png")
+            if self.draw:
+                drawn = draw_label_map(image_tensor(item["path"]), item["labels"], self.num_classes)
+                save(drawn, self.output_dir / "drawn" / f"{item['id']}.jpg")
             self.written += 1
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
-            log.info("wrote %d label maps to %s", self.written, self.output_dir)
+            log.info(
+                "wrote %d label maps to %s%s",
+                self.written,
+                self.output_dir,
+                f" (drawn: {self.output_dir / 'drawn'})" if self.draw else "",
+            )
 
 
 class ClassificationWriter(BasePredictionWriter):
@@ -59,11 +72,15 @@ class ClassificationWriter(BasePredictionWriter):
     """
 
     def __init__(
-        self, output_dir: str = "predictions", class_names: Sequence[str] | None = None
+        self,
+        output_dir: str = "predictions",
+        class_names: Sequence[str] | None = None,
+        draw: bool = True,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names) if class_names is not None else None
+        self.draw = draw
         self.rows: list[list] = []
 
     def write_on_batch_end(
@@ -82,6 +99,9 @@ class ClassificationWriter(BasePredictionWriter):
             for name, score in zip(names, item["scores"]):
                 row += [name, f"{score:.5f}"]
             self.rows.append(row)
+            if self.draw and item["path"]:
+                drawn = draw_classes(image_tensor(item["path"]), names[:3], item["scores"][:3])
+                save(drawn, self.output_dir / "drawn" / f"{Path(item['path']).stem}.jpg")
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -102,19 +122,28 @@ class ClassificationWriter(BasePredictionWriter):
 
 
 class DetectionWriter(BasePredictionWriter):
-    """Write ``<output_dir>/predictions.json``: per image its file, and its detections as boxes
-    (x1, y1, x2, y2 in the image's pixels), scores, labels and class names.
+    """Write ``<output_dir>/predictions.json`` in COCO's results format — one entry per
+    detection: ``image_id`` (the file name without extension), ``file_name``, ``category_id``
+    (the dataset's own id), ``category_name``, ``bbox`` (x, y, width, height in the image's
+    pixels) and ``score`` — and each image with its detections drawn to ``drawn/``.
 
     Under DDP each process writes ``predictions-rank<N>.json``.
     """
 
     def __init__(
-        self, output_dir: str = "predictions", class_names: Sequence[str] | None = None
+        self,
+        output_dir: str = "predictions",
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        draw: bool = True,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names) if class_names is not None else None
-        self.items: list[dict[str, Any]] = []
+        self.category_ids = list(category_ids) if category_ids is not None else None
+        self.draw = draw
+        self.results: list[dict[str, Any]] = []
+        self.images = 0
 
     def write_on_batch_end(
         self,
@@ -127,18 +156,24 @@ class DetectionWriter(BasePredictionWriter):
         dataloader_idx: int,
     ) -> None:
         for item in prediction:
-            labels = item["labels"].tolist()
-            self.items.append(
-                {
-                    "file": Path(item["path"]).name,
-                    "boxes": [[round(v, 2) for v in box] for box in item["boxes"].tolist()],
-                    "scores": [round(s, 4) for s in item["scores"].tolist()],
-                    "labels": labels,
-                    "names": [self.class_names[i] for i in labels]
-                    if self.class_names
-                    else [str(i) for i in labels],
-                }
-            )
+            labels, scores = item["labels"].tolist(), item["scores"].tolist()
+            names = self.class_names or [str(i) for i in range(max(labels, default=0) + 1)]
+            path = Path(item["path"])
+            for (x1, y1, x2, y2), label, score in zip(item["boxes"].tolist(), labels, scores):
+                self.results.append(
+                    {
+                        "image_id": path.stem,
+                        "file_name": path.name,
+                        "category_id": self.category_ids[label] if self.category_ids else label,
+                        "category_name": names[label],
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(score, 5),
+                    }
+                )
+            if self.draw:
+                drawn = draw_detections(image_tensor(path), item["boxes"], labels, scores, names)
+                save(drawn, self.output_dir / "drawn" / f"{path.stem}.jpg")
+            self.images += 1
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -147,5 +182,10 @@ class DetectionWriter(BasePredictionWriter):
             if trainer.world_size == 1
             else f"predictions-rank{trainer.global_rank}.json"
         )
-        (self.output_dir / name).write_text(json.dumps(self.items, indent=1))
-        log.info("wrote detections for %d images to %s", len(self.items), self.output_dir / name)
+        (self.output_dir / name).write_text(json.dumps(self.results))
+        log.info(
+            "wrote %d detections on %d images (COCO results format) to %s",
+            len(self.results),
+            self.images,
+            self.output_dir / name,
+        )

@@ -229,13 +229,13 @@ class ClassificationDataModule(LightningDataModule):
         raise NotImplementedError
 
     def files_dataset(
-        self, samples: list[ImageSample], transform: Any, where: str
+        self, samples: list[ImageSample], transform: Any, where: str, skip_bad: bool = False
     ) -> ClassificationDataset:
         """A dataset of image files, after checking every file's header once."""
         bad = unreadable(samples)
         if bad:
             listing = "; ".join(f"{s.path} ({err})" for s, err in bad[:3])
-            if self.on_bad_image == "error":
+            if self.on_bad_image == "error" and not skip_bad:
                 raise DataError(
                     f"{len(bad)} files in {where} cannot be read as images: {listing}. Remove them, "
                     "or set on_bad_image: skip."
@@ -248,7 +248,7 @@ class ClassificationDataModule(LightningDataModule):
             )
             bad_paths = {s.path for s, _ in bad}
             samples = [s for s in samples if s.path not in bad_paths]
-        return ClassificationDataset(samples, transform, self.on_bad_image)
+        return ClassificationDataset(samples, transform, "skip" if skip_bad else self.on_bad_image)
 
     def setup(self, stage: str) -> None:
         splits = {
@@ -277,7 +277,8 @@ class ClassificationDataModule(LightningDataModule):
                 samples = [ImageSample(p.stem, p) for p in files if is_image_file(p)]
                 if not samples:
                     raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
-                self.datasets[split] = self.files_dataset(samples, tf, str(folder))
+                # prediction reports unreadable files by path and goes on with the rest
+                self.datasets[split] = self.files_dataset(samples, tf, str(folder), skip_bad=True)
             else:
                 self.datasets[split] = self.dataset(split, tf)
 

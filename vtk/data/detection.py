@@ -238,8 +238,12 @@ class CocoDetectionDataset(Dataset):
         }
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Images of different sizes stay a list (the detector's transform batches them)."""
+def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Images of different sizes stay a list (the detector's transform batches them); images
+    that could not be read (``None``, prediction only) are left out."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
     return {key: [b[key] for b in batch] for key in batch[0]}
 
 
@@ -252,8 +256,12 @@ class ImageFolderPredict(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image = read_image(self.files[index])
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        try:
+            image = read_image(self.files[index])
+        except DataError as e:
+            log.warning("skipping an image that cannot be read: %s", e)
+            return None
         return {
             "image": self.transform(image=image)["image"],
             "image_id": self.files[index].stem,

@@ -234,7 +234,14 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         s = self.samples[index]
-        image = read_image(s.image)
+        if s.mask is None:  # prediction: an unreadable image is reported, the rest goes on
+            try:
+                image = read_image(s.image)
+            except DataError as e:
+                log.warning("skipping an image that cannot be read: %s", e)
+                return None
+        else:
+            image = read_image(s.image)
         item: dict[str, Any] = {"id": s.id, "path": str(s.image), "size": image.shape[:2]}
         if s.mask is None:
             item["image"] = self.transform(image=image)["image"]
@@ -259,8 +266,13 @@ class SegmentationDataset(Dataset):
         return item
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a batch, padding images (0) and masks (ignore) at the bottom-right if sizes differ."""
+def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack a batch, padding images (0) and masks (ignore) at the bottom-right if sizes differ.
+
+    Images that could not be read (``None``, prediction only) are left out."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
     h = max(b["image"].shape[-2] for b in batch)
     w = max(b["image"].shape[-1] for b in batch)
 

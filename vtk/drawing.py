@@ -1,0 +1,80 @@
+"""Predictions drawn on their images, with torchvision's drawing utilities.
+
+Detections: ``torchvision.utils.draw_bounding_boxes`` with "class score" labels; label maps:
+``draw_segmentation_masks`` in VOC's colours; classes: a banner with the top classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from vtk.data.io import read_image
+from vtk.data.segmentation import voc_palette
+
+#: detections below this score are written to the results but not drawn
+DRAW_SCORE = 0.3
+
+
+def colours(n: int) -> list[tuple[int, int, int]]:
+    """VOC's colour of each class index (0 is black: background)."""
+    flat = voc_palette(max(n, 1))
+    return [tuple(flat[3 * i : 3 * i + 3]) for i in range(n)]  # type: ignore[misc]
+
+
+def image_tensor(path: str | Path) -> Tensor:
+    """The image at ``path`` as a ``(3, H, W)`` uint8 tensor (any mode converted to RGB)."""
+    return torch.from_numpy(np.ascontiguousarray(read_image(path))).permute(2, 0, 1)
+
+
+def draw_detections(
+    image: Tensor,
+    boxes: Tensor,
+    labels: Sequence[int],
+    scores: Sequence[float],
+    names: Sequence[str],
+    min_score: float = DRAW_SCORE,
+) -> Tensor:
+    keep = [i for i, s in enumerate(scores) if s >= min_score]
+    if not keep:
+        return image
+    palette = colours(len(names) + 1)
+    return draw_bounding_boxes(
+        image,
+        boxes[keep].float(),
+        labels=[f"{names[labels[i]]} {scores[i]:.2f}" for i in keep],
+        colors=[palette[labels[i] + 1] for i in keep],  # + 1: VOC's first colour is black
+        width=max(1, round(min(image.shape[1:]) / 200)),
+    )
+
+
+def draw_label_map(image: Tensor, labels: Tensor, num_classes: int, alpha: float = 0.5) -> Tensor:
+    """Class regions over the image; class 0 (background) is left clear."""
+    present = [c for c in torch.unique(labels).tolist() if 0 < c < num_classes]
+    if not present:
+        return image
+    masks = torch.stack([labels == c for c in present])
+    palette = colours(num_classes)
+    return draw_segmentation_masks(image, masks, alpha, [palette[c] for c in present])
+
+
+def draw_classes(image: Tensor, names: Sequence[str], scores: Sequence[float]) -> Tensor:
+    """A banner with the top classes and their scores at the top of the image."""
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(pil)
+    text = ", ".join(f"{n} {s:.2f}" for n, s in zip(names, scores))
+    box = draw.textbbox((2, 2), text)
+    draw.rectangle((0, 0, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
+    draw.text((2, 2), text, fill=(255, 255, 255))
+    return torch.from_numpy(np.asarray(pil)).permute(2, 0, 1)
+
+
+def save(image: Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
