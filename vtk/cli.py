@@ -96,6 +96,12 @@ class VTKCLI(LightningCLI):
             if sub == "fit" and config.get("ckpt_path"):
                 self._check_same_network(config)
         super()._parse_ckpt_path()
+        if sub is not None and self.config[sub].get("ckpt_path"):
+            # the checkpoint's tensors replace pretrained weights: do not fetch them again
+            model = self.config[sub].model
+            for key in list(model.keys()):
+                if key.rsplit(".", 1)[-1] == "weights":
+                    model[key] = None
 
     def _resume_path(self, config: Any) -> str | None:
         trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
@@ -127,7 +133,7 @@ class VTKCLI(LightningCLI):
         current_net = (model.get("init_args") or {}).get("model") or {}
         if not isinstance(saved_net, dict) or not saved_net or not current_net:
             return
-        diffs = network_differences(saved_net, current_net)
+        diffs = network_differences(saved_net, current_net, ignore=("num_classes", "weights"))
         if diffs:
             listed = "; ".join(
                 f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, a, b in diffs[:5]
