@@ -160,11 +160,10 @@ class DetectionTask(VisionTask):
         self.log_dict(
             {f"{stage}/{name}": result[key] for key, name in COCO_METRICS.items()},
             prog_bar=stage == "val",
-            sync_dist=True,  # already the same on every process: the mean of equal values
-        )
+        )  # already synchronised by torchmetrics: the same on every process
         if stage == "test" and result["map_per_class"].numel() > 1:
             for c, ap in zip(result["classes"].tolist(), result["map_per_class"].tolist()):
-                self.log(f"test/AP/{self.class_names[c]}", ap, sync_dist=True)
+                self.log(f"test/AP/{self.class_names[c]}", ap)
         metric.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

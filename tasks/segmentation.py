@@ -135,7 +135,7 @@ class SegmentationTask(VisionTask):
 
     def on_test_epoch_end(self) -> None:
         for name, iou in zip(self.class_names, self.test_class_iou.compute()):
-            self.log(f"test/IoU/{name}", iou, sync_dist=True)  # equal on every process
+            self.log(f"test/IoU/{name}", iou)  # already synchronised by torchmetrics
         self.test_class_iou.reset()
 
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:

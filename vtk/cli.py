@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,11 @@ def list_components(recipes_dir: str | Path = "recipes") -> str:
 
 def main() -> None:
     _setup_logging()
+    # vtk's epoch-level metrics are torchmetrics objects, synchronised across processes
+    # before they are logged; Lightning cannot tell and would advise sync_dist for each
+    warnings.filterwarnings(
+        "ignore", message=r"It is recommended to use `self.log\('(val|test)/(AP|IoU|mIoU)"
+    )
     if sys.argv[1:2] == ["list"]:
         print(list_components())
         return
