@@ -72,7 +72,7 @@ def draw_classes(image: Tensor, names: Sequence[str], scores: Sequence[float]) -
     box = draw.textbbox((2, 2), text)
     draw.rectangle((0, 0, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
     draw.text((2, 2), text, fill=(255, 255, 255))
-    return torch.from_numpy(np.asarray(pil)).permute(2, 0, 1)
+    return torch.from_numpy(np.array(pil)).permute(2, 0, 1)
 
 
 def save(image: Tensor, path: Path) -> None:
