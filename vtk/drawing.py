@@ -19,7 +19,7 @@ from vtk.data.io import read_image
 from vtk.data.segmentation import voc_palette
 
 #: detections below this score are written to the results but not drawn
-DRAW_SCORE = 0.3
+DRAW_SCORE = 0.5
 
 
 def colours(n: int) -> list[tuple[int, int, int]]:
