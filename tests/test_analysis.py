@@ -49,9 +49,8 @@ def test_analyze_a_recipe_with_its_data(capsys) -> None:
 
 
 def test_resnet50_recipe_total(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(
-        sys, "argv", ["vtk", "analyze", str(ROOT / "recipes/resnet50_imagenet.yaml")]
-    )
+    recipe = str(ROOT / "recipes/resnet50_imagenet.yaml")
+    monkeypatch.setattr(sys, "argv", ["vtk", "analyze", recipe, "--rf_height", "512"])
     main()
     out = capsys.readouterr().out
     assert "25,557,032" in out and "4.089" in out
