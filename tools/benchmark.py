@@ -4,6 +4,9 @@
     python tools/benchmark.py segmentation --device cuda --batch 8 --size 513 --steps 20
     python tools/benchmark.py detection                          # CPU, batch 2, 384x384
     python tools/benchmark.py necks                              # ASFF and RFB against FPN
+    python tools/benchmark.py inference --batch 8 [--channels_last] [--compile]
+    python tools/benchmark.py eval                               # pycocotools vs faster-coco-eval
+    python tools/benchmark.py data --workers 2                   # data pipeline vs model
 
 For each model a train step is forward, loss, backward and an SGD step, timed after warm-up;
 the models' steps alternate (A B, B A, ...) so all see the same machine state. The ratio is
@@ -224,27 +227,169 @@ def benchmark_necks(args: argparse.Namespace) -> None:
     print("  neck parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()))
 
 
+def benchmark_inference(args: argparse.Namespace) -> None:
+    """ResNet-50 classifier inference, vtk against torchvision, eager (and the options)."""
+    from vtk.models import Classifier
+
+    device = torch.device(args.device)
+    reference = torchvision.models.resnet50()
+    ours = Classifier(ResNet("resnet50"), 1000)
+    ours.load_state_dict(
+        {
+            (f"head.{k}" if k.startswith("fc.") else f"backbone.{k}"): v
+            for k, v in reference.state_dict().items()
+        }
+    )
+    models = {"vtk": ours.to(device).eval(), "torchvision": reference.to(device).eval()}
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    if args.channels_last:
+        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
+        x = x.contiguous(memory_format=torch.channels_last)
+    if args.compile:
+        models = {k: torch.compile(m) for k, m in models.items()}
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step_for(model: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            with torch.inference_mode(), amp:
+                model(x)
+
+        return step
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = time_alternating(
+        {k: step_for(m) for k, m in models.items()}, args.steps, args.warmup, sync
+    )
+    flags = "".join(
+        f", {f}" for f, on in (("channels_last", args.channels_last), ("compile", args.compile),
+                               ("bf16", args.bf16)) if on
+    )  # fmt: skip
+    _report(
+        f"ResNet-50 inference, batch {args.batch} x {args.size}^2, {args.device}{flags}, "
+        f"median of {args.steps}:",
+        times,
+        "torchvision",
+    )
+
+
+def benchmark_eval(args: argparse.Namespace) -> None:
+    """COCO mAP of the same synthetic detections: pycocotools against faster-coco-eval."""
+    import importlib.util
+
+    from torchmetrics.detection import MeanAveragePrecision
+
+    g = torch.Generator().manual_seed(0)
+    preds, targets = [], []
+    for _ in range(args.images):
+        n = 8
+        xy = torch.rand(n, 2, generator=g) * 500
+        gt = torch.cat([xy, xy + 20 + torch.rand(n, 2, generator=g) * 100], 1)
+        jitter = gt.repeat(10, 1) + torch.randn(10 * n, 4, generator=g) * 8
+        targets.append({"boxes": gt, "labels": torch.randint(0, 80, (n,), generator=g)})
+        preds.append(
+            {
+                "boxes": jitter,
+                "scores": torch.rand(10 * n, generator=g),
+                "labels": targets[-1]["labels"].repeat(10),
+            }
+        )
+    backends = ["pycocotools"]
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        backends.append("faster_coco_eval")
+    times, results = {}, {}
+    for backend in backends:
+        metric = MeanAveragePrecision(backend=backend)
+        start = time.perf_counter()
+        metric.update(preds, targets)
+        results[backend] = float(metric.compute()["map"])
+        times[backend] = [time.perf_counter() - start]
+    _report(
+        f"COCO bbox mAP of {args.images} images x 80 detections, update + compute:",
+        times,
+        "pycocotools",
+    )
+    print("  mAP: " + ", ".join(f"{k} {v:.6f}" for k, v in results.items()))
+    if len(backends) == 1:
+        print('  faster-coco-eval is not installed: pip install -e ".[fast-eval]"')
+
+
+def _train_step(task: nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
+    if "target" in batch:  # detection
+        loss = sum(task.model(batch["image"], batch["target"]).values())
+    elif "mask" in batch:
+        loss = task._loss(task.model(batch["image"])["out"], batch["mask"])
+    else:
+        loss = F.cross_entropy(task.model(batch["image"]), batch["label"])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def benchmark_data(args: argparse.Namespace) -> None:
+    """The demo recipes' training DataLoader against their model's train step, images/s."""
+    from lightning.pytorch import LightningDataModule
+
+    from vtk.analysis import _instantiate, build_model, read_recipe
+    from vtk.tasks import ClassificationTask, DetectionTask, SegmentationTask
+
+    for name in ("demo_classification", "demo_segmentation", "demo_detection"):
+        config = read_recipe(f"recipes/{name}.yaml")
+        config["data"].setdefault("init_args", {})["num_workers"] = args.workers
+        dm = _instantiate(config["data"], LightningDataModule)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        batches = iter(loader)
+        next(batches)  # workers started
+        start, seen = time.perf_counter(), 0
+        for _ in range(args.steps):
+            batch = next(batches)
+            seen += len(batch["image"])
+        data_rate = seen / (time.perf_counter() - start)
+        task_cls = {"classification": ClassificationTask, "segmentation": SegmentationTask}
+        cls = task_cls.get(name.split("_")[1], DetectionTask)
+        task = cls(build_model(config, dm.num_classes)).train()
+        optimizer = torch.optim.SGD(task.parameters(), lr=1e-4)
+
+        _train_step(task, optimizer, batch)  # warm-up
+        start = time.perf_counter()
+        for _ in range(max(2, args.steps // 4)):
+            _train_step(task, optimizer, batch)
+        model_rate = max(2, args.steps // 4) * len(batch["image"]) / (time.perf_counter() - start)
+        print(
+            f"{name}: data {data_rate:.1f} images/s ({args.workers} workers), model train "
+            f"{model_rate:.1f} images/s: ratio data/model = {data_rate / model_rate:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("task", choices=["segmentation", "detection", "necks"])
+    parser.add_argument(
+        "task", choices=["segmentation", "detection", "necks", "inference", "eval", "data"]
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, help="image side (default 256; detection 384)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
     parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="inference: torch.compile")
+    parser.add_argument("--images", type=int, default=500, help="eval: images")
+    parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     args = parser.parse_args()
     if args.size is None:
-        args.size = 256 if args.task == "segmentation" else 384
-    if args.channels_last and args.task != "segmentation":
-        parser.error("--channels_last is measured for segmentation only")
+        args.size = {"segmentation": 256, "inference": 224}.get(args.task, 384)
+    if args.channels_last and args.task not in ("segmentation", "inference"):
+        parser.error("--channels_last is measured for segmentation and inference only")
     tasks = {
         "segmentation": benchmark_segmentation,
         "detection": benchmark_detection,
         "necks": benchmark_necks,
+        "inference": benchmark_inference,
+        "eval": benchmark_eval,
+        "data": benchmark_data,
     }
     tasks[args.task](args)
 

@@ -60,7 +60,16 @@ def test_fit_validate_test(voc_root) -> None:
     (result,) = trainer.test(task, datamodule=_data(voc_root), verbose=False)
     assert 0 <= result["test/mIoU"] <= 1
     assert "test/IoU/background" in result
-    assert np.isnan(result["test/IoU/tvmonitor"])  # absent from labels and predictions: NaN, not 0
+    ious = [v for k, v in result.items() if k.startswith("test/IoU/")]
+    assert len(ious) == 21 and all(np.isnan(v) or 0 <= v <= 1 for v in ious)
+
+
+def test_a_class_in_neither_labels_nor_predictions_has_iou_nan(voc_root) -> None:
+    dm = _data(voc_root)
+    task = SegmentationTask(ConstantModel(21, 1), class_names=dm.class_names)
+    (result,) = _trainer().test(task, datamodule=dm, verbose=False)
+    assert np.isnan(result["test/IoU/tvmonitor"])  # absent from both: NaN, not 0
+    assert not np.isnan(result["test/IoU/aeroplane"])  # predicted everywhere: a number
 
 
 class ConstantModel(nn.Module):
