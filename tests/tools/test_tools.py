@@ -89,3 +89,12 @@ def test_browse_dataset_with_missing_data_is_one_line(tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"browse_dataset: error: Pascal VOC 2012 not found"):
         tool("browse_dataset")([str(ROOT / "recipes" / "deeplab_resnet101_aspp.yaml"),
                                 "--data.root", str(tmp_path / "VOC2012")])  # fmt: skip
+
+
+def test_tensorboard_logger_from_the_command_line(monkeypatch, tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    _fit(monkeypatch, tmp_path, "demo_classification.yaml", "--data.image_size", "32",
+         "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+         "--trainer.logger.init_args.save_dir", "tb")  # fmt: skip
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events and events[0].parent.parent.name == "demo_classification"

@@ -1,0 +1,31 @@
+"""tools/benchmark.py runs and prints its ratios (tiny sizes: the figures are the README's)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(monkeypatch, capsys, *args: str) -> str:
+    main = runpy.run_path(str(ROOT / "tools" / "benchmark.py"), run_name="tool")["main"]
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", *args])
+    main()
+    return capsys.readouterr().out
+
+
+def test_inference_prints_a_ratio_against_torchvision(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "inference", "--batch", "1", "--size", "32", "--steps", "1")
+    assert "ratio vtk/torchvision = " in out
+
+
+def test_coco_eval_backends_agree(monkeypatch, capsys) -> None:
+    pytest.importorskip("faster_coco_eval")
+    out = _run(monkeypatch, capsys, "eval", "--images", "20")
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("mAP:"))
+    values = [float(part.split()[-1]) for part in line.split(":", 1)[1].split(",")]
+    assert len(values) == 2 and values[0] == values[1]
