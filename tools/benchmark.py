@@ -5,6 +5,8 @@
     python tools/benchmark.py detection                          # CPU, batch 2, 384x384
     python tools/benchmark.py necks                              # ASFF and RFB against FPN
     python tools/benchmark.py inference --batch 8 [--channels_last] [--compile]
+    python tools/benchmark.py inference --arch deeplabv3_resnet101 --batch 1 --size 256
+    python tools/benchmark.py inference --arch fcos_resnet50_fpn --batch 2 --size 384
     python tools/benchmark.py eval                               # pycocotools vs faster-coco-eval
     python tools/benchmark.py data --workers 2                   # data pipeline vs model
 
@@ -227,11 +229,16 @@ def benchmark_necks(args: argparse.Namespace) -> None:
     print("  neck parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()))
 
 
-def benchmark_inference(args: argparse.Namespace) -> None:
-    """ResNet-50 classifier inference, vtk against torchvision, eager (and the options)."""
+def _inference_pair(arch: str, size: int) -> tuple[nn.Module, nn.Module, str]:
+    """vtk's and torchvision's model of each task's reference architecture, same weights."""
+    if arch == "deeplabv3_resnet101":
+        ours, reference = deeplabv3_resnet101_pair()
+        return ours, reference, "DeepLabV3-ResNet101 (OS 8)"
+    if arch == "fcos_resnet50_fpn":
+        ours, reference = fcos_resnet50_fpn_pair(size)
+        return ours, reference, "FCOS-ResNet50-FPN"
     from vtk.models import Classifier
 
-    device = torch.device(args.device)
     reference = torchvision.models.resnet50()
     ours = Classifier(ResNet("resnet50"), 1000)
     ours.load_state_dict(
@@ -240,9 +247,18 @@ def benchmark_inference(args: argparse.Namespace) -> None:
             for k, v in reference.state_dict().items()
         }
     )
+    return ours, reference, "ResNet-50"
+
+
+def benchmark_inference(args: argparse.Namespace) -> None:
+    """Inference of each task's reference architecture, vtk against torchvision."""
+    device = torch.device(args.device)
+    ours, reference, title = _inference_pair(args.arch, args.size)
     models = {"vtk": ours.to(device).eval(), "torchvision": reference.to(device).eval()}
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    if args.channels_last:
+    if args.arch == "fcos_resnet50_fpn":
+        x = [t.clamp(0, 1) for t in x.abs()]  # a list of images in [0, 1], as detectors take
+    elif args.channels_last:
         models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
         x = x.contiguous(memory_format=torch.channels_last)
     if args.compile:
@@ -265,7 +281,7 @@ def benchmark_inference(args: argparse.Namespace) -> None:
                                ("bf16", args.bf16)) if on
     )  # fmt: skip
     _report(
-        f"ResNet-50 inference, batch {args.batch} x {args.size}^2, {args.device}{flags}, "
+        f"{title} inference, batch {args.batch} x {args.size}^2, {args.device}{flags}, "
         f"median of {args.steps}:",
         times,
         "torchvision",
@@ -375,6 +391,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="inference: torch.compile")
+    parser.add_argument(
+        "--arch",
+        default="resnet50",
+        choices=["resnet50", "deeplabv3_resnet101", "fcos_resnet50_fpn"],
+        help="inference: which task's reference architecture",
+    )
     parser.add_argument("--images", type=int, default=500, help="eval: images")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")

@@ -18,9 +18,11 @@ def _run(monkeypatch, capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
-def test_inference_prints_a_ratio_against_torchvision(monkeypatch, capsys) -> None:
-    out = _run(monkeypatch, capsys, "inference", "--batch", "1", "--size", "32", "--steps", "1")
-    assert "ratio vtk/torchvision = " in out
+@pytest.mark.parametrize("arch", ["resnet50", "deeplabv3_resnet101", "fcos_resnet50_fpn"])
+def test_inference_prints_a_ratio_against_torchvision(monkeypatch, capsys, arch) -> None:
+    out = _run(monkeypatch, capsys, "inference", "--arch", arch, "--batch", "1", "--size", "64",
+               "--steps", "1", "--warmup", "0")  # fmt: skip
+    assert "inference" in out and "ratio vtk/torchvision = " in out
 
 
 def test_coco_eval_backends_agree(monkeypatch, capsys) -> None:
