@@ -26,12 +26,12 @@ from typing import Any, Literal
 import numpy as np
 from lightning.pytorch import LightningDataModule
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torch.utils.data import default_collate as _default_collate
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
-from vtk.data.loading import make_loader
+from vtk.data.loading import SplitLoaders
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -167,7 +167,7 @@ def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return _default_collate(kept) if kept else None
 
 
-class ClassificationDataModule(LightningDataModule):
+class ClassificationDataModule(SplitLoaders, LightningDataModule):
     """Loaders, augmentation and ``num_classes`` for image classification.
 
     Subclasses build each split's dataset (:meth:`dataset`).
@@ -186,6 +186,8 @@ class ClassificationDataModule(LightningDataModule):
             leaves it out and logs its path.
         predict_dir: folder of images for ``vtk predict``.
     """
+
+    collate_fn = staticmethod(collate)
 
     def __init__(
         self,
@@ -281,34 +283,6 @@ class ClassificationDataModule(LightningDataModule):
                 self.datasets[split] = self.files_dataset(samples, tf, str(folder), skip_bad=True)
             else:
                 self.datasets[split] = self.dataset(split, tf)
-
-    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        dataset = self.datasets[split]
-        if train and len(dataset) < batch_size:
-            raise DataError(
-                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
-            )
-        return make_loader(
-            self,
-            self.datasets[split],
-            batch_size,
-            train,
-            self.num_workers,
-            collate,
-            persistent=split in ("train", "val"),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.val_batch_size)
 
 
 class ImageFolderDataModule(ClassificationDataModule):

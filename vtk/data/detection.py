@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
-from vtk.data.loading import make_loader
+from vtk.data.loading import SplitLoaders
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -269,7 +269,7 @@ class ImageFolderPredict(Dataset):
         }
 
 
-class CocoDetectionDataModule(LightningDataModule):
+class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
     """COCO-format detection data (COCO itself, or your own set in its format).
 
     Args:
@@ -287,6 +287,9 @@ class CocoDetectionDataModule(LightningDataModule):
         num_workers: loader worker processes per GPU.
         predict_dir: folder of images for ``vtk predict``.
     """
+
+    collate_fn = staticmethod(collate)
+    full_train_batch = False  # a small set keeps its one partial batch
 
     def __init__(
         self,
@@ -383,26 +386,3 @@ class CocoDetectionDataModule(LightningDataModule):
                     else T.detection_eval()
                 )
                 self.datasets[split] = CocoDetectionDataset(self._records(split), tf)
-
-    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        return make_loader(
-            self,
-            self.datasets[split],
-            batch_size,
-            train,
-            self.num_workers,
-            collate,
-            persistent=split in ("train", "val"),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.val_batch_size)

@@ -23,6 +23,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from vtk.errors import DataError
+
 
 class EvalSampler(DistributedSampler):
     """This rank's share of the dataset in order, without padding (each sample once overall)."""
@@ -123,3 +125,45 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         collate_fn=collate_fn,
     )
+
+
+class SplitLoaders:
+    """The four DataLoaders of a vtk DataModule, from its ``datasets[split]`` (a mixin placed
+    before ``LightningDataModule``). Subclasses set ``collate_fn`` and have ``batch_size``,
+    ``val_batch_size`` and ``num_workers``; with ``full_train_batch`` a training split smaller
+    than one batch is refused."""
+
+    collate_fn: Callable[[list[Any]], Any]
+    full_train_batch: bool = True
+    datasets: dict[str, Dataset]
+    batch_size: int
+    val_batch_size: int
+    num_workers: int
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        if train and self.full_train_batch and len(dataset) < batch_size:  # type: ignore[arg-type]
+            raise DataError(
+                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."  # type: ignore[arg-type]
+            )
+        return make_loader(
+            self,  # type: ignore[arg-type]
+            dataset,
+            batch_size,
+            train,
+            self.num_workers,
+            type(self).collate_fn,
+            persistent=split in ("train", "val"),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.val_batch_size)

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
-from vtk.data.loading import make_loader
+from vtk.data.loading import SplitLoaders
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -291,7 +291,7 @@ def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
 
 
 # -- DataModules ------------------------------------------------------------------------------
-class SegmentationDataModule(LightningDataModule):
+class SegmentationDataModule(SplitLoaders, LightningDataModule):
     """Loaders, augmentation and ``num_classes`` for semantic segmentation.
 
     Subclasses say where the samples of each split are (:meth:`samples`).
@@ -307,6 +307,8 @@ class SegmentationDataModule(LightningDataModule):
         mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
         predict_dir: folder of images for ``vtk predict``.
     """
+
+    collate_fn = staticmethod(collate)
 
     def __init__(
         self,
@@ -376,34 +378,6 @@ class SegmentationDataModule(LightningDataModule):
                 f"{sorted(shared)[0]}); validation on training images gives a meaningless score. "
                 f"Remove them from the {a} list."
             )
-
-    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        dataset = self.datasets[split]
-        if train and len(dataset) < batch_size:
-            raise DataError(
-                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
-            )
-        return make_loader(
-            self,
-            self.datasets[split],
-            batch_size,
-            train,
-            self.num_workers,
-            collate,
-            persistent=split in ("train", "val"),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.val_batch_size)
 
 
 class VOCSegmentationDataModule(SegmentationDataModule):
