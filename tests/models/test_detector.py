@@ -162,3 +162,20 @@ def test_coco_weights_offline_give_a_clear_error(monkeypatch) -> None:
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsError, match=r"could not download torchvision's fcos_resnet50_fpn"):
         FCOS(ResNet("resnet18", out_indices=(1, 2, 3)), 91, weights="coco")
+
+
+@pytest.mark.parametrize("cls", [FCOS, RetinaNet])
+def test_boxes_and_losses_are_fp32_under_bf16_autocast(cls) -> None:
+    """Anchors follow the feature maps' dtype: under bf16 autocast torchvision would decode boxes
+    in bf16 (4 px steps at 800 px) and compute GIoU / smooth-L1 in it; vtk keeps them fp32."""
+    torch.manual_seed(0)
+    model = cls(ResNet("resnet18", out_indices=(1, 2, 3)), 3, score_thresh=0.0, **SMALL)
+    images = [torch.rand(3, 160, 192)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 90.0, 100.0]]), "labels": torch.tensor([1])}]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model.train()(images, targets)
+        with torch.no_grad():
+            (detections,) = model.eval()(images)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    assert detections["boxes"].dtype == detections["scores"].dtype == torch.float32
+    assert len(detections["boxes"]) > 0

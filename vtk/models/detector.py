@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torchvision.models.detection as tvd
@@ -68,11 +69,38 @@ class BackboneWithNeck(nn.Module):
         return self.fpn(self.body(x))
 
 
+def _fp32(x: Any) -> Any:
+    """``x`` (tensors in dicts and lists) with every floating tensor in float32."""
+    if isinstance(x, Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, dict):
+        return {k: _fp32(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_fp32(v) for v in x)
+    return x
+
+
 class _DetectorMixin:
-    """Weights loading shared by the detectors."""
+    """What the detectors add to torchvision's: box arithmetic in fp32, weights loading."""
 
     torchvision_name: str
     num_classes: int
+
+    # Under autocast the head's outputs and the anchors (made in the feature maps' dtype) are
+    # bf16/fp16: bf16 resolves 4 px at 800 px, and GIoU's divisions then give non-finite
+    # gradients for small boxes (bf16-mixed has no grad scaler to skip such a step: the weights
+    # become NaN). So losses and box decoding run in fp32, as mmdet's ``force_fp32`` does.
+    def compute_loss(self, targets: Any, head_outputs: Any, anchors: Any, *args: Any) -> Any:
+        with torch.autocast(anchors[0].device.type, enabled=False):
+            return super().compute_loss(  # type: ignore[misc]
+                _fp32(targets), _fp32(head_outputs), _fp32(anchors), *args
+            )
+
+    def postprocess_detections(self, head_outputs: Any, anchors: Any, image_shapes: Any) -> Any:
+        with torch.autocast(anchors[0][0].device.type, enabled=False):
+            return super().postprocess_detections(  # type: ignore[misc]
+                _fp32(head_outputs), _fp32(anchors), image_shapes
+            )
 
     def _load_weights(self, weights: str, class_map: str | Sequence[int] | None) -> None:
         if weights == "coco":

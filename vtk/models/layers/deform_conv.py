@@ -64,6 +64,12 @@ class DeformConv2d(nn.Module):
         if self.modulated:
             taps = self.offset_groups * self.kernel_size**2
             out, mask = out[:, : 2 * taps], torch.sigmoid(out[:, 2 * taps :])
+        # torchvision's kernels turn an offset into an integer position without a check: a NaN
+        # or infinite offset (a diverged run) reads outside the input and crashes the process.
+        # Beyond the map's extent a tap samples zeros either way, so the clamp changes nothing
+        # for finite offsets; NaN becomes 0 and the run's loss shows the divergence instead.
+        limit = float(x.shape[-2] + x.shape[-1] + self.kernel_size * self.dilation)
+        out = torch.nan_to_num(out, nan=0.0).clamp(-limit, limit)
         # in fp32 under autocast: the bilinear sampling of the offsets is precision-sensitive,
         # and torchvision's CPU kernel has no bf16 (on CUDA torchvision casts to fp32 itself)
         with torch.autocast(x.device.type, enabled=False):
