@@ -1,29 +1,42 @@
-"""What every vtk task shares: the injected model, the optimiser and the per-step LR schedule.
+"""What every vtk task shares: the injected model, what the data says (class names, input
+spec), the optimiser and the per-step LR schedule, and the task's contract with the tools.
 
 Optimiser and scheduler come from the recipe as callables (Lightning CLI's dependency
 injection): ``optimizer(params)`` and ``lr_scheduler(optimizer, total_steps)``, where
 ``total_steps`` is the run's length in optimiser steps as the Trainer computes it (from
 ``max_steps``, or ``max_epochs`` x steps per epoch). The scheduler is stepped every step.
+
+A task is the only place that knows its batch schema. What the tools ask of it:
+
+* :meth:`~VisionTask.predict_step` on a prediction batch (``{"image": [tensors], "id",
+  "path", "size"}``, see :mod:`vtk.data.base`) gives one result dict per image: the one
+  prediction path, used by ``vtk predict`` and ``vtk.load(...).predict``;
+* ``input_spec`` (kept in the checkpoint) says how an image becomes that batch's tensor;
+* :meth:`~VisionTask.training_losses` gives a batch's losses (benchmarks);
+* :meth:`~VisionTask.example_input` / :meth:`~VisionTask.export_spec` give the network's input
+  and what ONNX export needs; :meth:`~VisionTask.object_sizes` what ``vtk analyze --data``
+  compares with the receptive field.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule
-from torch import nn
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule
+from torch import Tensor, nn
 from torch.optim import SGD, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from vtk._compat import recipe_config_given
+from vtk.data.base import resolve_class_names
+from vtk.data.transforms import InputSpec
 from vtk.errors import ConfigError
 from vtk.optim import WarmupPolyLR
-
-try:  # set while the Lightning CLI instantiates a module: the recipe's own config
-    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-except ImportError:  # pragma: no cover - a Lightning without it: save no model config
-    _given_hyperparameters = None
 
 log = logging.getLogger("vtk")
 
@@ -35,9 +48,16 @@ class VisionTask(LightningModule):
     """Base of the vtk tasks.
 
     Args:
-        model: the ``torch.nn`` model (from ``vtk.models``), built by the recipe.
+        model: the ``torch.nn`` model (from ``vtk.models``), built by the recipe; it has an
+            integer ``num_classes`` attribute.
         optimizer: ``optimizer(params)``; default SGD (lr 0.01, momentum 0.9, wd 1e-4).
         lr_scheduler: ``lr_scheduler(optimizer, total_steps)``; default poly (power 0.9).
+        class_names: one per class (linked from the data); default "0", "1", ...
+        category_ids: the dataset's own id of each class (COCO's category ids; linked from the
+            data), written into results files; default the class indices.
+        input_spec: how images are prepared for evaluation and prediction
+            (:class:`~vtk.data.transforms.InputSpec` as a dict; linked from the data's
+            ``input_spec``); default :meth:`default_input_spec`.
     """
 
     def __init__(
@@ -45,21 +65,121 @@ class VisionTask(LightningModule):
         model: nn.Module,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
         # a checkpoint can rebuild its model; a model built in Python is a module, which
         # belongs in the state_dict, not in the hyper-parameters.
-        from_recipe = (
-            _given_hyperparameters is not None and _given_hyperparameters.get() is not None
-        )
-        self.save_hyperparameters(ignore=None if from_recipe else ["model"])
+        self.save_hyperparameters(ignore=None if recipe_config_given() else ["model"])
+        num_classes = getattr(model, "num_classes", None)
+        if not isinstance(num_classes, int):
+            raise ConfigError(
+                f"{type(model).__name__} has no integer num_classes attribute; "
+                f"{type(self).__name__} needs one to size its metrics."
+            )
         self.model = model
+        self.num_classes = num_classes
+        self.class_names = resolve_class_names(num_classes, class_names)
+        if category_ids is not None and len(category_ids) != num_classes:
+            raise ConfigError(
+                f"{len(category_ids)} category_ids for a model with num_classes={num_classes}."
+            )
+        self.category_ids = (
+            list(range(num_classes)) if category_ids is None else [int(c) for c in category_ids]
+        )
+        self.input_spec = (
+            InputSpec.from_dict(input_spec) if input_spec else self.default_input_spec()
+        )
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         #: the total batch the recipe's LR is for (``vtk fit --scale_lr_from N``): the LR is
         #: scaled linearly to this run's total batch; not a hyper-parameter (set by the CLI)
         self.lr_base_batch: int | None = None
+        #: where ``vtk test`` / ``vtk predict`` write files (``--output_dir``); default the run
+        #: folder (test) and ``<run folder>/predictions`` (predict)
+        self.output_dir: str | None = None
+
+    # -- the task's contract --------------------------------------------------------------------
+    def default_input_spec(self) -> InputSpec:
+        """The input spec without data: ImageNet normalisation at the image's own size."""
+        return InputSpec()
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The losses of a training batch; ``"loss"`` is the total that is optimised."""
+        raise NotImplementedError
+
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
+        """One result dict per image of a prediction batch (``id`` and ``path`` included)."""
+        raise NotImplementedError
+
+    def prediction_writer(self, output_dir: Path) -> Callback:
+        """The callback that writes what ``vtk predict`` computes."""
+        raise NotImplementedError
+
+    def default_size(self) -> int:
+        """The side of the network's usual input: the crop, else the padded size, else 224."""
+        return _side(self.input_spec.crop) or _side(self.input_spec.pad_to) or 224
+
+    def example_input(self, size: int | None = None, batch: int = 1) -> Any:
+        """A (seeded random) input for ``self.model``: ``batch`` images of ``size`` squared
+        (default :meth:`default_size`), as the input spec prepares them."""
+        side = size or self.default_size()
+        return torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+
+    def export_spec(self, size: int) -> dict[str, Any]:
+        """What ONNX export needs: ``module`` (the network in eval mode), ``example`` (its
+        positional input), ``input_names``, ``output_names`` and ``dynamic_axes``."""
+        return {
+            "module": self.model.eval(),
+            "example": self.example_input(size, batch=2),
+            "input_names": ["image"],
+            "output_names": ["logits"],
+            "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"}},
+        }
+
+    def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
+        """The longer sides (pixels at the network's input) of the objects of the validation
+        data, and what they are: what ``vtk analyze --data`` compares with the receptive
+        field. By default the whole input crop."""
+        side = self.default_size()
+        return np.asarray([side], dtype=np.float64), f"the {side} px input crop (the whole image)"
+
+    # -- shared ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # in Python nothing links the data's ids to the task: results files written with other
+        # ids than the annotations' would score wrong without a word, so say it here
+        data = getattr(self.trainer, "datamodule", None)
+        ids = getattr(data, "category_ids", None)
+        if ids is not None and [int(i) for i in ids] != self.category_ids:
+            raise ConfigError(
+                f"the data's category_ids {list(ids)[:8]} differ from {type(self).__name__}'s "
+                f"{self.category_ids[:8]}: results files would carry the wrong ids. Pass "
+                "category_ids=datamodule.category_ids (the vtk command links them)."
+            )
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every image of the batch failed to decode (on_bad_image: skip)
+            return None
+        losses = self.training_losses(batch)
+        n = len(batch["image"])
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=n)
+        self.log_lr()
+        return losses["loss"]
+
+    def configure_callbacks(self) -> list[Callback]:
+        if not self.trainer.predicting:
+            return []
+        return [self.prediction_writer(self.output_path("predictions"))]
+
+    def output_path(self, default: str) -> Path:
+        """``--output_dir``, or ``default`` inside the run folder."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / default
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -102,8 +222,13 @@ class VisionTask(LightningModule):
             )  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint whose tensors do not fit this model, naming them, before Lightning
-        fails on them: typically one trained for another number of classes than the data has."""
+        """Take the run's input spec from the checkpoint (so it predicts as it was validated,
+        whatever the data says now), and refuse a checkpoint whose tensors do not fit this
+        model, naming them, before Lightning fails on them: typically one trained for another
+        number of classes than the data has."""
+        saved_spec = (checkpoint.get("hyper_parameters") or {}).get("input_spec")
+        if saved_spec:
+            self.input_spec = InputSpec.from_dict(saved_spec)
         own = self.state_dict()
         saved_keys = set(checkpoint.get("state_dict", {}))
         missing, unexpected = sorted(set(own) - saved_keys), sorted(saved_keys - set(own))
@@ -132,8 +257,8 @@ class VisionTask(LightningModule):
             saved.get("init_args", {}).get("num_classes") if isinstance(saved, dict) else None
         )
         what = (
-            f"it was trained for num_classes={saved_classes}, the data has {getattr(self, 'num_classes', '?')}"
-            if saved_classes is not None and saved_classes != getattr(self, "num_classes", None)
+            f"it was trained for num_classes={saved_classes}, the data has {self.num_classes}"
+            if saved_classes is not None and saved_classes != self.num_classes
             else "it was saved from a differently configured model"
         )
         raise ConfigError(
@@ -145,3 +270,9 @@ class VisionTask(LightningModule):
     def log_lr(self) -> None:
         optimizer = self.optimizers(use_pl_optimizer=False)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+
+def _side(size: int | Sequence[int] | None) -> int | None:
+    if size is None:
+        return None
+    return int(size) if isinstance(size, int) else int(max(size))

@@ -14,7 +14,6 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from vtk.callbacks import ClassificationWriter
-from vtk.errors import ConfigError
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 
@@ -29,11 +28,14 @@ class ClassificationTask(VisionTask):
         lr_scheduler: ``lr_scheduler(optimizer, total_steps)``, stepped every iteration, e.g.
             :class:`vtk.optim.WarmupCosineLR` or :class:`vtk.optim.WarmupMultiStepLR`.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016, §7; 0.1 typical).
-        class_names: for the CSV of ``vtk predict`` (linked from the data).
-        top_k: how many classes ``vtk predict`` writes per image.
+        class_names: for results and drawings (linked from the data).
+        top_k: how many classes a prediction lists per image.
+        category_ids: the dataset's own class ids (linked from the data).
+        input_spec: resize, crop and normalisation for prediction (linked from the data).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
-    ``val/acc5``; the same under ``test/``.
+    ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
+    (the top-k classes).
     """
 
     def __init__(
@@ -44,54 +46,38 @@ class ClassificationTask(VisionTask):
         label_smoothing: float = 0.0,
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
+        category_ids: Sequence[int] | None = None,
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler)
-        num_classes = getattr(model, "num_classes", None)
-        if not isinstance(num_classes, int):
-            raise ConfigError(
-                f"{type(model).__name__} has no integer num_classes attribute; the classification "
-                "task needs one to size its metrics."
-            )
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"{len(class_names)} class names for a model with num_classes={num_classes}."
-            )
-        self.num_classes = num_classes
-        self.class_names = (
-            list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        )
+        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
         self.label_smoothing = label_smoothing
-        self.top_k = min(top_k, num_classes)
-        #: where ``vtk predict`` writes its CSV (``--output_dir``); default <run dir>/predictions
-        self.output_dir: str | None = None
+        self.top_k = min(top_k, self.num_classes)
         metrics = MetricCollection(
             {
-                "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-                "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+                "acc1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+                "acc5": MulticlassAccuracy(
+                    self.num_classes, top_k=min(5, self.num_classes), average="micro"
+                ),
             }
         )
-        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
-    def configure_callbacks(self) -> list[Callback]:
-        if not self.trainer.predicting:
-            return []
-        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return [
-            ClassificationWriter(
-                self.output_dir or str(Path(run_dir) / "predictions"), self.class_names
-            )
-        ]
-
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return {"loss": self._loss(self.model(batch["image"]), batch["label"])}
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (on_bad_image: skip)
             return None
         logits = self.model(batch["image"])
-        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
+        loss = self._loss(logits, batch["label"])
         self.train_acc(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc1", self.train_acc, on_step=True, on_epoch=False)
@@ -118,12 +104,20 @@ class ClassificationTask(VisionTask):
         self._evaluate(batch, "test", self.test_metrics)
 
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
-        if batch is None:
+        if batch is None:  # no image of the batch could be read (each one was reported)
             return []
-        scores, classes = torch.softmax(self.model(batch["image"]).float(), dim=1).topk(
-            self.top_k, dim=1
-        )
+        logits = self.model(torch.stack(batch["image"]))
+        scores, labels = torch.softmax(logits.float(), dim=1).topk(self.top_k, dim=1)
         return [
-            {"id": i, "path": p, "classes": c.tolist(), "scores": s.tolist()}
-            for i, p, c, s in zip(batch["id"], batch["path"], classes.cpu(), scores.cpu())
+            {
+                "id": i,
+                "path": p,
+                "labels": c.tolist(),
+                "names": [self.class_names[k] for k in c.tolist()],
+                "scores": s.tolist(),
+            }
+            for i, p, c, s in zip(batch["id"], batch["path"], labels.cpu(), scores.cpu())
         ]
+
+    def prediction_writer(self, output_dir: Path) -> Callback:
+        return ClassificationWriter(str(output_dir))

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_convert
 
+from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
+from vtk.data.transforms import InputSpec
 from vtk.errors import ConfigError
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
@@ -42,30 +44,9 @@ COCO_METRICS = {
 }  # fmt: skip
 
 
-class CocoMeanAveragePrecision(MeanAveragePrecision):
-    """torchmetrics' ``MeanAveragePrecision``, synchronised as whole lists.
-
-    Its per-image list states are otherwise gathered one tensor at a time, which needs the same
-    number of images on every process; vtk's evaluation shards differ by one image on an odd
-    set (every image is scored once, none repeated), so each state is gathered here as one
-    object per process, in rank order: one collective per state, any image counts.
-    """
-
-    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
-        group = process_group or self.process_group
-        local = {attr: [_to_cpu(x) for x in getattr(self, attr)] for attr in self._reductions}
-        gathered: list[dict[str, list[Any]]] = [{} for _ in range(dist.get_world_size(group))]
-        dist.all_gather_object(gathered, local, group=group)
-        for attr in self._reductions:
-            setattr(self, attr, [_to(x, self.device) for part in gathered for x in part[attr]])
-
-
-def _to_cpu(x: Any) -> Any:
-    return x.cpu() if isinstance(x, Tensor) else x
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    return x.to(device) if isinstance(x, Tensor) else x
+class CocoMeanAveragePrecision(GatheredListStates, MeanAveragePrecision):
+    """torchmetrics' ``MeanAveragePrecision``, its per-image lists gathered whole across
+    processes: vtk's evaluation shards may differ by one image (none is repeated)."""
 
 
 class DetectionTask(VisionTask):
@@ -76,13 +57,19 @@ class DetectionTask(VisionTask):
         optimizer: ``optimizer(params)``; default SGD (lr 0.01, momentum 0.9, wd 1e-4).
         lr_scheduler: ``lr_scheduler(optimizer, total_steps)``, stepped every iteration.
         class_names: for per-class AP and predictions (linked from the data).
+        category_ids: the dataset's own id of each class, written into ``coco_results.json``
+            and predictions (linked from the data; default the class indices).
         map_backend: ``pycocotools`` (default) or ``faster_coco_eval`` (``pip install
             faster-coco-eval``; same numbers, faster on large sets).
+        input_spec: how images reach the detector (linked from the data: RGB in [0, 1], the
+            detector resizes and normalises them itself).
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``; the same
     under ``test/`` plus ``test/AP/<class>``. ``vtk test`` also writes ``coco_results.json``
-    (original image and category ids) to ``--output_dir`` or the run folder.
+    (original image and category ids) to ``--output_dir`` or the run folder. A prediction is
+    ``{"boxes"}`` (x1, y1, x2, y2 in the image's pixels), ``"labels"``, ``"names"``,
+    ``"category_ids"``, ``"scores"``.
     """
 
     def __init__(
@@ -91,24 +78,24 @@ class DetectionTask(VisionTask):
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler)
-        num_classes = getattr(model, "num_classes", None)
-        if not isinstance(num_classes, int):
-            raise ConfigError(f"{type(model).__name__} has no integer num_classes attribute.")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"{len(class_names)} class names for a model with num_classes={num_classes}."
-            )
+        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
                 '(or pip install -e ".[fast-eval]"), or use map_backend: pycocotools.'
             )
-        self.num_classes = num_classes
-        self.class_names = (
-            list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if category_ids is not None and len(category_ids) != self.num_classes:
+            raise ConfigError(
+                f"{len(category_ids)} category_ids for a model with num_classes={self.num_classes}."
+            )
+        self.category_ids = (
+            list(range(self.num_classes))
+            if category_ids is None
+            else [int(c) for c in category_ids]
         )
         kwargs = dict(
             box_format="xyxy", iou_type="bbox", backend=map_backend,
@@ -116,34 +103,17 @@ class DetectionTask(VisionTask):
         )  # fmt: skip
         self.val_map = CocoMeanAveragePrecision(**kwargs)
         self.test_map = CocoMeanAveragePrecision(class_metrics=True, **kwargs)
-        #: where ``vtk test`` / ``vtk predict`` write files (``--output_dir``); default the run folder
-        self.output_dir: str | None = None
         self._results: list[dict[str, Any]] = []
 
-    def configure_callbacks(self) -> list[Callback]:
-        if not self.trainer.predicting:
-            return []
-        category_ids = getattr(self.trainer.datamodule, "category_ids", None)
-        return [
-            DetectionWriter(str(self._output_dir("predictions")), self.class_names, category_ids)
-        ]
-
-    def _output_dir(self, default: str) -> Path:
-        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return Path(self.output_dir) if self.output_dir else Path(run_dir) / default
+    def default_input_spec(self) -> InputSpec:
+        return InputSpec(mean=None, std=None)  # the detector normalises and resizes itself
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         losses = self.model(batch["image"], batch["target"])
-        loss = sum(losses.values())
-        n = len(batch["image"])
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, batch_size=n)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log_lr()
-        return loss
+        return {"loss": sum(losses.values()), **losses}
 
     def _evaluate(
         self, batch: dict[str, Any], metric: MeanAveragePrecision
@@ -173,9 +143,6 @@ class DetectionTask(VisionTask):
         self._log_map("val", self.val_map)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        category_ids = getattr(self.trainer.datamodule, "category_ids", None) or list(
-            range(self.num_classes)
-        )
         for image_id, det in zip(batch["image_id"], self._evaluate(batch, self.test_map)):
             # x, y, w, h in float32, as torchmetrics converts them: the written file then scores
             # exactly as the logged metric under pycocotools
@@ -184,7 +151,7 @@ class DetectionTask(VisionTask):
                 self._results.append(
                     {
                         "image_id": image_id,
-                        "category_id": category_ids[label],
+                        "category_id": self.category_ids[label],
                         "bbox": box,
                         "score": score,
                     }
@@ -199,7 +166,7 @@ class DetectionTask(VisionTask):
             results = [r for part in gathered for r in part]
         self._results = []
         if self.trainer.is_global_zero:
-            path = self._output_dir(".") / "coco_results.json"
+            path = self.output_path(".") / "coco_results.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results))
             log.info("wrote %d detections (COCO results format) to %s", len(results), path)
@@ -207,15 +174,53 @@ class DetectionTask(VisionTask):
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
         if batch is None:  # no image of the batch could be read (each one was reported)
             return []
-        detections = self.model(batch["image"])
-        return [
-            {
-                "id": i,
-                "path": p,
-                **{
-                    k: d[k].float().cpu() if k != "labels" else d[k].cpu()
-                    for k in ("boxes", "scores", "labels")
-                },
-            }
-            for i, p, d in zip(batch["image_id"], batch["path"], detections)
-        ]
+        results = []
+        for i, p, d in zip(batch["id"], batch["path"], self.model(batch["image"])):
+            labels = d["labels"].tolist()
+            results.append(
+                {
+                    "id": i,
+                    "path": p,
+                    "boxes": d["boxes"].float().cpu().numpy(),
+                    "scores": d["scores"].float().tolist(),
+                    "labels": labels,
+                    "names": [self.class_names[k] for k in labels],
+                    "category_ids": [self.category_ids[k] for k in labels],
+                }
+            )
+        return results
+
+    def prediction_writer(self, output_dir: Path) -> Callback:
+        return DetectionWriter(str(output_dir), self.class_names)
+
+    def default_size(self) -> int:
+        return int(max(self.model.transform.min_size))
+
+    def example_input(self, size: int | None = None, batch: int = 1) -> list[Tensor]:
+        """Images in [0, 1]: the detector resizes (to ``min_size``) and normalises them."""
+        side = size or self.default_size()
+        g = torch.Generator().manual_seed(0)
+        return [torch.rand(3, side, side, generator=g) for _ in range(batch)]
+
+    def export_spec(self, size: int) -> dict[str, Any]:
+        """torchvision's export path: one image (3, H, W) in [0, 1] -> boxes, scores, labels."""
+        return {
+            "module": self.model.eval(),
+            "example": self.example_input(size),
+            "input_names": ["image"],
+            "output_names": ["boxes", "scores", "labels"],
+            "dynamic_axes": {"image": {1: "height", 2: "width"}},
+        }
+
+    def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
+        """The validation boxes' longer sides after the detector's resize (crowd left out)."""
+        datamodule.setup("validate")
+        transform = self.model.transform
+        min_size, max_size = int(transform.min_size[-1]), int(transform.max_size)
+        sides: list[float] = []
+        for r in datamodule.datasets["val"].records:
+            h, w = r.size or (min_size, min_size)
+            scale = min(min_size / min(h, w), max_size / max(h, w))
+            wh = (r.eval_boxes[:, 2:] - r.eval_boxes[:, :2])[r.eval_crowd == 0]
+            sides += (wh.max(axis=1) * scale).tolist() if len(wh) else []
+        return np.asarray(sides), f"the {len(sides)} validation boxes (after the detector's resize)"

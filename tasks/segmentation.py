@@ -11,16 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from vtk.analysis import mask_object_sizes
 from vtk.callbacks import SegmentationWriter
+from vtk.data.segmentation import pad_stack
 from vtk.data.transforms import IGNORE_INDEX
-from vtk.errors import ConfigError
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 
@@ -37,9 +38,12 @@ class SegmentationTask(VisionTask):
         aux_weight: weight of the auxiliary head's loss (0.4 in torchvision's reference;
             PSPNet §4.1 uses 0.4 too).
         class_names: names for the per-class IoU of ``vtk test`` (linked from the data).
+        category_ids: the dataset's own class ids (linked from the data).
+        input_spec: normalisation and evaluation padding (linked from the data).
 
     Logged: ``train/loss`` (and ``train/aux_loss``), ``train/lr``; ``val/loss``, ``val/mIoU``,
-    ``val/pixel_acc``; the same under ``test/`` plus ``test/IoU/<class>``.
+    ``val/pixel_acc``; the same under ``test/`` plus ``test/IoU/<class>``. A prediction is
+    ``{"labels"}``, an ``(H, W)`` class map at the image's own size.
     """
 
     def __init__(
@@ -49,25 +53,12 @@ class SegmentationTask(VisionTask):
         lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.4,
         class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler)
-        num_classes = getattr(model, "num_classes", None)
-        if not isinstance(num_classes, int):
-            raise ConfigError(
-                f"{type(model).__name__} has no integer num_classes attribute; the segmentation "
-                "task needs one to size its metrics."
-            )
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"{len(class_names)} class names for a model with num_classes={num_classes}."
-            )
-        self.num_classes = num_classes
-        self.class_names = (
-            list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        )
+        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
         self.aux_weight = aux_weight
-        #: where ``vtk predict`` writes label maps (``--output_dir``); default <run dir>/predictions
-        self.output_dir: str | None = None
+        num_classes = self.num_classes
         metrics = MetricCollection(
             {
                 "mIoU": MulticlassJaccardIndex(
@@ -85,35 +76,23 @@ class SegmentationTask(VisionTask):
             num_classes, average="none", ignore_index=IGNORE_INDEX, zero_division=float("nan")
         )
 
-    def configure_callbacks(self) -> list[Callback]:
-        if not self.trainer.predicting:
-            return []
-        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return [
-            SegmentationWriter(
-                self.output_dir or str(Path(run_dir) / "predictions"), self.num_classes
-            )
-        ]
-
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.model(images)
 
     @staticmethod
-    def _loss(logits: Tensor, target: Tensor) -> Tensor:
-        # mean over labelled pixels; a crop that is all "ignore" gives 0, not NaN
+    def pixel_loss(logits: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy averaged over the labelled pixels; a crop that is all "ignore" gives
+        0, not NaN."""
         total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
         return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         out = self.model(batch["image"])
-        loss = self._loss(out["out"], batch["mask"])
+        losses = {"loss": self.pixel_loss(out["out"], batch["mask"])}
         if "aux" in out:
-            aux_loss = self._loss(out["aux"], batch["mask"])
-            self.log("train/aux_loss", aux_loss)
-            loss = loss + self.aux_weight * aux_loss
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_lr()
-        return loss
+            losses["aux_loss"] = self.pixel_loss(out["aux"], batch["mask"])
+            losses["loss"] = losses["loss"] + self.aux_weight * losses["aux_loss"]
+        return losses
 
     def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> Tensor:
         logits = self.model(batch["image"])["out"]
@@ -121,8 +100,9 @@ class SegmentationTask(VisionTask):
         preds = logits.argmax(dim=1)
         metrics.update(preds, target)
         self.log(
-            f"{stage}/loss", self._loss(logits, target), batch_size=len(target), sync_dist=True
-        )
+            f"{stage}/loss", self.pixel_loss(logits, target), batch_size=len(target),
+            sync_dist=True,
+        )  # fmt: skip
         self.log_dict(metrics, prog_bar=stage == "val")
         return preds
 
@@ -139,11 +119,38 @@ class SegmentationTask(VisionTask):
         self.test_class_iou.reset()
 
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
-        """Label maps at each image's own size (evaluation pads at the bottom-right)."""
+        """Class maps at each image's own size (images are padded at the bottom-right)."""
         if batch is None:  # no image of the batch could be read (each one was reported)
             return []
-        labels = self.model(batch["image"])["out"].argmax(dim=1).to(torch.uint8)
+        images = pad_stack(batch["image"], 0.0)  # 0: the mean colour after normalisation
+        labels = self.model(images)["out"].argmax(dim=1).cpu().numpy()
+        dtype = np.uint8 if self.num_classes <= 256 else np.uint16
         return [
-            {"id": i, "path": p, "labels": lab[:h, :w].cpu()}
+            {"id": i, "path": p, "labels": lab[:h, :w].astype(dtype)}
             for i, p, (h, w), lab in zip(batch["id"], batch["path"], batch["size"], labels)
         ]
+
+    def prediction_writer(self, output_dir: Path) -> Callback:
+        return SegmentationWriter(str(output_dir), self.num_classes)
+
+    def export_spec(self, size: int) -> dict[str, Any]:
+        return {**super().export_spec(size), "module": _Logits(self.model).eval()}
+
+    def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
+        """The class regions of (up to 500) validation masks."""
+        datamodule.setup("validate")
+        dataset = datamodule.datasets["val"]
+        n = min(len(dataset), 500)
+        masks = [dataset[i]["mask"].numpy() for i in range(n)]
+        return mask_object_sizes(masks), f"the class regions of {n} validation masks"
+
+
+class _Logits(nn.Module):
+    """A segmentation model's main output alone (what is exported)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)["out"]

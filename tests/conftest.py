@@ -1,9 +1,11 @@
-"""Shared fixtures: small datasets written in the real on-disk formats, no network."""
+"""Shared fixtures: the `vtk` command in this process or in a subprocess (always in the test's
+own temporary folder), and small datasets written in the real on-disk formats, no network."""
 
 from __future__ import annotations
 
-import logging
 import os
+import subprocess
+import sys
 
 # before anything imports albumentations (it would check PyPI) or torch.hub (no downloads)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import QUIET, VTK
 from PIL import Image
 
-from vtk.data.segmentation import voc_palette
+from vtk.drawing import voc_palette
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -86,9 +89,56 @@ def voc_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def vtk_log(caplog):
-    """Records of the `vtk` logger (it does not propagate to the root logger)."""
-    logger = logging.getLogger("vtk")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="vtk")
-    yield caplog
-    logger.removeHandler(caplog.handler)
+    """Records of the `vtk` logger at INFO and above."""
+    caplog.set_level("INFO", logger="vtk")
+    return caplog
+
+
+@pytest.fixture
+def run_vtk(monkeypatch, tmp_path):
+    """``run_vtk("fit", "demo_classification", ...)``: the `vtk` command in this process, in
+    ``tmp_path`` (or ``cwd=``); returns 0, the exit code, or the exit message."""
+    from vtk.cli import main
+
+    def run(*args: object, cwd: Path | None = None) -> int | str:
+        monkeypatch.chdir(cwd or tmp_path)
+        monkeypatch.setattr(sys, "argv", ["vtk", *(str(a) for a in args)])
+        try:
+            main()
+        except SystemExit as e:
+            return e.code if e.code is not None else 0
+        return 0
+
+    return run
+
+
+@pytest.fixture
+def vtk_process(tmp_path):
+    """``vtk_process("fit", ...)``: the installed `vtk` command in a subprocess, as a user runs
+    it, in ``tmp_path`` (or ``cwd=``); ``launcher`` goes in front (torchrun)."""
+
+    def run(
+        *args: object, cwd: Path | None = None, timeout: int = 600, launcher: tuple = ()
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*launcher, VTK, *(str(a) for a in args)], cwd=cwd or tmp_path, capture_output=True,
+            text=True, timeout=timeout, env=os.environ.copy(),
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture
+def fit_demo(run_vtk, tmp_path):
+    """``fit_demo("demo_classification", *overrides, steps=2)``: a short `vtk fit` of a demo
+    recipe in ``tmp_path``; returns its last checkpoint."""
+
+    def fit(recipe: str, *overrides: object, steps: int = 2) -> Path:
+        code = run_vtk(
+            "fit", recipe, "--trainer.max_steps", steps, "--trainer.limit_val_batches", 1,
+            "--trainer.log_every_n_steps", 1, *QUIET, *overrides,
+        )  # fmt: skip
+        assert code == 0, code
+        return max(tmp_path.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+
+    return fit

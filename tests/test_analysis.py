@@ -3,18 +3,13 @@ computation, the comparison with the data, and an unknown recipe."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from vtk.analysis import analyze, compare, receptive_fields, stage_rows
-from vtk.cli import main
+from vtk.errors import ConfigError
 from vtk.models import ResNet
 from vtk.models.backbones import VGG
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_resnet50_receptive_fields_params_and_macs() -> None:
@@ -42,16 +37,23 @@ def test_global_context_makes_the_field_global() -> None:
     assert fields[-1][1]  # SE pools over the whole map
 
 
-def test_analyze_a_recipe_with_its_data(capsys) -> None:
-    text = analyze([str(ROOT / "recipes" / "demo_detection.yaml"), "--data", "--rf_height", "512"])
+def test_analyze_a_recipe_with_its_data() -> None:
+    text = analyze(["demo_detection", "--data", "--rf_height", "512"])
     assert "435 px" in text  # ResNet-18's last stage: 435
-    assert "validation boxes" in text and "larger than every object" in text
+    # the demo's 128 px images at min_size 128: boxes of 8-24 px radius, all below 60 px
+    assert "validation boxes (after the detector's resize)" in text
+    assert "larger than every object" in text
 
 
-def test_resnet50_recipe_total(monkeypatch, capsys) -> None:
-    recipe = str(ROOT / "recipes/resnet50_imagenet.yaml")
-    monkeypatch.setattr(sys, "argv", ["vtk", "analyze", recipe, "--rf_height", "512"])
-    main()
+def test_analyze_takes_data_overrides() -> None:
+    small = analyze(["demo_segmentation", "--data", "--rf_height", "256", "--data.crop_size", "96"])
+    assert "input 96x96" in small and "class regions of 51 validation masks" in small
+    with pytest.raises(ConfigError, match="crop_siz"):
+        analyze(["demo_segmentation", "--data.crop_siz", "96"])
+
+
+def test_resnet50_recipe_total(run_vtk, capsys) -> None:
+    assert run_vtk("analyze", "resnet50_imagenet", "--rf_height", "512") == 0
     out = capsys.readouterr().out
     assert "25,557,032" in out and "4.089" in out
 
@@ -61,8 +63,7 @@ def test_compare_says_which_objects_are_larger() -> None:
     assert "smaller than 50.0% of the objects" in text
 
 
-def test_unknown_recipe_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", ["vtk", "analyze", "recipes/nope.yaml"])
-    with pytest.raises(SystemExit, match=r"vtk: error: recipe recipes/nope.yaml does not exist"):
-        main()
+def test_unknown_recipe_is_a_clear_error(run_vtk) -> None:
+    message = run_vtk("analyze", "recipes/nope.yaml")
+    assert isinstance(message, str)
+    assert message.startswith("vtk: error: recipe recipes/nope.yaml does not exist")

@@ -1,37 +1,26 @@
-"""`vtk.load(checkpoint).predict(image)`: a checkpoint written by `vtk fit`, used from Python."""
+"""`vtk.load(checkpoint).predict(image)`: a checkpoint written by `vtk fit`, used from Python,
+preparing images as its run's validation did (the input spec travels in the checkpoint)."""
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import vtk
-from vtk.cli import main
+from vtk.data.transforms import CIFAR10_MEAN, CIFAR10_STD, InputSpec
 from vtk.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _fit(monkeypatch, tmp_path: Path, recipe: str, *extra: str) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        sys, "argv",
-        ["vtk", "fit", str(ROOT / "recipes" / recipe), "--trainer.max_steps", "1",
-         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-         "--data.num_workers", "0", *extra],
-    )  # fmt: skip
-    main()
-    return next(tmp_path.rglob("last.ckpt"))
 
 
 def test_classification_checkpoint_predicts_from_a_path_an_array_and_a_pil_image(
-    monkeypatch, tmp_path
+    fit_demo, tmp_path
 ) -> None:
-    ckpt = _fit(monkeypatch, tmp_path, "demo_classification.yaml", "--data.image_size", "32")
+    ckpt = fit_demo("demo_classification", "--data.image_size", "32", steps=1)
     model = vtk.load(ckpt)
     image = Image.new("RGB", (50, 40), (200, 30, 30))
     image.save(tmp_path / "x.png")
@@ -47,17 +36,75 @@ def test_classification_checkpoint_predicts_from_a_path_an_array_and_a_pil_image
     assert sum(results[0]["scores"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_segmentation_checkpoint_predicts_a_map_at_the_image_size(monkeypatch, tmp_path) -> None:
-    ckpt = _fit(monkeypatch, tmp_path, "demo_segmentation.yaml", "--data.crop_size", "64")
+def test_segmentation_checkpoint_predicts_a_map_at_the_image_size(fit_demo) -> None:
+    ckpt = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)
     labels = vtk.load(ckpt).predict(np.zeros((70, 90, 3), np.uint8))["labels"]
     assert labels.shape == (70, 90) and labels.max() < 4
+
+
+def _write_cifar10(root: Path, per_batch: int = 4) -> Path:
+    """The python-pickle release of CIFAR-10 (cifar-10-batches-py), ``per_batch`` images each."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 255, (per_batch, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+        }
+        (root / name).write_bytes(pickle.dumps(batch))
+    return root
+
+
+def test_a_cifar10_checkpoint_predicts_with_its_own_normalisation_and_size(
+    fit_demo, tmp_path
+) -> None:
+    root = _write_cifar10(tmp_path / "cifar-10-batches-py")
+    ckpt = fit_demo("resnet56_cifar10", "--data.root", root, "--data.batch_size", "4", steps=1)
+    predictor = vtk.load(ckpt)
+    spec = predictor.task.input_spec
+    assert (spec.mean, spec.std, spec.resize, spec.crop) == (CIFAR10_MEAN, CIFAR10_STD, 32, 32)
+
+    # a photo of another size: resized to 32 (shorter side), centre-cropped, CIFAR statistics
+    photo = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    x = InputSpec(CIFAR10_MEAN, CIFAR10_STD, resize=32, crop=32).transform()(image=photo)["image"]
+    assert x.shape == (3, 32, 32)
+    with torch.no_grad():
+        probs = torch.softmax(predictor.task.model(x[None]), dim=1)[0]
+    result = predictor.predict(photo)
+    assert result["labels"][0] == int(probs.argmax())
+    assert result["scores"][0] == pytest.approx(float(probs.max()), abs=1e-6)
+    # ImageNet's statistics and a 224 crop, as a guess would give, are another input entirely
+    guessed = InputSpec(resize=256, crop=224).transform()(image=photo)["image"]
+    assert guessed.shape == (3, 224, 224)
+    with torch.no_grad():
+        logits = predictor.task.model(torch.stack([x, guessed[:, :32, :32]]))
+    assert not torch.allclose(logits[0], logits[1], rtol=1e-3)
+
+
+def test_a_subclass_of_a_task_just_works(fit_demo, tmp_path) -> None:
+    """A user's own task: vtk.load and predict go through its own predict_step."""
+    module = tmp_path / "my_tasks.py"
+    module.write_text(
+        "from vtk.tasks import ClassificationTask\n\n\n"
+        "class MyTask(ClassificationTask):\n"
+        "    def predict_step(self, batch, batch_idx):\n"
+        "        return [{**r, 'mine': True} for r in super().predict_step(batch, batch_idx)]\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ckpt = fit_demo(
+            "demo_classification", "--model", "my_tasks.MyTask", "--data.image_size", "32", steps=1
+        )
+        result = vtk.load(ckpt).predict(np.zeros((40, 40, 3), np.uint8))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_tasks", None)
+    assert result["mine"] is True and len(result["names"]) == 4
 
 
 def test_a_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         vtk.load(tmp_path / "nope.ckpt")
-    import torch
-
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
     with pytest.raises(ConfigError, match="was not saved by `vtk fit`"):
         vtk.load(tmp_path / "plain.ckpt")

@@ -4,48 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import QUIET, ROOT
 from PIL import Image
 
-from vtk.cli import main, rewrite_recipe_argv
+from vtk.cli import rewrite_recipe_argv
+from vtk.recipe import recipes_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = "recipes/demo_segmentation.yaml"
-DEEPLAB = "recipes/deeplab_resnet101_aspp.yaml"
-
-
-def vtk(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run the installed `vtk` command, as a user would."""
-    exe = Path(sys.executable).with_name("vtk")
-    return subprocess.run(
-        [str(exe), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+DEMO = "demo_segmentation"  # installed recipes, by name
+DEEPLAB = str(ROOT / "recipes" / "deeplab_resnet101_aspp.yaml")  # or by path
 
 
-def run_main(monkeypatch, *args: str) -> int:
-    """Run `vtk` in this process; returns the exit code."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", ["vtk", *args])
-    try:
-        main()
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 1
-    return 0
-
-
-def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_path) -> None:
+@pytest.mark.slow
+def test_fit_test_predict_demo_through_the_real_cli(vtk_process, run_vtk, capsys, tmp_path) -> None:
     runs = tmp_path / "runs"
-    fit = vtk(
+    fit = vtk_process(
         "fit", DEMO,
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
         "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0",
@@ -63,8 +39,8 @@ def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_pat
 
     last = str(run / "checkpoints" / "last.ckpt")
     capsys.readouterr()
-    assert run_main(monkeypatch, "test", DEMO, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
-                    "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0") == 0  # fmt: skip
+    assert run_vtk("test", DEMO, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+                   "--trainer.logger.init_args.save_dir", str(runs), "--data.num_workers", "0") == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "test/mIoU" in printed and "test/IoU/circle" in printed
 
@@ -75,7 +51,7 @@ def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_pat
         (images / p.name).write_bytes(p.read_bytes())
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "predictions"
-    predict = vtk(
+    predict = vtk_process(
         "predict",
         DEMO,
         "--ckpt_path",
@@ -99,8 +75,8 @@ def test_fit_test_predict_demo_through_the_real_cli(monkeypatch, capsys, tmp_pat
     )  # each image with its label map drawn over it
 
 
-def test_print_config_shows_the_full_recipe(monkeypatch, capsys) -> None:
-    assert run_main(monkeypatch, "fit", DEEPLAB, "--print_config") == 0
+def test_print_config_shows_the_full_recipe(run_vtk, capsys) -> None:
+    assert run_vtk("fit", DEEPLAB, "--print_config") == 0
     config = yaml.safe_load(capsys.readouterr().out)
     backbone = config["model"]["init_args"]["model"]["init_args"]["backbone"]["init_args"]
     assert backbone["arch"] == "resnet101" and backbone["output_stride"] == 16
@@ -114,12 +90,12 @@ def test_print_config_shows_the_full_recipe(monkeypatch, capsys) -> None:
     )
 
 
-def test_overrides_and_typos(monkeypatch, capsys, tmp_path) -> None:
+def test_overrides_and_typos(run_vtk, capsys, tmp_path) -> None:
     key = "--model.init_args.model.init_args.backbone.init_args.output_strid"
-    assert run_main(monkeypatch, "fit", DEEPLAB, key, "8", "--print_config") == 2
+    assert run_vtk("fit", DEEPLAB, key, "8", "--print_config") == 2
     assert "output_strid" in capsys.readouterr().err
 
-    recipe = yaml.safe_load((ROOT / DEMO).read_text())
+    recipe = yaml.safe_load((recipes_dir() / f"{DEMO}.yaml").read_text())
     recipe["model"]["init_args"]["model"]["init_args"]["head"]["init_args"]["atrous_rate"] = [
         1,
         2,
@@ -127,45 +103,53 @@ def test_overrides_and_typos(monkeypatch, capsys, tmp_path) -> None:
     ]
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump(recipe))
-    assert run_main(monkeypatch, "fit", str(typo), "--print_config") == 2
+    assert run_vtk("fit", str(typo), "--print_config") == 2
     assert "atrous_rate" in capsys.readouterr().err
 
-    assert (
-        run_main(
-            monkeypatch, "fit", DEMO, "--model.model.backbone.arch", "resnet5", "--print_config"
-        )
-        == 2
-    )
+    assert run_vtk("fit", DEMO, "--model.model.backbone.arch", "resnet5", "--print_config") == 2
     assert "resnet101" in capsys.readouterr().err  # the error lists the valid archs
 
-    assert (
-        run_main(
-            monkeypatch, "fit", DEMO, "--model.model.backbone.output_stride", "8", "--print_config"
-        )
-        == 0
-    )
+    assert run_vtk("fit", DEMO, "--model.model.backbone.output_stride", "8", "--print_config") == 0
     assert "output_stride: 8" in capsys.readouterr().out
 
 
-def test_bare_recipe_rewrite_is_idempotent(monkeypatch) -> None:
-    monkeypatch.chdir(ROOT)
-    argv = ["vtk", "fit", DEMO, "--trainer.max_epochs", "1"]
+@pytest.mark.parametrize(
+    "given", [DEMO, f"{DEMO}.yaml", f"recipes/{DEMO}.yaml", str(recipes_dir() / f"{DEMO}.yaml")]
+)
+def test_a_recipe_by_name_or_path_is_rewritten_once(monkeypatch, tmp_path, given) -> None:
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here: the installed recipe is found
+    path = str(recipes_dir() / f"{DEMO}.yaml")
+    argv = ["vtk", "fit", given, "--trainer.max_epochs", "1"]
     rewrite_recipe_argv(argv)
-    assert argv == ["vtk", "fit", "--config", DEMO, "--trainer.max_epochs", "1"]
+    assert argv == ["vtk", "fit", "--config", path, "--trainer.max_epochs", "1"]
     rewrite_recipe_argv(argv)  # what a DDP child process sees
-    assert argv == ["vtk", "fit", "--config", DEMO, "--trainer.max_epochs", "1"]
+    assert argv == ["vtk", "fit", "--config", path, "--trainer.max_epochs", "1"]
+    argv = ["vtk", "fit", "--config", given]
+    rewrite_recipe_argv(argv)
+    assert argv == ["vtk", "fit", "--config", path]
 
 
-def test_missing_recipe_lists_the_recipes(monkeypatch) -> None:
-    monkeypatch.chdir(ROOT)
-    with pytest.raises(
-        SystemExit, match=r"recipe recipes/nope.yaml does not exist.*demo_segmentation.yaml"
-    ):
-        rewrite_recipe_argv(["vtk", "fit", "recipes/nope.yaml"])
+def test_a_recipe_in_the_working_folder_comes_before_an_installed_one(
+    monkeypatch, tmp_path
+) -> None:
+    (tmp_path / "recipes").mkdir()
+    own = tmp_path / "recipes" / f"{DEMO}.yaml"
+    own.write_text((recipes_dir() / f"{DEMO}.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    argv = ["vtk", "fit", f"recipes/{DEMO}.yaml"]
+    rewrite_recipe_argv(argv)
+    assert argv == ["vtk", "fit", "--config", f"recipes/{DEMO}.yaml"]
 
 
-def test_missing_data_root_is_one_clean_message(tmp_path) -> None:
-    result = vtk(
+def test_missing_recipe_lists_the_installed_ones(run_vtk) -> None:
+    message = run_vtk("fit", "recipes/nope.yaml")
+    assert isinstance(message, str)
+    assert message.startswith("vtk: error: recipe recipes/nope.yaml does not exist")
+    assert "demo_segmentation" in message and "fcos_resnet50_fpn_coco" in message
+
+
+def test_missing_data_root_is_one_clean_message(vtk_process, tmp_path) -> None:
+    result = vtk_process(
         "fit", DEEPLAB, "--data.root", str(tmp_path / "VOC2012"), "--model.model.backbone.weights", "null",
         "--trainer.max_steps", "1", "--trainer.logger", "false",
     )  # fmt: skip
@@ -174,12 +158,10 @@ def test_missing_data_root_is_one_clean_message(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_bad_mask_in_a_worker_is_one_clean_message(tmp_path, make_voc) -> None:
-    from PIL import Image
-
+def test_a_bad_mask_in_a_worker_is_one_clean_message(vtk_process, tmp_path, make_voc) -> None:
     root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b"], "val": ["c"]})
     Image.new("L", (48, 40), 77).save(root / "SegmentationClass" / "a.png")
-    result = vtk(
+    result = vtk_process(
         "fit", DEMO, "--data", "vtk.data.VOCSegmentationDataModule", "--data.root", str(root),
         "--data.train_split", "train", "--data.crop_size", "32", "--data.batch_size", "2",
         "--data.num_workers", "1", "--trainer.max_steps", "1", "--trainer.logger", "false",
@@ -190,25 +172,20 @@ def test_a_bad_mask_in_a_worker_is_one_clean_message(tmp_path, make_voc) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_list_shows_every_kind_of_component(monkeypatch, capsys) -> None:
-    assert run_main(monkeypatch, "list") == 0
+def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
+    assert run_vtk("list") == 0
     out = capsys.readouterr().out
     for expected in ("resnet101", "densenet121", "vgg16_bn", "resnet56", "seresnet50", "attention: se, cbam",
                      "deform: v1, v2", "ASPP", "DeepLabV3Head", "ClassificationTask", "MaskFolderDataModule",
-                     "deeplab_resnet101_aspp.yaml", "FCOS, RetinaNet", "ASFFNeck", "RFBNeck", "DetectionTask",
-                     "CocoDetectionDataModule", "fcos_resnet50_fpn_coco.yaml"):  # fmt: skip
+                     "  deeplab_resnet101_aspp: ", "FCOS, RetinaNet", "ASFFNeck", "RFBNeck", "DetectionTask",
+                     "CocoDetectionDataModule", "  fcos_resnet50_fpn_coco: "):  # fmt: skip
         assert expected in out, expected
+    assert all(f"  {p.stem}: " in out for p in recipes_dir().glob("*.yaml"))
 
 
-def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> None:
-    recipe = "recipes/demo_classification.yaml"
-    runs = tmp_path / "runs"
-    assert run_main(
-        monkeypatch, "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1", "--trainer.logger.init_args.save_dir", str(runs),
-        "--data.num_workers", "0", "--data.image_size", "32",
-    ) == 0  # fmt: skip
-    last = next(runs.rglob("last.ckpt"))
+def test_classification_fit_then_predict_writes_a_csv(run_vtk, fit_demo, tmp_path) -> None:
+    recipe = "demo_classification"
+    last = fit_demo(recipe, "--data.image_size", "32")
     images = tmp_path / "images"
     images.mkdir()
     demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val"
@@ -216,9 +193,9 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
         (images / p.name).write_bytes(p.read_bytes())
     (images / "broken.png").write_bytes(b"\x89PNG truncated")  # reported by path, rest go on
     out = tmp_path / "out"
-    assert run_main(
-        monkeypatch, "predict", recipe, "--ckpt_path", str(last), "--data.predict_dir", str(images),
-        "--output_dir", str(out), "--trainer.logger", "false", "--data.num_workers", "0",
+    assert run_vtk(
+        "predict", recipe, "--ckpt_path", str(last), "--data.predict_dir", str(images),
+        "--output_dir", str(out), "--trainer.logger", "false", *QUIET,
     ) == 0  # fmt: skip
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "id,path,class1,score1,class2,score2,class3,score3,class4,score4"
@@ -227,23 +204,19 @@ def test_classification_fit_then_predict_writes_a_csv(monkeypatch, tmp_path) -> 
     assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")
 
 
+@pytest.mark.slow
 def test_detection_fit_test_predict_and_a_foreign_checkpoint(
-    monkeypatch, capsys, tmp_path, vtk_log
+    run_vtk, vtk_process, fit_demo, capsys, tmp_path, vtk_log
 ) -> None:
-    recipe = "recipes/demo_detection.yaml"
+    recipe = "demo_detection"
     small = ("--model.init_args.model.init_args.min_size", "96",
              "--model.init_args.model.init_args.max_size", "96", "--data.num_workers", "0")  # fmt: skip
-    runs = tmp_path / "runs"
-    assert run_main(
-        monkeypatch, "fit", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "2", "--trainer.logger.init_args.save_dir", str(runs), *small,
-    ) == 0  # fmt: skip
-    last = str(next(runs.rglob("last.ckpt")))
+    last = str(fit_demo(recipe, *small))
 
     out = tmp_path / "test"
     capsys.readouterr()
-    assert run_main(monkeypatch, "test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
-                    "--trainer.logger", "false", "--output_dir", str(out), *small) == 0  # fmt: skip
+    assert run_vtk("test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", "2",
+                   "--trainer.logger", "false", "--output_dir", str(out), *small) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "test/AP50" in printed and "test/AP/circle" in printed
     results = json.loads((out / "coco_results.json").read_text())
@@ -258,15 +231,17 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
     for p in sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection/val").iterdir())[:3]:
         (images / p.name).write_bytes(p.read_bytes())
     (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")  # unreadable
-    assert run_main(monkeypatch, "predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
-                    "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small) == 0  # fmt: skip
+    assert run_vtk("predict", recipe, "--ckpt_path", last, "--data.predict_dir", str(images),
+                   "--output_dir", str(tmp_path / "pred"), "--trainer.logger", "false", *small) == 0  # fmt: skip
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert {p["file_name"] for p in predictions} <= {p.name for p in images.iterdir()}
     assert {p["category_id"] for p in predictions} <= {c["id"] for c in val["categories"]}
     assert all(len(p["bbox"]) == 4 and 0 <= p["score"] <= 1 for p in predictions)
     drawn = sorted(p.name for p in (tmp_path / "pred" / "drawn").iterdir())
     assert drawn == sorted(p.name for p in images.glob("val_*"))  # the unreadable one is left out
-    assert "broken.jpg" in vtk_log.text and "cannot be read" in vtk_log.text
+    assert (
+        "broken.jpg" in vtk_log.text and "skipping an image that cannot be decoded" in vtk_log.text
+    )
 
     # the checkpoint (3 classes) against a COCO set with 2 categories: one clean message
     other = tmp_path / "other"
@@ -279,7 +254,7 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
         "categories": [{"id": 5, "name": "cell"}, {"id": 9, "name": "platelet"}],
     }  # fmt: skip
     (other / "ann.json").write_text(json.dumps(coco))
-    foreign = vtk(
+    foreign = vtk_process(
         "test", recipe, "--ckpt_path", last, "--trainer.logger", "false",
         "--data", "vtk.data.CocoDetectionDataModule",
         "--data.train_images", str(other / "images"), "--data.train_annotations", str(other / "ann.json"),

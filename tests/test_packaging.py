@@ -1,13 +1,17 @@
-"""pyproject.toml lists its packages by hand (for the tasks/ -> vtk.tasks mapping): every
-package of the tree must be in the list, or a non-editable install would lack it."""
+"""pyproject.toml lists its packages by hand (for the tasks/ -> vtk.tasks and recipes/ ->
+vtk.recipes mappings): every package of the tree must be in the list, or a non-editable install
+would lack it; and a non-editable install, used from an empty folder, runs a recipe by name."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_every_package_is_listed_in_pyproject() -> None:
@@ -16,13 +20,54 @@ def test_every_package_is_listed_in_pyproject() -> None:
     found = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtk").rglob("__init__.py")
     }
-    found |= {"vtk.tasks"}
+    found |= {"vtk.tasks", "vtk.recipes"}
     assert listed == found
-    assert config["package-dir"] == {"vtk.tasks": "tasks"}
+    assert config["package-dir"] == {"vtk.tasks": "tasks", "vtk.recipes": "recipes"}
+    assert config["package-data"] == {"vtk.recipes": ["*.yaml"]}
     assert (ROOT / "tasks" / "__init__.py").is_file()
+    assert (ROOT / "recipes" / "__init__.py").is_file()
 
 
-def test_tasks_import_as_vtk_tasks() -> None:
+def test_tasks_and_recipes_import_from_their_folders() -> None:
+    import vtk.recipes
     import vtk.tasks
 
     assert Path(vtk.tasks.__file__).resolve() == ROOT / "tasks" / "__init__.py"
+    assert Path(vtk.recipes.__file__).resolve() == ROOT / "recipes" / "__init__.py"
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_runs_a_recipe_by_name_from_an_empty_folder(tmp_path) -> None:
+    """``pip install .`` (a wheel, not this checkout) into its own folder, then ``vtk fit
+    demo_segmentation`` from an empty folder: the recipe, the tasks and the package come from
+    the install. The dependencies are this environment's (installing torch again would take
+    gigabytes), so the wheel goes to a ``--target`` folder placed first on the path."""
+    site = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
+         "--target", str(site), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    installed = list((site / "vtk" / "recipes").glob("*.yaml"))
+    assert {p.name for p in installed} == {p.name for p in (ROOT / "recipes").glob("*.yaml")}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import vtk, vtk.tasks, vtk.recipe as r; "
+         "print(vtk.__file__, vtk.tasks.__file__, r.recipes_dir())"],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    assert all(part.startswith(str(site)) for part in where.stdout.split()), where.stdout
+    fit = subprocess.run(
+        [str(site / "bin" / "vtk"), "fit", "demo_segmentation", "--trainer.max_steps", "2",
+         "--trainer.limit_val_batches", "1", "--data.num_workers", "0",
+         "--trainer.enable_progress_bar", "false"],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert (
+        empty / "runs" / "demo_segmentation" / "version_0" / "checkpoints" / "last.ckpt"
+    ).is_file()

@@ -50,7 +50,7 @@ def _detection():
     # 128 px, not less: P6/P7 would be 1x1, and PyTorch's CPU bf16 conv weight gradient of a
     # stride-2 3x3 conv on a 1x1 input is non-finite about one time in four (PyTorch 2.14)
     model = FCOS(backbone, dm.num_classes, neck=ASFFNeck, min_size=128, max_size=128)
-    return DetectionTask(model), dm
+    return DetectionTask(model, category_ids=dm.category_ids), dm
 
 
 @pytest.mark.parametrize("build", [_classification, _segmentation, _detection],

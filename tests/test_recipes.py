@@ -3,17 +3,14 @@ demo data of its task (its own data and pretrained weights are not here)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from vtk.cli import main
+from vtk.recipe import installed_recipes, strip_weights
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+RECIPES = installed_recipes()
 
 #: the demo DataModule standing in for each task's data, at a tiny size
 DEMO_DATA = {
@@ -35,32 +32,21 @@ DEMO_DATA = {
 TINY_MODEL = {"vtk.tasks.DetectionTask": {"min_size": 128, "max_size": 128}}
 
 
-def _without_weights(node: Any) -> Any:
-    """The recipe with every ``weights`` entry set to null (no downloads in tests)."""
-    if isinstance(node, dict):
-        return {k: None if k == "weights" else _without_weights(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_without_weights(v) for v in node]
-    return node
-
-
 def test_every_task_has_demo_data() -> None:
     tasks = {yaml.safe_load(p.read_text())["model"]["class_path"] for p in RECIPES}
     assert tasks <= set(DEMO_DATA), f"no demo data for {tasks - set(DEMO_DATA)}"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_recipe_builds_and_steps_on_demo_data(recipe: Path, tmp_path: Path, monkeypatch) -> None:
-    config = _without_weights(yaml.safe_load(recipe.read_text()))
+def test_recipe_builds_and_steps_on_demo_data(recipe: Path, tmp_path: Path, run_vtk) -> None:
+    config = strip_weights(yaml.safe_load(recipe.read_text()))  # no downloads in tests
     task = config["model"]["class_path"]
     config["data"] = DEMO_DATA[task]
     config["model"]["init_args"]["model"]["init_args"].update(TINY_MODEL.get(task, {}))
     tiny = tmp_path / recipe.name
     tiny.write_text(yaml.safe_dump(config))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        sys, "argv",
-        ["vtk", "fit", str(tiny), "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu",
-         "--trainer.devices", "1", "--trainer.precision", "32-true"],
+    code = run_vtk(
+        "fit", tiny, "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1", "--trainer.precision", "32-true",
     )  # fmt: skip
-    main()
+    assert code == 0, code

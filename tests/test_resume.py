@@ -6,21 +6,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
+from helpers import VTK
 
-from vtk.cli import main
+from vtk.recipe import recipes_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "demo_classification.yaml"
+RECIPE = recipes_dir() / "demo_classification.yaml"
 TINY = ("--data.image_size", "32", "--data.batch_size", "8", "--data.num_workers", "0",
         "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1")  # fmt: skip
-VTK = str(Path(sys.executable).with_name("vtk"))
 
 
 def _recipe(tmp_path: Path, every_n_train_steps: int) -> Path:
@@ -34,18 +33,12 @@ def _recipe(tmp_path: Path, every_n_train_steps: int) -> Path:
     return path
 
 
-def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [VTK, "fit", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env=os.environ.copy(),
-    )  # fmt: skip
-
-
 def _step(path: Path) -> int:
     return torch.load(path, weights_only=True, map_location="cpu")["global_step"]
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, vtk_process) -> None:
     recipe = _recipe(tmp_path, every_n_train_steps=3)
     args = (str(recipe), *TINY, "--trainer.limit_train_batches", "39")
     proc = subprocess.Popen(
@@ -64,7 +57,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     killed_at = _step(last)
     assert 6 <= killed_at < 39
 
-    resumed = _run(tmp_path, *args, "--ckpt_path", "last")
+    resumed = vtk_process("fit", *args, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {Path('runs/demo_classification/version_0/checkpoints/last.ckpt')}" in (
         resumed.stderr
@@ -78,35 +71,23 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert _step(run / "checkpoints" / "last.ckpt") == 39
 
 
-def _main(monkeypatch, tmp_path: Path, *args: str) -> str | int:
-    """`vtk fit ...` in this process: its exit message or code (0 when it ran through)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["vtk", "fit", *args])
-    try:
-        main()
-    except SystemExit as e:
-        return e.code if e.code is not None else 0
-    return 0
-
-
-def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(monkeypatch, tmp_path) -> None:
-    message = _main(monkeypatch, tmp_path, str(RECIPE), *TINY, "--ckpt_path", "last")
+def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(run_vtk) -> None:
+    message = run_vtk("fit", RECIPE, *TINY, "--ckpt_path", "last")
     assert isinstance(message, str)
     assert message.startswith("vtk: error: --ckpt_path last: no last checkpoint in")
     assert "--ckpt_path auto" in message
 
 
-def test_ckpt_path_auto_starts_a_new_run_when_there_is_none(monkeypatch, tmp_path, vtk_log) -> None:
-    args = (str(RECIPE), *TINY, "--trainer.max_steps", "1", "--ckpt_path", "auto")
-    assert _main(monkeypatch, tmp_path, *args) == 0
+def test_ckpt_path_auto_starts_a_new_run_when_there_is_none(run_vtk, vtk_log) -> None:
+    assert run_vtk("fit", RECIPE, *TINY, "--trainer.max_steps", "1", "--ckpt_path", "auto") == 0
     assert "starting a new run" in vtk_log.text and "no checkpoint to resume in" in vtk_log.text
 
 
-def test_another_recipes_checkpoint_is_refused_by_name(monkeypatch, tmp_path) -> None:
-    assert _main(monkeypatch, tmp_path, str(RECIPE), *TINY, "--trainer.max_steps", "1") == 0
+def test_another_recipes_checkpoint_is_refused_by_name(run_vtk, tmp_path) -> None:
+    assert run_vtk("fit", RECIPE, *TINY, "--trainer.max_steps", "1") == 0
     ckpt = next(tmp_path.rglob("last.ckpt"))
-    message = _main(
-        monkeypatch, tmp_path, str(RECIPE), *TINY, "--ckpt_path", str(ckpt),
+    message = run_vtk(
+        "fit", RECIPE, *TINY, "--ckpt_path", ckpt,
         "--model.init_args.model.init_args.backbone.init_args.arch", "resnet34",
     )  # fmt: skip
     assert isinstance(message, str)
@@ -114,8 +95,7 @@ def test_another_recipes_checkpoint_is_refused_by_name(monkeypatch, tmp_path) ->
     assert "backbone.init_args.arch: 'resnet18' in the checkpoint, 'resnet34' here" in message
 
 
-def test_scale_lr_from_applies_the_linear_rule(monkeypatch, tmp_path, vtk_log) -> None:
-    args = (str(RECIPE), *TINY, "--trainer.max_steps", "1", "--scale_lr_from", "4")
-    assert _main(monkeypatch, tmp_path, *args) == 0
+def test_scale_lr_from_applies_the_linear_rule(run_vtk, vtk_log) -> None:
+    assert run_vtk("fit", RECIPE, *TINY, "--trainer.max_steps", "1", "--scale_lr_from", "4") == 0
     # the demo's AdamW lr 1e-3 for a total batch of 4, run with 8 x 1 process x 1
     assert "LR scaled x2 to 0.002 (linear rule): total batch 8 = batch_size 8 x 1" in vtk_log.text

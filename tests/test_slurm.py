@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+from helpers import ROOT
+
 SBATCH = ROOT / "tools" / "slurm" / "train.sbatch"
 
 FAKE_SRUN = """#!/bin/bash
@@ -51,6 +53,7 @@ def _sbatch(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_sbatch_template_forms_one_ddp_group_and_a_requeued_job_resumes(tmp_path) -> None:
     first = _sbatch(tmp_path)
     logs = [(tmp_path / f"task{i}.log").read_text() for i in range(2)]

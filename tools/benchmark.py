@@ -330,12 +330,7 @@ def benchmark_eval(args: argparse.Namespace) -> None:
 
 
 def _train_step(task: nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
-    if "target" in batch:  # detection
-        loss = sum(task.model(batch["image"], batch["target"]).values())
-    elif "mask" in batch:
-        loss = task._loss(task.model(batch["image"])["out"], batch["mask"])
-    else:
-        loss = F.cross_entropy(task.model(batch["image"]), batch["label"])
+    loss = task.training_losses(batch)["loss"]
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -343,15 +338,11 @@ def _train_step(task: nn.Module, optimizer: torch.optim.Optimizer, batch: dict) 
 
 def benchmark_data(args: argparse.Namespace) -> None:
     """The demo recipes' training DataLoader against their model's train step, images/s."""
-    from lightning.pytorch import LightningDataModule
-
-    from vtk.analysis import _instantiate, build_model, read_recipe
-    from vtk.tasks import ClassificationTask, DetectionTask, SegmentationTask
+    from vtk.recipe import Recipe
 
     for name in ("demo_classification", "demo_segmentation", "demo_detection"):
-        config = read_recipe(f"recipes/{name}.yaml")
-        config["data"].setdefault("init_args", {})["num_workers"] = args.workers
-        dm = _instantiate(config["data"], LightningDataModule)
+        recipe = Recipe.load(name, ["--data.num_workers", str(args.workers)])
+        task, dm = recipe.build()
         dm.setup("fit")
         loader = dm.train_dataloader()
         batches = iter(loader)
@@ -361,9 +352,7 @@ def benchmark_data(args: argparse.Namespace) -> None:
             batch = next(batches)
             seen += len(batch["image"])
         data_rate = seen / (time.perf_counter() - start)
-        task_cls = {"classification": ClassificationTask, "segmentation": SegmentationTask}
-        cls = task_cls.get(name.split("_")[1], DetectionTask)
-        task = cls(build_model(config, dm.num_classes)).train()
+        task.train()
         optimizer = torch.optim.SGD(task.parameters(), lr=1e-4)
 
         _train_step(task, optimizer, batch)  # warm-up

@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     from vtk.export import export_onnx
 
     try:
-        predictor = vtk.load(args.checkpoint)
-        report = export_onnx(predictor.task.model, predictor.kind, args.out, args.size, args.opset)
+        task = vtk.load(args.checkpoint).task
+        report = export_onnx(task, args.out, args.size, args.opset)
     except VTKError as e:
         raise SystemExit(f"export_onnx: error: {e}") from None
-    print(f"wrote {report['path']} ({predictor.kind})")
+    print(f"wrote {report['path']} ({type(task).__name__})")
     if report["checked"]:
         print(
             f"onnxruntime matches PyTorch: max abs difference {report['max_abs_error']:.2e} "

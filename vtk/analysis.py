@@ -2,8 +2,9 @@
 MACs at an input size and theoretical receptive field, then the neck and head; and, with the
 recipe's data, how the last stage's receptive field compares with the objects' sizes.
 
-    vtk analyze recipes/resnet50_imagenet.yaml --size 224
-    vtk analyze recipes/demo_detection.yaml --data
+    vtk analyze resnet50_imagenet --size 224
+    vtk analyze demo_detection --data
+    vtk analyze demo_segmentation --data --data.crop_size 96
 
 The receptive field is measured, not looked up: a float64 copy of the backbone with every
 weight positive, BatchNorm as the identity and max-pooling as average pooling (so that no
@@ -17,14 +18,10 @@ image pooling) makes the field global; it is then reported as the whole input.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -42,42 +39,6 @@ class StageRow:
     macs: int
     receptive_field: int | None  # pixels at the input; None: not measured
     is_global: bool = False
-
-
-def _no_weights(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: None if k == "weights" else _no_weights(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_no_weights(v) for v in node]
-    return node
-
-
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        known = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
-        hint = f" Recipes here: {', '.join(known)}." if known else ""
-        raise ConfigError(f"recipe {path} does not exist.{hint}")
-    config = yaml.safe_load(path.read_text())
-    try:
-        config["model"]["init_args"]["model"]["class_path"]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"{path} is not a vtk recipe: it has no model.init_args.model.class_path."
-        ) from None
-    return config
-
-
-def build_model(config: dict[str, Any], num_classes: int) -> nn.Module:
-    """The recipe's network (no weights loaded) for ``num_classes`` classes."""
-    from jsonargparse import ArgumentParser
-
-    spec = _no_weights(copy.deepcopy(config["model"]["init_args"]["model"]))
-    spec.setdefault("init_args", {})["num_classes"] = num_classes
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(nn.Module, "model", required=True)
-    parsed = parser.parse_object({"model": spec})
-    return parser.instantiate_classes(parsed).model
 
 
 def find_backbone(model: nn.Module) -> Backbone:
@@ -196,23 +157,6 @@ def stage_rows(backbone: Backbone, size: int, rf_height: int = 1024) -> list[Sta
 
 
 # -- objects in the data ----------------------------------------------------------------------
-def coco_object_sizes(annotations: str | Path, min_size: int, max_size: int) -> np.ndarray:
-    """Longer box side of every non-crowd object, in pixels after the detector's resize."""
-    data = json.loads(Path(annotations).read_text())
-    scale = {}
-    for im in data["images"]:
-        h, w = im.get("height"), im.get("width")
-        if h and w:
-            s = min_size / min(h, w)
-            scale[im["id"]] = min(s, max_size / max(h, w))
-    sides = [
-        max(a["bbox"][2], a["bbox"][3]) * scale.get(a["image_id"], 1.0)
-        for a in data["annotations"]
-        if not a.get("iscrowd", 0)
-    ]
-    return np.asarray(sides, dtype=np.float64)
-
-
 def mask_object_sizes(masks: list[np.ndarray], ignore: int = 255) -> np.ndarray:
     """Longer side of the bounding box of each class region (background 0 left out)."""
     sides = []
@@ -272,76 +216,41 @@ def format_table(rows: list[StageRow], extra: list[tuple[str, int, int]], size: 
 
 
 # -- the `vtk analyze` command ----------------------------------------------------------------
-def _instantiate(spec: dict[str, Any], base: type) -> Any:
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(base, "obj", required=True)
-    return parser.instantiate_classes(parser.parse_object({"obj": spec})).obj
-
-
-def _objects(config: dict[str, Any], model: nn.Module, datamodule: Any, size: int):
-    """(longer sides of the validation objects at the network's input, what they are)."""
-    task = config["model"]["class_path"].rsplit(".", 1)[-1]
-    if task == "DetectionTask":
-        annotations = datamodule.paths["val"][1]
-        transform = model.transform
-        return coco_object_sizes(
-            annotations, int(transform.min_size[-1]), int(transform.max_size)
-        ), f"the validation boxes of {annotations}"
-    if task == "SegmentationTask":
-        datamodule.setup("validate")
-        dataset = datamodule.datasets["val"]
-        n = min(len(dataset), 500)
-        masks = [dataset[i]["mask"].numpy() for i in range(n)]
-        return mask_object_sizes(masks), f"the class regions of {n} validation masks"
-    return np.asarray([size], dtype=np.float64), f"the {size} px input crop (the whole image)"
-
-
 def analyze(argv: list[str]) -> str:
-    """``vtk analyze RECIPE [--size N] [--data] [--num_classes N]``: the report, as text."""
+    """``vtk analyze RECIPE [--size N] [--data] [--num_classes N] [--data.KEY VALUE ...]``:
+    the report, as text."""
     import argparse
 
-    from lightning.pytorch import LightningDataModule
+    from vtk.recipe import Recipe, instantiate
 
     parser = argparse.ArgumentParser(
         prog="vtk analyze",
         description="Per stage: stride, channels, parameters, MACs and receptive field.",
     )
-    parser.add_argument("recipe")
-    parser.add_argument("--size", type=int, help="input side for MACs (default: from the recipe)")
+    parser.add_argument("recipe", help="a recipe's path or installed name")
+    parser.add_argument("--size", type=int, help="input side for MACs (default: the task's)")
     parser.add_argument("--data", action="store_true", help="compare with the recipe's data")
     parser.add_argument("--num_classes", type=int, help="without --data (default 1000)")
     parser.add_argument("--rf_height", type=int, default=1024, help="input height for the RF")
-    args = parser.parse_args(argv)
-    config = read_recipe(args.recipe)
+    args, overrides = parser.parse_known_args(argv)
+    recipe = Recipe.load(args.recipe, overrides, weights=False)
     datamodule = None
     if args.data:
-        datamodule = _instantiate(config["data"], LightningDataModule)
-    num_classes = getattr(datamodule, "num_classes", None) or args.num_classes or 1000
-    model = build_model(config, num_classes).eval()
-    net = config["model"]["init_args"]["model"]["init_args"]
-    size = args.size or int(
-        np.max(net.get("min_size", 0))
-        or config["data"].get("init_args", {}).get("crop_size")
-        or config["data"].get("init_args", {}).get("image_size")
-        or 224
-    )
-    spec = _no_weights(copy.deepcopy(net["backbone"]))
+        task, datamodule = recipe.build()
+    else:
+        task = recipe.task(args.num_classes or 1000)
+    model = task.model.eval()
+    example = task.example_input(args.size)
+    size = args.size or task.default_size()
+
+    spec = copy.deepcopy(recipe.config["model"]["init_args"]["model"]["init_args"]["backbone"])
     spec.setdefault("init_args", {}).pop("out_indices", None)
-    full = _instantiate(spec, Backbone)
+    full = instantiate(spec, Backbone)
     rows = stage_rows(full, size, args.rf_height)
 
     backbone = find_backbone(model)
     x = torch.zeros(1, 3, size, size)
-    if hasattr(model, "anchor_generator"):  # a torchvision-style detector: its network alone
-
-        def forward(t: torch.Tensor) -> Any:
-            return model.head(list(model.backbone(t).values()))
-
-        total_macs, _ = _macs(_Call(forward), x)
-    else:
-        total_macs, _ = _macs(model, x)
+    total_macs, _ = _macs(model, example)
     own_params = sum(p.numel() for p in backbone.parameters())
     extra = [
         (
@@ -351,10 +260,10 @@ def analyze(argv: list[str]) -> str:
         )
     ]
     unused = sum(r.params for r in rows) - own_params
+    arch = spec["init_args"].get("arch", "")
     lines = [
-        f"{args.recipe}: {type(model).__name__} with {type(full).__name__} "
-        f"({net['backbone'].get('init_args', {}).get('arch', '')}), {num_classes} classes, "
-        f"input {size}x{size}",
+        f"{recipe.path}: {type(model).__name__} with {type(full).__name__} ({arch}), "
+        f"{task.num_classes} classes, input {size}x{size}",
         format_table(rows, extra, size),
     ]
     if unused > 0:
@@ -364,15 +273,6 @@ def analyze(argv: list[str]) -> str:
         )
     if datamodule is not None:
         last = rows[-1]
-        sides, what = _objects(config, model, datamodule, size)
+        sides, what = task.object_sizes(datamodule)
         lines.append(compare(last.receptive_field or 0, last.is_global, sides, what))
     return "\n".join(lines)
-
-
-class _Call(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.fn(x)

@@ -4,10 +4,11 @@
     model = vtk.load("runs/demo_detection/version_0/checkpoints/last.ckpt")
     result = model.predict("image.jpg")      # a path, a PIL image or an (H, W, 3) uint8 array
 
-The checkpoint rebuilds its own network (its recipe's model config is in it; pretrained
-``weights`` arguments are not fetched again: the checkpoint's tensors replace them). The
-evaluation preprocessing comes from the run's ``config.yaml`` beside the ``checkpoints/``
-folder when there is one (classification: resize and centre crop), else the defaults.
+The checkpoint rebuilds its own task and network (the recipe's config is in it; pretrained
+``weights`` are not fetched again: the checkpoint's tensors replace them), and its input spec
+(normalisation, resize / crop, as the run's validation did) prepares the image. The result is
+what the task's own ``predict_step`` gives for the image (see each task's docstring); a task of
+your own, subclassing a vtk task, works the same.
 """
 
 from __future__ import annotations
@@ -18,79 +19,53 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
+from lightning.fabric.utilities import move_data_to_device
 from PIL import Image
 
-from vtk.data import transforms as T
+from vtk.data.base import predict_collate, predict_item
 from vtk.data.io import read_image
 from vtk.errors import ConfigError
+from vtk.recipe import strip_weights
 
-
-def _no_weights(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: None if k == "weights" else _no_weights(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_no_weights(v) for v in node]
-    return node
+ImageLike = str | Path | np.ndarray | Image.Image
 
 
 class Predictor:
-    """A trained task and its evaluation preprocessing; :meth:`predict` takes one image."""
+    """A trained task, ready to :meth:`predict` images as its validation saw them."""
 
-    def __init__(self, task: Any, transform: Any, kind: str, device: str = "cpu") -> None:
-        self.task = task.eval().to(device)
-        self.transform = transform
-        self.kind = kind
+    def __init__(self, task: Any, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.class_names: list[str] = list(task.class_names)
+        self.task = task.eval().to(self.device)
+        self.transform = task.input_spec.transform()
 
-    def _image(self, image: str | Path | np.ndarray | Image.Image) -> np.ndarray:
-        if isinstance(image, str | Path):
-            return read_image(image)
-        if isinstance(image, Image.Image):
-            return np.asarray(image.convert("RGB"))
-        array = np.asarray(image)
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise ValueError(
-                f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
-            )
-        return array
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.task.class_names)
 
-    @torch.no_grad()
-    def predict(self, image: str | Path | np.ndarray | Image.Image, top_k: int = 5) -> dict:
-        """Classification: ``{"labels", "names", "scores"}`` (top-k); segmentation:
-        ``{"labels"}`` (an (H, W) class map at the image's size); detection: ``{"boxes"}`` (x1,
-        y1, x2, y2 in the image's pixels), ``"labels"``, ``"names"``, ``"scores"``."""
-        array = self._image(image)
-        x = self.transform(image=array)["image"].to(self.device)
-        if self.kind == "classification":
-            probs = torch.softmax(self.task.model(x[None]).float(), dim=1)[0]
-            scores, labels = probs.topk(min(top_k, probs.numel()))
-            return {
-                "labels": labels.tolist(),
-                "names": [self.class_names[i] for i in labels.tolist()],
-                "scores": scores.tolist(),
-            }
-        if self.kind == "segmentation":
-            h, w = array.shape[:2]
-            logits = self.task.model(x[None])["out"][0]
-            return {"labels": logits.argmax(0)[:h, :w].to(torch.uint8).cpu().numpy()}
-        (det,) = self.task.model([x])
-        labels = det["labels"].tolist()
-        return {
-            "boxes": det["boxes"].float().cpu().numpy(),
-            "labels": labels,
-            "names": [self.class_names[i] for i in labels],
-            "scores": det["scores"].float().cpu().tolist(),
-        }
+    @torch.inference_mode()
+    def predict(self, image: ImageLike) -> dict[str, Any]:
+        """The task's prediction for one image (its ``predict_step`` result, without ``id`` and
+        ``path``): classification ``{"labels", "names", "scores"}`` (top-k); segmentation
+        ``{"labels"}`` (an (H, W) class map at the image's size); detection ``{"boxes"}`` (x1,
+        y1, x2, y2 in the image's pixels), ``"labels"``, ``"names"``, ``"category_ids"``,
+        ``"scores"``."""
+        path = str(image) if isinstance(image, str | Path) else ""
+        item = predict_item(_rgb(image), self.transform, Path(path).stem, path)
+        batch = move_data_to_device(predict_collate([item]), self.device)
+        (result,) = self.task.predict_step(batch, 0)
+        return {k: v for k, v in result.items() if k not in ("id", "path")}
 
 
-def _data_config(ckpt: Path) -> dict[str, Any]:
-    config = ckpt.parent.parent / "config.yaml"
-    if not config.is_file():
-        return {}
-    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    return data.get("init_args") or {}
+def _rgb(image: ImageLike) -> np.ndarray:
+    """``image`` as an (H, W, 3) uint8 RGB array."""
+    if isinstance(image, str | Path):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+    return array
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
@@ -108,16 +83,7 @@ def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
         )
     module, name = class_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
-    task = cls.load_from_checkpoint(path, map_location="cpu", model=_no_weights(hparams["model"]))
-    data = _data_config(path)
-    kind = {"ClassificationTask": "classification", "SegmentationTask": "segmentation"}.get(
-        name, "detection"
+    task = cls.load_from_checkpoint(
+        path, map_location="cpu", model=strip_weights(hparams["model"]), weights_only=True
     )
-    if kind == "classification":
-        size = int(data.get("image_size") or 224)
-        transform = T.classification_eval(size, int(data.get("resize_size") or round(size / 0.875)))
-    elif kind == "segmentation":
-        transform = T.segmentation_eval()
-    else:
-        transform = T.detection_eval()
-    return Predictor(task, transform, kind, device)
+    return Predictor(task, device)

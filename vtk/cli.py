@@ -1,14 +1,16 @@
 """The ``vtk`` command: Lightning's CLI, driven by YAML recipes.
 
-    vtk fit recipes/demo_segmentation.yaml
+    vtk fit demo_segmentation                                   # an installed recipe, by name
     vtk fit recipes/deeplab_resnet101_aspp.yaml --trainer.devices 8 --data.batch_size 2
-    vtk test recipes/demo_segmentation.yaml --ckpt_path runs/.../checkpoints/last.ckpt
-    vtk fit recipes/demo_segmentation.yaml --print_config
+    vtk test demo_segmentation --ckpt_path runs/.../checkpoints/last.ckpt
+    vtk fit demo_segmentation --print_config
     vtk list                       # backbones, plug-ins, necks, heads, tasks, data, recipes
+    vtk analyze resnet50_imagenet  # per stage: stride, channels, parameters, MACs, receptive field
 
-A bare recipe path after the subcommand means ``--config RECIPE``; any key can be overridden
-on the command line. ``num_classes`` and ``class_names`` are said once, by the data, and linked
-to the model.
+A recipe after the subcommand (a path, or the name of a recipe installed with vtk) means
+``--config RECIPE``; any key can be overridden on the command line. What the data says once
+(``num_classes``, ``class_names``, ``category_ids``, ``input_spec``) is linked to the task
+(:func:`vtk.recipe.link_data_to_task`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vtk.checkpoint import AtomicCheckpointIO, find_resume_checkpoint, network_differences
 from vtk.errors import VTKError
+from vtk.recipe import find_recipe, installed_recipes, link_data_to_task, recipes_dir, strip_weights
 
 log = logging.getLogger("vtk")
 
@@ -49,14 +52,7 @@ class VTKCLI(LightningCLI):
     """LightningCLI with vtk's links between the data and the model."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments(
-            "data.num_classes",
-            "model.init_args.model.init_args.num_classes",
-            apply_on="instantiate",
-        )
-        parser.link_arguments(
-            "data.class_names", "model.init_args.class_names", apply_on="instantiate"
-        )
+        link_data_to_task(parser)
         parser.add_argument(
             "--scale_lr_from",
             type=int | None,
@@ -84,25 +80,24 @@ class VTKCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
-    def _parse_ckpt_path(self) -> None:
-        """``--ckpt_path last`` / ``auto`` -> the file; refuse another recipe's checkpoint for fit.
-
-        Then Lightning's own step: the model config is replaced by the checkpoint's.
-        """
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning's parse, then ``--ckpt_path last`` / ``auto`` -> the file, and another
+        recipe's checkpoint refused for ``fit`` (before Lightning reads the checkpoint's config)."""
+        super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
-        if sub is not None:
-            config = self.config[sub]
-            if config.get("ckpt_path") in ("last", "auto"):
-                config.ckpt_path = self._resume_path(config)
-            if sub == "fit" and config.get("ckpt_path"):
-                self._check_same_network(config)
-        super()._parse_ckpt_path()
+        if sub is None:
+            return
+        config = self.config[sub]
+        if config.get("ckpt_path") in ("last", "auto"):
+            config.ckpt_path = self._resume_path(config)
+        if sub == "fit" and config.get("ckpt_path"):
+            self._check_same_network(config)
+
+    def before_instantiate_classes(self) -> None:
+        # the checkpoint's tensors replace pretrained weights: do not fetch them again
+        sub = self.config.get("subcommand")
         if sub is not None and self.config[sub].get("ckpt_path"):
-            # the checkpoint's tensors replace pretrained weights: do not fetch them again
-            model = self.config[sub].model
-            for key in list(model.keys()):
-                if key.rsplit(".", 1)[-1] == "weights":
-                    model[key] = None
+            strip_weights(self.config[sub].model)
 
     def _resume_path(self, config: Any) -> str | None:
         trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
@@ -148,18 +143,19 @@ class VTKCLI(LightningCLI):
 
 
 def rewrite_recipe_argv(argv: list[str]) -> None:
-    """``vtk fit RECIPE ...`` -> ``vtk fit --config RECIPE ...``, in place.
+    """``vtk fit RECIPE ...`` -> ``vtk fit --config PATH ...``, in place, where RECIPE is a path
+    or an installed recipe's name (``--config NAME`` is resolved the same way).
 
     Done on ``sys.argv`` itself because Lightning's DDP launcher starts the other ranks with
     the same command line; applied twice it changes nothing (the path then follows --config).
     """
-    if len(argv) > 2 and argv[1] in SUBCOMMANDS and not argv[2].startswith("-"):
-        recipe = Path(argv[2])
-        if not recipe.is_file():
-            known = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
-            hint = f" Recipes here: {', '.join(known)}." if known else ""
-            raise SystemExit(f"vtk: error: recipe {recipe} does not exist.{hint}")
+    if len(argv) < 3 or argv[1] not in SUBCOMMANDS:
+        return
+    if not argv[2].startswith("-"):
         argv.insert(2, "--config")
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--config" and not Path(argv[i + 1]).is_file():
+            argv[i + 1] = str(find_recipe(argv[i + 1]))
 
 
 def _find_user_error(error: BaseException) -> VTKError | None:
@@ -183,16 +179,17 @@ def _user_message(error: VTKError) -> str:
 
 
 def _setup_logging() -> None:
+    """The command prints vtk's messages as ``vtk: ...`` on stderr. The library only logs (to
+    ``logging.getLogger("vtk")``); records still propagate to the root logger's handlers."""
     logger = logging.getLogger("vtk")
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("vtk: %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    logger.setLevel(logging.INFO)
 
 
-def list_components(recipes_dir: str | Path = "recipes") -> str:
+def list_components() -> str:
     """What ``vtk list`` prints: backbones, plug-ins, necks, heads, tasks, data, recipes."""
     import vtk.data
     import vtk.models.heads
@@ -220,14 +217,13 @@ def list_components(recipes_dir: str | Path = "recipes") -> str:
         f"Tasks (vtk.tasks): {', '.join(n for n in vtk.tasks.__all__ if n != 'VisionTask')}",
         "Data (vtk.data): " + ", ".join(n for n in vtk.data.__all__ if n.endswith("DataModule")),
     ]
-    recipes = sorted(Path(recipes_dir).glob("*.yaml"))
-    lines.append(f"Recipes ({recipes_dir}/):" if recipes else f"Recipes: none in {recipes_dir}/")
-    for path in recipes:
+    lines.append(f"Recipes (installed in {recipes_dir()}; vtk fit NAME):")
+    for path in installed_recipes():
         first = next(
             (ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")),
             "",
         )
-        lines.append(f"  {path.name}: {first}")
+        lines.append(f"  {path.stem}: {first}")
     return "\n".join(lines)
 
 
@@ -249,8 +245,8 @@ def main() -> None:
         except VTKError as e:
             raise SystemExit(f"vtk: error: {e}") from None
         return
-    rewrite_recipe_argv(sys.argv)
     try:
+        rewrite_recipe_argv(sys.argv)
         VTKCLI(
             subclass_mode_model=True,
             subclass_mode_data=True,

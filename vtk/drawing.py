@@ -1,4 +1,5 @@
-"""Predictions drawn on their images, with torchvision's drawing utilities.
+"""Predictions and samples drawn on their images, with torchvision's drawing utilities (no
+dependency on the rest of vtk, so data, tasks and tools can all draw).
 
 Detections: ``torchvision.utils.draw_bounding_boxes`` with "class score" labels; label maps:
 ``draw_segmentation_masks`` in VOC's colours; classes: a banner with the top classes.
@@ -15,22 +16,29 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from vtk.data.io import read_image
-from vtk.data.segmentation import voc_palette
-
 #: detections below this score are written to the results but not drawn
 DRAW_SCORE = 0.5
+
+
+def voc_palette(n: int = 256) -> list[int]:
+    """Pascal VOC's colour map (the "bitget" palette), flattened for ``Image.putpalette``."""
+    palette = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
 
 
 def colours(n: int) -> list[tuple[int, int, int]]:
     """VOC's colour of each class index (0 is black: background)."""
     flat = voc_palette(max(n, 1))
     return [tuple(flat[3 * i : 3 * i + 3]) for i in range(n)]  # type: ignore[misc]
-
-
-def image_tensor(path: str | Path) -> Tensor:
-    """The image at ``path`` as a ``(3, H, W)`` uint8 tensor (any mode converted to RGB)."""
-    return torch.from_numpy(np.ascontiguousarray(read_image(path))).permute(2, 0, 1)
 
 
 def draw_detections(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vtk.errors import ConfigError
 
@@ -26,44 +26,33 @@ KNOWN_OPS = {
 }
 
 
-class _Logits(nn.Module):
-    """A segmentation model's main output alone."""
+def _tensors(x: Any) -> list[Tensor]:
+    """The tensors of a (nested) output or input, in the order ONNX flattens them."""
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, dict):
+        return [t for v in x.values() for t in _tensors(v)]
+    if isinstance(x, list | tuple):
+        return [t for v in x for t in _tensors(v)]
+    return []
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)["out"]
-
-
-def export_onnx(
-    model: nn.Module, kind: str, path: str | Path, size: int = 224, opset: int = 17
-) -> dict[str, Any]:
-    """Export ``model`` (a task's network, in eval mode) and check it; returns a report."""
+def export_onnx(task: Any, path: str | Path, size: int = 224, opset: int = 17) -> dict[str, Any]:
+    """Export ``task``'s network (as its :meth:`export_spec` says) and check it with
+    onnxruntime on the same input; returns a report."""
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError('ONNX export needs the onnx package: pip install -e ".[export]"')
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    torch.manual_seed(0)
-    if kind == "detection":
-        example: Any = ([torch.rand(3, size, size)],)
-        names = {"input_names": ["image"], "output_names": ["boxes", "scores", "labels"]}
-        dynamic = {"image": {1: "height", 2: "width"}}
-        net = model
-    else:
-        example = (torch.randn(2, 3, size, size),)
-        names = {"input_names": ["image"], "output_names": ["logits"]}
-        dynamic = {"image": {0: "batch", 2: "height", 3: "width"}}
-        # eval, wrapper included: the exporter restores the wrapper's mode, and its children's
-        net = (_Logits(model) if kind == "segmentation" else model).eval()
+    spec = task.export_spec(size)
+    net, example = spec["module"].eval(), spec["example"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                net, example, str(path), dynamo=False, opset_version=opset,
-                dynamic_axes=dynamic, **names,
+                net, (example,), str(path), dynamo=False, opset_version=opset,
+                input_names=spec["input_names"], output_names=spec["output_names"],
+                dynamic_axes=spec["dynamic_axes"],
             )  # fmt: skip
     except Exception as e:  # torch.onnx's errors carry the operator in their text
         op = re.search(r"\b([a-z_]+::[A-Za-z0-9_]+)", str(e))
@@ -84,21 +73,19 @@ def export_onnx(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = dict(zip(spec["input_names"], (t.numpy() for t in _tensors(example))))
     with torch.no_grad():
-        if kind == "detection":
-            (image,) = example[0]
-            got = session.run(None, {"image": image.numpy()})[0]
-            want = model([image])[0]["boxes"].numpy()
-        else:
-            (x,) = example
-            got = session.run(None, {"image": x.numpy()})[0]
-            want = net(x).numpy()
-    if got.shape != want.shape:
-        raise ConfigError(f"onnxruntime gives shape {got.shape}, PyTorch {want.shape}.")
-    error = float(np.abs(got - want).max()) if got.size else 0.0
-    scale = float(np.abs(want).max()) if want.size else 1.0
+        want = [t.numpy() for t in _tensors(net(example))]
+    got = session.run(None, feeds)
+    error, scale = 0.0, 1.0
+    for name, a, b in zip(spec["output_names"], got, want):
+        if a.shape != b.shape:
+            raise ConfigError(f"onnxruntime gives {name} of shape {a.shape}, PyTorch {b.shape}.")
+        if a.size:
+            error = max(error, float(np.abs(a.astype(np.float64) - b).max()))
+            scale = max(scale, float(np.abs(b).max()))
     report.update(checked=True, max_abs_error=error, max_abs_value=scale)
-    if error > 1e-3 * max(1.0, scale):
+    if error > 1e-3 * scale:
         raise ConfigError(
             f"onnxruntime's outputs differ from PyTorch's by up to {error:.3g} (values up to "
             f"{scale:.3g}): the export is not faithful."

@@ -15,7 +15,7 @@ from vtk.data.segmentation import (
     read_classes_csv,
     voc_samples,
 )
-from vtk.data.transforms import IGNORE_INDEX, segmentation_eval
+from vtk.data.transforms import IGNORE_INDEX, InputSpec
 from vtk.errors import DataError
 
 
@@ -40,7 +40,7 @@ def test_voc_datamodule_batches(voc_root) -> None:
 def test_eval_padding_is_ignored_and_top_left() -> None:
     image = np.full((20, 30, 3), 128, np.uint8)
     mask = np.ones((20, 30), np.uint8)
-    out = segmentation_eval(pad_to=32)(image=image, mask=mask)
+    out = InputSpec(pad_to=32).transform()(image=image, mask=mask)
     assert out["image"].shape == (3, 32, 32)
     assert (out["mask"][:20, :30] == 1).all()
     assert (out["mask"][20:, :] == IGNORE_INDEX).all() and (
@@ -100,7 +100,7 @@ def test_mask_of_another_size_names_the_file(voc_root) -> None:
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(
         voc_root / "SegmentationClass" / "2007_000003.png"
     )
-    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, segmentation_eval())
+    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, InputSpec().transform())
     with pytest.raises(
         DataError, match=r"2007_000003.png is 10x10 but its image .*2007_000003.jpg is 48x40"
     ):
@@ -121,7 +121,7 @@ def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
     bad = np.zeros((40, 48), np.uint8)
     bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX
     Image.fromarray(bad).save(voc_root / "SegmentationClass" / "2007_000004.png")
-    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, segmentation_eval())
+    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, InputSpec().transform())
     with pytest.raises(
         DataError, match=r"2007_000004.png has values \[21, 30\] but num_classes is 21"
     ):
@@ -191,7 +191,7 @@ def test_folder_needs_num_classes_without_classes_csv(tmp_path, make_pair) -> No
     d = _folder(tmp_path, make_pair)
     with pytest.raises(DataError, match=r"set --data\.num_classes"):
         MaskFolderDataModule(train_dir=str(d), val_dir=str(d))
-    with pytest.raises(DataError, match="2 class_names given for num_classes=3"):
+    with pytest.raises(DataError, match="2 class names for num_classes=3"):
         MaskFolderDataModule(
             train_dir=str(d), val_dir=str(d), num_classes=3, class_names=["a", "b"]
         )
@@ -200,7 +200,7 @@ def test_folder_needs_num_classes_without_classes_csv(tmp_path, make_pair) -> No
 def test_colour_masks_are_refused(tmp_path, make_pair) -> None:
     d = _folder(tmp_path, make_pair, names=("x",))
     Image.new("RGB", (32, 24), (128, 0, 0)).save(d / "x_mask.png")
-    dataset = SegmentationDataset(folder_samples(d), 3, segmentation_eval())
+    dataset = SegmentationDataset(folder_samples(d), 3, InputSpec().transform())
     with pytest.raises(DataError, match=r"x_mask.png is a colour image \(mode RGB\)"):
         dataset[0]
 

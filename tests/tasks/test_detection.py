@@ -38,7 +38,7 @@ def test_fit_logs_losses_and_coco_metrics(demo) -> None:
     model = FCOS(
         ResNet("resnet18", out_indices=(1, 2, 3)), demo.num_classes, min_size=96, max_size=96
     )
-    task = DetectionTask(model, class_names=demo.class_names)
+    task = DetectionTask(model, class_names=demo.class_names, category_ids=demo.category_ids)
     trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     trainer.fit(task, datamodule=demo)
     for key in ("train/loss", "train/classification", "train/bbox_regression", "train/bbox_ctrness", "train/lr",
@@ -89,13 +89,17 @@ def _answers(demo, noisy: bool) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def test_ground_truth_as_predictions_gives_ap_1(demo) -> None:
-    task = DetectionTask(Oracle(demo.num_classes, _answers(demo, noisy=False)))
+    task = DetectionTask(
+        Oracle(demo.num_classes, _answers(demo, noisy=False)), category_ids=demo.category_ids
+    )
     (result,) = _trainer().validate(task, datamodule=demo, verbose=False)
     assert result["val/AP"] == pytest.approx(1.0) and result["val/AP50"] == pytest.approx(1.0)
 
 
 def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
-    task = DetectionTask(Oracle(demo.num_classes, _answers(demo, noisy=True)))
+    task = DetectionTask(
+        Oracle(demo.num_classes, _answers(demo, noisy=True)), category_ids=demo.category_ids
+    )
     task.output_dir = str(tmp_path)
     (result,) = _trainer().test(task, datamodule=demo, verbose=False)
     results = json.loads((tmp_path / "coco_results.json").read_text())
@@ -110,6 +114,13 @@ def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
     assert 0.1 < stats[0] < 0.9  # a meaningful, not degenerate, score
     for key, index in (("AP", 0), ("AP50", 1), ("AP75", 2), ("APs", 3), ("APm", 4), ("AR100", 8)):
         assert result[f"test/{key}"] == pytest.approx(stats[index], abs=1e-6), key
+
+
+def test_category_ids_other_than_the_datas_are_refused(demo) -> None:
+    """The vtk command links them; in Python, forgetting them would write wrong ids silently."""
+    task = DetectionTask(Oracle(demo.num_classes, {}))  # ids 0, 1, 2; the demo's are 1, 2, 3
+    with pytest.raises(ConfigError, match=r"category_ids \[1, 2, 3\] differ .* \[0, 1, 2\]"):
+        _trainer().validate(task, datamodule=demo, verbose=False)
 
 
 def test_a_checkpoint_for_other_classes_is_refused_by_name(demo, tmp_path) -> None:
@@ -136,7 +147,11 @@ def test_faster_coco_eval_gives_the_same_numbers(demo) -> None:
     answers = _answers(demo, noisy=True)
     results = [
         _trainer().validate(
-            DetectionTask(Oracle(demo.num_classes, answers), map_backend=backend),
+            DetectionTask(
+                Oracle(demo.num_classes, answers),
+                category_ids=demo.category_ids,
+                map_backend=backend,
+            ),
             datamodule=demo,
             verbose=False,
         )[0]

@@ -114,12 +114,12 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
 def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     target = torch.full((2, 4, 4), IGNORE_INDEX)
-    loss = SegmentationTask._loss(logits, target)
+    loss = SegmentationTask.pixel_loss(logits, target)
     assert loss.item() == 0
     loss.backward()
     target[0, 0, 0] = 1
     expected = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    torch.testing.assert_close(SegmentationTask._loss(logits, target), expected)
+    torch.testing.assert_close(SegmentationTask.pixel_loss(logits, target), expected)
 
 
 def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> None:

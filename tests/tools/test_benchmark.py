@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT
 
 
 def _run(monkeypatch, capsys, *args: str) -> str:
@@ -31,3 +29,11 @@ def test_coco_eval_backends_agree(monkeypatch, capsys) -> None:
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("mAP:"))
     values = [float(part.split()[-1]) for part in line.split(":", 1)[1].split(",")]
     assert len(values) == 2 and values[0] == values[1]
+
+
+def test_data_benchmark_builds_each_demo_recipe_and_trains_a_step(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "data", "--workers", "0", "--steps", "2")
+    lines = [ln for ln in out.splitlines() if "ratio data/model" in ln]
+    assert [ln.split(":")[0] for ln in lines] == [
+        "demo_classification", "demo_segmentation", "demo_detection"
+    ]  # fmt: skip

@@ -1,5 +1,6 @@
 """Datasets, albumentations pipelines, LightningDataModules and the embedded demo data."""
 
+from vtk.data.base import VisionDataModule
 from vtk.data.classification import (
     CIFAR10DataModule,
     ClassificationDataModule,
@@ -34,6 +35,7 @@ __all__ = [
     "SegmentationDataModule",
     "SegmentationDataset",
     "VOCSegmentationDataModule",
+    "VisionDataModule",
     "make_demo_classification",
     "make_demo_segmentation",
 ]

@@ -21,22 +21,22 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from lightning.pytorch import LightningDataModule
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset
 from torch.utils.data import default_collate as _default_collate
 
 from vtk.data import transforms as T
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
-from vtk.data.loading import SplitLoaders
+from vtk.data.base import OnBadImage, VisionDataModule, load_image
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file
+from vtk.drawing import draw_classes
 from vtk.errors import DataError
+from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("vtk")
-
-OnBadImage = Literal["error", "skip"]
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,8 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         s = self.samples[index]
-        try:
-            image = read_image(s.path)
-        except DataError as e:
-            if self.on_bad_image == "error":
-                raise DataError(f"{e} (set on_bad_image: skip to leave such images out)") from None
-            log.warning("skipping an image that cannot be decoded: %s", e)
+        image = load_image(s.path, self.on_bad_image)
+        if image is None:
             return None
         return {
             "image": self.transform(image=image)["image"],
@@ -167,10 +163,10 @@ def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return _default_collate(kept) if kept else None
 
 
-class ClassificationDataModule(SplitLoaders, LightningDataModule):
+class ClassificationDataModule(VisionDataModule):
     """Loaders, augmentation and ``num_classes`` for image classification.
 
-    Subclasses build each split's dataset (:meth:`dataset`).
+    Subclasses build each split's dataset (:meth:`make_dataset`).
 
     Args:
         num_classes: classes (linked to the model by ``vtk``).
@@ -178,13 +174,9 @@ class ClassificationDataModule(SplitLoaders, LightningDataModule):
         image_size: training crop and evaluation centre crop (224 for ImageNet).
         resize_size: evaluation resize of the shorter side (default image_size / 0.875).
         scale: random-resized-crop area range (torchvision's 0.08-1.0).
-        batch_size: images per process and step (per GPU under DDP).
-        val_batch_size: images per evaluation step (default ``batch_size``).
-        num_workers: loader worker processes per GPU.
         mean, std: normalisation.
-        on_bad_image: "error" stops at an image that cannot be decoded (naming it); "skip"
-            leaves it out and logs its path.
-        predict_dir: folder of images for ``vtk predict``.
+        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
+            ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
 
     collate_fn = staticmethod(collate)
@@ -199,90 +191,47 @@ class ClassificationDataModule(SplitLoaders, LightningDataModule):
         batch_size: int = 32,
         val_batch_size: int | None = None,
         num_workers: int = 4,
-        mean: tuple[float, float, float] = T.IMAGENET_MEAN,
-        std: tuple[float, float, float] = T.IMAGENET_STD,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
         on_bad_image: OnBadImage = "error",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        if class_names is not None and len(class_names) != num_classes:
-            raise DataError(f"{len(class_names)} class_names given for num_classes={num_classes}.")
-        self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names is not None else None
+        super().__init__(
+            num_classes, class_names, None, batch_size, val_batch_size, num_workers,
+            on_bad_image, predict_dir,
+        )  # fmt: skip
         self.image_size, self.resize_size, self.scale = image_size, resize_size, scale
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
         self.mean, self.std = mean, std
-        self.on_bad_image = on_bad_image
-        self.predict_dir = predict_dir
-        self.datasets: dict[str, Dataset] = {}
 
     def train_transform(self) -> Any:
         return T.classification_train(self.image_size, self.scale, mean=self.mean, std=self.std)
 
-    def eval_transform(self) -> Any:
-        return T.classification_eval(
-            self.image_size, self.resize_size, mean=self.mean, std=self.std
-        )
+    def eval_spec(self) -> T.InputSpec:
+        # resize the shorter side (256 for 224: torchvision's ratio 0.875), centre crop
+        resize = self.resize_size or round(self.image_size / 0.875)
+        return T.InputSpec(self.mean, self.std, resize=resize, crop=self.image_size)
 
-    def dataset(self, split: str, transform: Any) -> Dataset:
-        """The dataset of ``split`` ("train", "val" or "test")."""
-        raise NotImplementedError
+    def draw_sample(self, item: dict[str, Any]) -> Tensor:
+        image = self.eval_spec().to_uint8(item["image"])
+        return draw_classes(image, [self.class_names[item["label"]]], [1.0])
 
-    def files_dataset(
-        self, samples: list[ImageSample], transform: Any, where: str, skip_bad: bool = False
-    ) -> ClassificationDataset:
+    def files_dataset(self, samples: list[ImageSample], split: str, where: str) -> Dataset:
         """A dataset of image files, after checking every file's header once."""
         bad = unreadable(samples)
         if bad:
             listing = "; ".join(f"{s.path} ({err})" for s, err in bad[:3])
-            if self.on_bad_image == "error" and not skip_bad:
+            if self.on_bad_image == "error":
                 raise DataError(
                     f"{len(bad)} files in {where} cannot be read as images: {listing}. Remove them, "
                     "or set on_bad_image: skip."
                 )
             log.warning(
-                "skipping %d files in %s that cannot be read as images: %s",
-                len(bad),
-                where,
+                "skipping %d files in %s that cannot be read as images: %s", len(bad), where,
                 listing,
-            )
+            )  # fmt: skip
             bad_paths = {s.path for s, _ in bad}
             samples = [s for s in samples if s.path not in bad_paths]
-        return ClassificationDataset(samples, transform, "skip" if skip_bad else self.on_bad_image)
-
-    def setup(self, stage: str) -> None:
-        splits = {
-            "fit": ["train", "val"],
-            "validate": ["val"],
-            "test": ["test"],
-            "predict": ["predict"],
-        }
-        for split in splits[stage]:
-            tf = self.train_transform() if split == "train" else self.eval_transform()
-            if split == "predict":
-                if self.predict_dir is None:
-                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
-                folder = Path(self.predict_dir).expanduser()
-                if not folder.is_dir():
-                    raise DataError(f"prediction folder {folder} does not exist.")
-                files = sorted(p for p in folder.iterdir() if p.is_file())
-                skipped = [p.name for p in files if not is_image_file(p)]
-                if skipped:
-                    log.warning(
-                        "skipping %d files that are not images in %s: %s",
-                        len(skipped),
-                        folder,
-                        skipped[:5],
-                    )
-                samples = [ImageSample(p.stem, p) for p in files if is_image_file(p)]
-                if not samples:
-                    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
-                # prediction reports unreadable files by path and goes on with the rest
-                self.datasets[split] = self.files_dataset(samples, tf, str(folder), skip_bad=True)
-            else:
-                self.datasets[split] = self.dataset(split, tf)
+        return ClassificationDataset(samples, self.transform(split), self.on_bad_image)
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -308,10 +257,10 @@ class ImageFolderDataModule(ClassificationDataModule):
         super().__init__(num_classes=len(names), class_names=names, **kwargs)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
-    def dataset(self, split: str, transform: Any) -> Dataset:
+    def make_dataset(self, split: str) -> Dataset:
         folder = self.root / self.splits[split]
         return self.files_dataset(
-            image_folder_samples(folder, self.class_names), transform, str(folder)
+            image_folder_samples(folder, self.class_names), split, str(folder)
         )
 
 
@@ -383,11 +332,11 @@ class CIFAR10DataModule(ClassificationDataModule):
     def train_transform(self) -> Any:
         return T.cifar_train(self.mean, self.std)
 
-    def eval_transform(self) -> Any:
-        return T.cifar_eval(self.mean, self.std)
+    def eval_spec(self) -> T.InputSpec:
+        # the 32x32 images as they are; another image (prediction) is resized and cropped to 32
+        return T.InputSpec(self.mean, self.std, resize=32, crop=32)
 
-    def dataset(self, split: str, transform: Any) -> Dataset:
+    def make_dataset(self, split: str) -> Dataset:
         images, labels = read_cifar10(self.root, train=split == "train")
-        return ArrayDataset(
-            images, labels, transform, prefix="train" if split == "train" else "test"
-        )
+        prefix = "train" if split == "train" else "test"
+        return ArrayDataset(images, labels, self.transform(split), prefix=prefix)

@@ -33,8 +33,9 @@ from PIL import Image, ImageDraw
 
 from vtk.data.classification import ClassificationDataModule, class_folders, image_folder_samples
 from vtk.data.detection import CocoDetectionDataModule
-from vtk.data.segmentation import Sample, SegmentationDataModule, voc_palette, voc_samples
+from vtk.data.segmentation import Sample, SegmentationDataModule, voc_samples
 from vtk.data.transforms import IGNORE_INDEX
+from vtk.drawing import voc_palette
 
 DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 DEMO_CLASSIFICATION_CLASSES = ("circle", "square", "star", "triangle")
@@ -242,10 +243,10 @@ class DemoClassificationDataModule(ClassificationDataModule):
             **kwargs,
         )
 
-    def dataset(self, split: str, transform: Any) -> Any:
+    def make_dataset(self, split: str) -> Any:
         folder = self.root / ("train" if split == "train" else "val")
         return self.files_dataset(
-            image_folder_samples(folder, self.class_names), transform, str(folder)
+            image_folder_samples(folder, self.class_names), split, str(folder)
         )
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
-from vtk.data.loading import SplitLoaders
+from vtk.data.base import OnBadImage, VisionDataModule, load_image, predict_collate
+from vtk.drawing import draw_detections
 from vtk.errors import DataError
 
 log = logging.getLogger("vtk")
@@ -206,16 +206,21 @@ class CocoDetectionDataset(Dataset):
     (original coordinates, crowd flags and areas as in the file) feeds the evaluation.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Any) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], transform: Any, on_bad_image: OnBadImage = "error"
+    ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
         r = self.records[index]
-        image = read_image(r.path)
+        image = load_image(r.path, self.on_bad_image)
+        if image is None:
+            return None
         if r.size is not None and image.shape[:2] != r.size:
             raise DataError(
                 f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "
@@ -238,38 +243,7 @@ class CocoDetectionDataset(Dataset):
         }
 
 
-def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Images of different sizes stay a list (the detector's transform batches them); images
-    that could not be read (``None``, prediction only) are left out."""
-    batch = [b for b in batch if b is not None]
-    if not batch:
-        return None
-    return {key: [b[key] for b in batch] for key in batch[0]}
-
-
-class ImageFolderPredict(Dataset):
-    """Images of a folder for ``vtk predict``: ``{"image", "image_id", "path"}``."""
-
-    def __init__(self, files: Sequence[Path], transform: Any) -> None:
-        self.files, self.transform = list(files), transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        try:
-            image = read_image(self.files[index])
-        except DataError as e:
-            log.warning("skipping an image that cannot be read: %s", e)
-            return None
-        return {
-            "image": self.transform(image=image)["image"],
-            "image_id": self.files[index].stem,
-            "path": str(self.files[index]),
-        }
-
-
-class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
+class CocoDetectionDataModule(VisionDataModule):
     """COCO-format detection data (COCO itself, or your own set in its format).
 
     Args:
@@ -282,13 +256,12 @@ class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
         photometric: colour jitter in training.
-        batch_size: images per process and step (per GPU under DDP).
-        val_batch_size: images per evaluation step (default ``batch_size``).
-        num_workers: loader worker processes per GPU.
-        predict_dir: folder of images for ``vtk predict``.
+        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
+            ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
 
-    collate_fn = staticmethod(collate)
+    # images of different sizes stay a list (the detector's transform batches them)
+    collate_fn = staticmethod(predict_collate)
     full_train_batch = False  # a small set keeps its one partial batch
 
     def __init__(
@@ -305,9 +278,9 @@ class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
         batch_size: int = 2,
         val_batch_size: int | None = None,
         num_workers: int = 4,
+        on_bad_image: OnBadImage = "error",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__()
         val_images = val_images or train_images
         self.paths = {
             "train": (train_images, train_annotations),
@@ -316,18 +289,16 @@ class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
         }
         val = read_coco_json(val_annotations)
         categories = sorted(val["categories"], key=lambda c: c["id"])
-        self.category_ids = [int(c["id"]) for c in categories]
-        self.class_names = [str(c["name"]) for c in categories]
-        self.num_classes = len(categories)
-        if self.num_classes == 0:
+        if not categories:
             raise DataError(f"{val_annotations} lists no categories.")
+        super().__init__(
+            len(categories), [str(c["name"]) for c in categories],
+            [int(c["id"]) for c in categories], batch_size, val_batch_size, num_workers,
+            on_bad_image, predict_dir,
+        )  # fmt: skip
+        self.category_ids: list[int]
         self._cache = {str(Path(val_annotations)): val}
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
-        self.predict_dir = predict_dir
-        self.datasets: dict[str, Dataset] = {}
 
     def _records(self, split: str) -> list[ImageRecord]:
         images, annotations = self.paths[split]
@@ -352,37 +323,20 @@ class CocoDetectionDataModule(SplitLoaders, LightningDataModule):
             f"{split} ({annotations})",
         )
 
-    def setup(self, stage: str) -> None:
-        splits = {
-            "fit": ["train", "val"],
-            "validate": ["val"],
-            "test": ["test"],
-            "predict": ["predict"],
-        }
-        for split in splits[stage]:
-            if split == "predict":
-                if self.predict_dir is None:
-                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
-                folder = Path(self.predict_dir).expanduser()
-                if not folder.is_dir():
-                    raise DataError(f"prediction folder {folder} does not exist.")
-                files = sorted(p for p in folder.iterdir() if p.is_file())
-                skipped = [p.name for p in files if not is_image_file(p)]
-                if skipped:
-                    log.warning(
-                        "skipping %d files that are not images in %s: %s",
-                        len(skipped),
-                        folder,
-                        skipped[:5],
-                    )
-                files = [p for p in files if is_image_file(p)]
-                if not files:
-                    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
-                self.datasets[split] = ImageFolderPredict(files, T.detection_eval())
-            else:
-                tf = (
-                    T.detection_train(self.hflip, self.photometric)
-                    if split == "train"
-                    else T.detection_eval()
-                )
-                self.datasets[split] = CocoDetectionDataset(self._records(split), tf)
+    def train_transform(self) -> Any:
+        return T.detection_train(self.hflip, self.photometric)
+
+    def eval_spec(self) -> T.InputSpec:
+        # RGB in [0, 1] at the image's size: the detector resizes and normalises (torchvision's
+        # transform), and gives its boxes back in the image's own pixels
+        return T.InputSpec(mean=None, std=None)
+
+    def make_dataset(self, split: str) -> CocoDetectionDataset:
+        return CocoDetectionDataset(self._records(split), self.transform(split), self.on_bad_image)
+
+    def draw_sample(self, item: dict[str, Any]) -> Tensor:
+        labels = item["target"]["labels"].tolist()
+        return draw_detections(
+            self.eval_spec().to_uint8(item["image"]), item["target"]["boxes"], labels,
+            [1.0] * len(labels), self.class_names,
+        )  # fmt: skip

@@ -10,20 +10,22 @@ subclasses, so Lightning leaves them in place):
   gathered, never averaged per rank).
 * :class:`TrainSampler` is ``DistributedSampler``'s seeded per-epoch shuffle, and, when a run
   resumes from a mid-epoch checkpoint, skips the batches that the interrupted run already
-  trained on in that epoch, so the resumed run sees the same data in the same order.
+  trained on in that epoch, so the resumed run sees the same data in the same order (the
+  position travels in the checkpoint as the :class:`ResumableLoader`'s state).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from vtk.errors import DataError
+from vtk._compat import batches_trained_this_epoch
 
 
 class EvalSampler(DistributedSampler):
@@ -67,18 +69,32 @@ class TrainSampler(DistributedSampler):
 
 
 class ResumableLoader(DataLoader):
-    """A training DataLoader whose position Lightning treats as restorable.
+    """A training DataLoader that Lightning saves and restores with the checkpoint.
 
-    The position itself is not in this state: :func:`make_loader` reads it from the restored
-    trainer's batch progress and hands it to the :class:`TrainSampler`. Having ``state_dict``
-    tells Lightning so (it would otherwise warn that a mid-epoch resume is unreliable).
+    Its state (Lightning's ``state_dict`` / ``load_state_dict`` interface for loaders) is where
+    the epoch stood: the epoch and how many of its batches were trained on. Restoring it makes
+    the :class:`TrainSampler` skip those batches.
     """
 
+    def __init__(
+        self, *args: Any, position: Callable[[], tuple[int, int]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._position = position
+
     def state_dict(self) -> dict[str, Any]:
-        return {"position": "restored from the trainer's batch progress by vtk.TrainSampler"}
+        if self._position is None:
+            return {}
+        epoch, batches = self._position()
+        return {"epoch": epoch, "batches": batches, "batch_size": self.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass
+        if {"epoch", "batches", "batch_size"} <= set(state_dict) and isinstance(
+            self.sampler, TrainSampler
+        ):
+            self.sampler.resume_at(
+                state_dict["epoch"], state_dict["batches"], state_dict["batch_size"]
+            )
 
 
 def _placement(datamodule: LightningDataModule) -> tuple[int, int]:
@@ -104,66 +120,21 @@ def make_loader(
     holds at least one full batch.
     """
     world_size, rank = _placement(datamodule)
-    sampler: DistributedSampler
-    if train:
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = TrainSampler(dataset, world_size, rank, seed)
-        trainer = getattr(datamodule, "trainer", None)
-        if trainer is not None:
-            progress = trainer.fit_loop.epoch_loop.batch_progress.current
-            # on a resumed run: the batches of the interrupted epoch already trained on
-            sampler.resume_at(trainer.current_epoch, progress.processed, batch_size)
-    else:
-        sampler = EvalSampler(dataset, world_size, rank)
-    return (ResumableLoader if train else DataLoader)(
-        dataset,
+    options = dict(
         batch_size=batch_size,
-        sampler=sampler,
-        drop_last=train and len(sampler) >= batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0 and persistent,
         pin_memory=torch.cuda.is_available(),
         collate_fn=collate_fn,
     )
-
-
-class SplitLoaders:
-    """The four DataLoaders of a vtk DataModule, from its ``datasets[split]`` (a mixin placed
-    before ``LightningDataModule``). Subclasses set ``collate_fn`` and have ``batch_size``,
-    ``val_batch_size`` and ``num_workers``; with ``full_train_batch`` a training split smaller
-    than one batch is refused."""
-
-    collate_fn: Callable[[list[Any]], Any]
-    full_train_batch: bool = True
-    datasets: dict[str, Dataset]
-    batch_size: int
-    val_batch_size: int
-    num_workers: int
-
-    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        dataset = self.datasets[split]
-        if train and self.full_train_batch and len(dataset) < batch_size:  # type: ignore[arg-type]
-            raise DataError(
-                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."  # type: ignore[arg-type]
-            )
-        return make_loader(
-            self,  # type: ignore[arg-type]
-            dataset,
-            batch_size,
-            train,
-            self.num_workers,
-            type(self).collate_fn,
-            persistent=split in ("train", "val"),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.val_batch_size)
+    if not train:
+        return DataLoader(dataset, sampler=EvalSampler(dataset, world_size, rank), **options)
+    sampler = TrainSampler(dataset, world_size, rank, int(os.environ.get("PL_GLOBAL_SEED", 0)))
+    trainer = getattr(datamodule, "trainer", None)
+    return ResumableLoader(
+        dataset,
+        sampler=sampler,
+        drop_last=len(sampler) >= batch_size,
+        position=None if trainer is None else partial(batches_trained_this_epoch, trainer),
+        **options,
+    )

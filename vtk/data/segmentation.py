@@ -30,15 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
-from vtk.data.loading import SplitLoaders
+from vtk.data.base import OnBadImage, VisionDataModule, load_image
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_mask
+from vtk.drawing import draw_label_map
 from vtk.errors import DataError
+from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("vtk")
 
@@ -61,22 +62,7 @@ VOC_HOWTO = (
 class Sample:
     id: str
     image: Path
-    mask: Path | None = None
-
-
-def voc_palette(n: int = 256) -> list[int]:
-    """Pascal VOC's colour map (the "bitget" palette), flattened for ``Image.putpalette``."""
-    palette = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+    mask: Path
 
 
 # -- listing samples --------------------------------------------------------------------------
@@ -157,23 +143,6 @@ def folder_samples(
     return [Sample(k, images[k], masks[k]) for k in sorted(images)]
 
 
-def image_samples(directory: str | Path) -> list[Sample]:
-    """Every image in a folder (for prediction); other files are reported and skipped."""
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        raise DataError(f"prediction folder {directory} does not exist.")
-    files = sorted(p for p in directory.iterdir() if p.is_file())
-    others = [p.name for p in files if not is_image_file(p)]
-    if others:
-        log.warning(
-            "skipping %d files that are not images in %s: %s", len(others), directory, others[:5]
-        )
-    samples = [Sample(p.stem, p) for p in files if is_image_file(p)]
-    if not samples:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}.")
-    return samples
-
-
 def check_sizes(samples: Sequence[Sample]) -> None:
     """Compare each image's size with its mask's from the file headers (no decoding).
 
@@ -217,35 +186,35 @@ def read_classes_csv(path: str | Path) -> list[str]:
 
 # -- the dataset ------------------------------------------------------------------------------
 class SegmentationDataset(Dataset):
-    """Image/mask pairs (or images alone, for prediction) through an albumentations pipeline.
+    """Image/mask pairs through an albumentations pipeline.
 
     Each item is ``{"image": (3,H,W) float, "mask": (H,W) int64, "id", "path", "size": (h, w)}``
     where ``size`` is the image's size on disk. Masks are checked as they are read: same size
     as the image, values below ``num_classes`` or :data:`~vtk.data.transforms.IGNORE_INDEX`.
+    An image that cannot be decoded stops the run, or with ``on_bad_image="skip"`` is logged
+    and left out of its batch.
     """
 
-    def __init__(self, samples: Sequence[Sample], num_classes: int, transform: Any) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        num_classes: int,
+        transform: Any,
+        on_bad_image: OnBadImage = "error",
+    ) -> None:
         self.samples = list(samples)
         self.num_classes = num_classes
         self.transform = transform
+        self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
         s = self.samples[index]
-        if s.mask is None:  # prediction: an unreadable image is reported, the rest goes on
-            try:
-                image = read_image(s.image)
-            except DataError as e:
-                log.warning("skipping an image that cannot be read: %s", e)
-                return None
-        else:
-            image = read_image(s.image)
-        item: dict[str, Any] = {"id": s.id, "path": str(s.image), "size": image.shape[:2]}
-        if s.mask is None:
-            item["image"] = self.transform(image=image)["image"]
-            return item
+        image = load_image(s.image, self.on_bad_image)
+        if image is None:
+            return None
         mask = read_mask(s.mask)
         if mask.shape != image.shape[:2]:
             raise DataError(
@@ -262,36 +231,41 @@ class SegmentationDataset(Dataset):
                 "num_classes or remap the mask."
             )
         out = self.transform(image=image, mask=mask)
-        item["image"], item["mask"] = out["image"], out["mask"].long()
-        return item
+        return {
+            "image": out["image"],
+            "mask": out["mask"].long(),
+            "id": s.id,
+            "path": str(s.image),
+            "size": image.shape[:2],
+        }
+
+
+def pad_stack(tensors: Sequence[Tensor], value: float) -> Tensor:
+    """Stack ``(..., H, W)`` tensors, padding each at the bottom-right to the largest size."""
+    h = max(t.shape[-2] for t in tensors)
+    w = max(t.shape[-1] for t in tensors)
+    return torch.stack(
+        [F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value) for t in tensors]
+    )
 
 
 def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack a batch, padding images (0) and masks (ignore) at the bottom-right if sizes differ.
-
-    Images that could not be read (``None``, prediction only) are left out."""
-    batch = [b for b in batch if b is not None]
-    if not batch:
+    """Stack a batch, padding images (0: the mean colour) and masks (ignore) at the
+    bottom-right if sizes differ; images that could not be decoded (``None``) are left out."""
+    kept = [b for b in batch if b is not None]
+    if not kept:
         return None
-    h = max(b["image"].shape[-2] for b in batch)
-    w = max(b["image"].shape[-1] for b in batch)
-
-    def pad(t: Tensor, value: float) -> Tensor:
-        return F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value)
-
-    out: dict[str, Any] = {
-        "image": torch.stack([pad(b["image"], 0.0) for b in batch]),
-        "id": [b["id"] for b in batch],
-        "path": [b["path"] for b in batch],
-        "size": [tuple(b["size"]) for b in batch],
+    return {
+        "image": pad_stack([b["image"] for b in kept], 0.0),
+        "mask": pad_stack([b["mask"] for b in kept], T.IGNORE_INDEX),
+        "id": [b["id"] for b in kept],
+        "path": [b["path"] for b in kept],
+        "size": [tuple(b["size"]) for b in kept],
     }
-    if "mask" in batch[0]:
-        out["mask"] = torch.stack([pad(b["mask"], T.IGNORE_INDEX) for b in batch])
-    return out
 
 
 # -- DataModules ------------------------------------------------------------------------------
-class SegmentationDataModule(SplitLoaders, LightningDataModule):
+class SegmentationDataModule(VisionDataModule):
     """Loaders, augmentation and ``num_classes`` for semantic segmentation.
 
     Subclasses say where the samples of each split are (:meth:`samples`).
@@ -301,11 +275,9 @@ class SegmentationDataModule(SplitLoaders, LightningDataModule):
         class_names: one name per class, for per-class metrics and drawn predictions.
         crop_size: training crop (513 in DeepLab); evaluation pads to at least this size.
         scale_range: random scale factor range for training (0.5-2.0 in DeepLab).
-        batch_size: images per process and step (per GPU under DDP).
-        val_batch_size: images per evaluation step (default ``batch_size``).
-        num_workers: loader worker processes per GPU.
         mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
-        predict_dir: folder of images for ``vtk predict``.
+        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
+            ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
 
     collate_fn = staticmethod(collate)
@@ -319,52 +291,44 @@ class SegmentationDataModule(SplitLoaders, LightningDataModule):
         batch_size: int = 8,
         val_batch_size: int | None = None,
         num_workers: int = 4,
-        mean: tuple[float, float, float] = T.IMAGENET_MEAN,
-        std: tuple[float, float, float] = T.IMAGENET_STD,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        on_bad_image: OnBadImage = "error",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        if class_names is not None and len(class_names) != num_classes:
-            raise DataError(
-                f"{len(class_names)} class_names given for num_classes={num_classes}; give one "
-                "name per class, background included."
-            )
-        self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names is not None else None
+        super().__init__(
+            num_classes, class_names, None, batch_size, val_batch_size, num_workers,
+            on_bad_image, predict_dir,
+        )  # fmt: skip
         self.crop_size = crop_size
         self.scale_range = scale_range
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
         self.mean, self.std = mean, std
-        self.predict_dir = predict_dir
-        self.datasets: dict[str, SegmentationDataset] = {}
 
     def samples(self, split: str) -> list[Sample]:
         """The samples of ``split`` ("train", "val" or "test")."""
         raise NotImplementedError
 
-    def setup(self, stage: str) -> None:
-        train_tf = T.segmentation_train(
-            self.crop_size, self.scale_range, mean=self.mean, std=self.std
+    def train_transform(self) -> Any:
+        return T.segmentation_train(self.crop_size, self.scale_range, mean=self.mean, std=self.std)
+
+    def eval_spec(self) -> T.InputSpec:
+        # padding every image to the same size (DeepLab evaluates on 513x513) makes batches,
+        # and ASPP's image pooling, independent of which images share a batch
+        return T.InputSpec(self.mean, self.std, pad_to=self.crop_size)
+
+    def make_dataset(self, split: str) -> SegmentationDataset:
+        samples = self.samples(split)
+        check_sizes(samples)
+        return SegmentationDataset(
+            samples, self.num_classes, self.transform(split), self.on_bad_image
         )
-        eval_tf = T.segmentation_eval(self.crop_size, mean=self.mean, std=self.std)
-        splits = {
-            "fit": ["train", "val"],
-            "validate": ["val"],
-            "test": ["test"],
-            "predict": ["predict"],
-        }
-        for split in splits[stage]:
-            if split == "predict":
-                if self.predict_dir is None:
-                    raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
-                samples = image_samples(self.predict_dir)
-            else:
-                samples = self.samples(split)
-                check_sizes(samples)
-            tf = train_tf if split == "train" else eval_tf
-            self.datasets[split] = SegmentationDataset(samples, self.num_classes, tf)
+
+    def draw_sample(self, item: dict[str, Any]) -> Tensor:
+        image = self.eval_spec().to_uint8(item["image"])
+        return draw_label_map(image, item["mask"], self.num_classes)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit":
             self._check_disjoint("train", "val")
 

@@ -7,19 +7,25 @@ pipeline in this one module means a later switch to ``torchvision.transforms.v2`
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 # albumentations checks PyPI for a newer release on import; never from a training job.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
 import cv2
+import torch
 from albumentations.pytorch import ToTensorV2
+from torch import Tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
+
 #: The label of pixels that are not scored (VOC's object borders, padding).
 IGNORE_INDEX = 255
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 Size = int | Sequence[int]
 
@@ -60,34 +66,6 @@ def segmentation_train(
     )
 
 
-def segmentation_eval(
-    pad_to: Size | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> A.Compose:
-    """Evaluation: normalise, and pad at the bottom-right to at least ``pad_to`` (no random ops).
-
-    Padding every image to the same size (DeepLab evaluates on 513x513) makes batches, and the
-    image-pooling branch of ASPP, independent of which images share a batch. Predictions are
-    read back from the top-left ``H x W`` of the output.
-    """
-    ops: list = [A.Normalize(mean=mean, std=std)]
-    if pad_to is not None:
-        h, w = _hw(pad_to)
-        ops.append(
-            A.PadIfNeeded(
-                h,
-                w,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=IGNORE_INDEX,
-            )
-        )
-    ops.append(ToTensorV2())
-    return A.Compose(ops)
-
-
 def classification_train(
     size: int,
     scale: Sequence[float] = (0.08, 1.0),
@@ -106,28 +84,6 @@ def classification_train(
     )
 
 
-def classification_eval(
-    size: int,
-    resize_size: int | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> A.Compose:
-    """Resize the shorter side to ``resize_size`` (default size / 0.875: 256 for 224), centre crop."""
-    resize_size = resize_size or round(size / 0.875)
-    return A.Compose(
-        [
-            A.SmallestMaxSize(max_size=resize_size, area_for_downscale="image"),
-            A.CenterCrop(size, size),
-            A.Normalize(mean=mean, std=std),
-            ToTensorV2(),
-        ]
-    )
-
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
 def cifar_train(
     mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
 ) -> A.Compose:
@@ -143,12 +99,6 @@ def cifar_train(
     )
 
 
-def cifar_eval(
-    mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
-) -> A.Compose:
-    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
-
-
 def detection_train(hflip: float = 0.5, photometric: bool = False) -> A.Compose:
     """Flip (and colour jitter) with boxes; resizing is the detector's own (torchvision's)
     transform, which also normalises. Output: RGB float in [0, 1], boxes in pixels (x1y1x2y2)."""
@@ -161,6 +111,65 @@ def detection_train(hflip: float = 0.5, photometric: bool = False) -> A.Compose:
     )
 
 
-def detection_eval() -> A.Compose:
-    """No geometry change: predictions come back in the image's own coordinates."""
-    return A.Compose([A.ToFloat(max_value=255.0), ToTensorV2()])
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image is prepared for a network at evaluation and prediction: what torchvision's
+    weights transforms and timm's ``pretrained_cfg`` say about a model.
+
+    A DataModule says it (``input_spec``, linked to the task like ``num_classes``), the task
+    keeps it in its hyper-parameters, so a checkpoint carries it: ``vtk.load``, ``vtk predict``
+    and ONNX export prepare images exactly as validation did.
+
+    Args:
+        mean, std: normalisation of RGB in [0, 1]; ``None`` for a network that normalises its
+            input itself (torchvision's detectors): the image is then RGB in [0, 1].
+        resize: resize so that the shorter side has this length (classification: 256).
+        crop: centre crop, a side or (height, width) (classification: 224).
+        pad_to: pad at the bottom-right to at least this size, a side or (height, width), with
+            the mean colour and, for masks, :data:`IGNORE_INDEX` (segmentation: ``crop_size``).
+    """
+
+    mean: tuple[float, float, float] | None = IMAGENET_MEAN
+    std: tuple[float, float, float] | None = IMAGENET_STD
+    resize: int | None = None
+    crop: int | tuple[int, int] | None = None
+    pad_to: int | tuple[int, int] | None = None
+
+    def transform(self) -> A.Compose:
+        """The albumentations pipeline: ``(H, W, 3)`` uint8 (and a mask) -> ``(3, H', W')`` float."""
+        ops: list = []
+        if self.resize is not None:
+            ops.append(A.SmallestMaxSize(max_size=self.resize, area_for_downscale="image"))
+        if self.crop is not None:
+            ops.append(A.CenterCrop(*_hw(self.crop)))
+        if self.mean is None or self.std is None:
+            ops.append(A.ToFloat(max_value=255.0))
+        else:
+            ops.append(A.Normalize(mean=self.mean, std=self.std))
+        if self.pad_to is not None:
+            # after normalisation, 0 is the mean colour; padded mask pixels are not scored
+            h, w = _hw(self.pad_to)
+            ops.append(
+                A.PadIfNeeded(
+                    h, w, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
+                    fill_mask=IGNORE_INDEX,
+                )
+            )  # fmt: skip
+        ops.append(ToTensorV2())
+        return A.Compose(ops)
+
+    def to_uint8(self, image: Tensor) -> Tensor:
+        """An image this pipeline made, back to ``(3, H, W)`` uint8 RGB (for drawing)."""
+        x = image.float()
+        if self.mean is not None and self.std is not None:
+            x = x * torch.tensor(self.std)[:, None, None] + torch.tensor(self.mean)[:, None, None]
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists, numbers), as YAML and ``torch.load(weights_only=True)`` take."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> InputSpec:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in known.items()})

@@ -33,12 +33,16 @@ from torchvision.ops import FrozenBatchNorm2d
 from vtk.errors import WeightsError
 from vtk.models.backbones.base import Backbone
 from vtk.models.necks.fpn import FPN
-from vtk.models.weights import load_state_dict, no_weights, read_state_dict, torchvision_state_dict
+from vtk.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_state_dict,
+    no_weights,
+    read_state_dict,
+    torchvision_state_dict,
+)
 
 log = logging.getLogger("vtk")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: COCO's 80 category ids in order: the rows of a 91-way torchvision COCO classifier that an
 #: 80-class COCO model (contiguous labels 0-79) keeps (``weights_class_map: coco80``).

@@ -1,0 +1,239 @@
+"""What every vtk DataModule shares: the splits, the loaders, the prediction folder, the class
+list and the bad-image policy.
+
+A DataModule says once what its data is, and the ``vtk`` command links each to the task:
+``num_classes`` (to the network), ``class_names``, ``category_ids`` (the dataset's own id of
+each class, for results files) and ``input_spec`` (how an image is prepared for evaluation:
+normalisation, resize / crop / padding; see :class:`~vtk.data.transforms.InputSpec`).
+
+A task's DataModule keeps only what differs: :meth:`VisionDataModule.make_dataset` (one
+split), :meth:`~VisionDataModule.train_transform`, :meth:`~VisionDataModule.eval_spec` and
+:meth:`~VisionDataModule.draw_sample`.
+
+Prediction is the same for every task: every image file of ``predict_dir`` through the
+evaluation pipeline, in batches ``{"image": [(3, H, W) tensors], "id": [file stems],
+"path": [...], "size": [(height, width) on disk]}``; files that are not images are listed and
+skipped, images that cannot be decoded are reported by path and the rest go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
+from vtk.data.loading import make_loader
+from vtk.data.transforms import InputSpec
+from vtk.errors import ConfigError, DataError
+
+log = logging.getLogger("vtk")
+
+#: The splits each Lightning stage sets up.
+STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+}
+
+OnBadImage = Literal["error", "skip"]
+
+
+def resolve_class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
+    """``class_names`` checked against ``num_classes``; "0", "1", ... when there are none."""
+    if class_names is None:
+        return [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ConfigError(
+            f"{len(class_names)} class names for num_classes={num_classes}; give one name per "
+            "class (background included for segmentation)."
+        )
+    return [str(n) for n in class_names]
+
+
+def load_image(path: str | Path, on_bad_image: OnBadImage) -> np.ndarray | None:
+    """The image as ``(H, W, 3)`` uint8 RGB; one that cannot be decoded stops the run with its
+    path (``"error"``) or is logged by path and left out (``"skip"``: None)."""
+    try:
+        return read_image(path)
+    except DataError as e:
+        if on_bad_image == "error":
+            raise DataError(f"{e} (set on_bad_image: skip to leave such images out)") from None
+        log.warning("skipping an image that cannot be decoded: %s", e)
+        return None
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files of ``folder`` (sorted); other files are listed in a warning."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"prediction folder {folder} does not exist.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    others = [p.name for p in files if not is_image_file(p)]
+    if others:
+        log.warning(
+            "skipping %d files that are not images in %s: %s", len(others), folder, others[:5]
+        )
+    images = [p for p in files if is_image_file(p)]
+    if not images:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
+    return images
+
+
+def predict_item(image: np.ndarray, transform: Any, id: str, path: str) -> dict[str, Any]:
+    """One image as a prediction sample (the batch schema of every task's ``predict_step``)."""
+    return {
+        "image": transform(image=image)["image"],
+        "id": id,
+        "path": path,
+        "size": tuple(image.shape[:2]),
+    }
+
+
+class PredictDataset(Dataset):
+    """Image files through an evaluation pipeline, for prediction; an image that cannot be
+    decoded is reported by path and left out of its batch."""
+
+    def __init__(self, files: Sequence[Path], transform: Any) -> None:
+        self.files, self.transform = list(files), transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        path = self.files[index]
+        image = load_image(path, "skip")
+        return None if image is None else predict_item(image, self.transform, path.stem, str(path))
+
+
+def predict_collate(batch: list[dict[str, Any] | None]) -> dict[str, list[Any]] | None:
+    """Prediction samples as lists (images may differ in size); unreadable ones left out."""
+    kept = [b for b in batch if b is not None]
+    if not kept:
+        return None
+    return {key: [b[key] for b in kept] for key in kept[0]}
+
+
+class VisionDataModule(LightningDataModule):
+    """Base of the vtk DataModules.
+
+    Args:
+        num_classes: classes (linked to the network by ``vtk``).
+        class_names: one name per class (default "0", "1", ...).
+        category_ids: the dataset's own id of each class (COCO's category ids), written into
+            results files; default none (class indices).
+        batch_size: images per process and step (per GPU under DDP).
+        val_batch_size: images per evaluation step (default ``batch_size``).
+        num_workers: loader worker processes per GPU.
+        on_bad_image: "error" stops at an image that cannot be decoded (naming it); "skip"
+            leaves it out and logs its path. Prediction always skips and reports.
+        predict_dir: folder of images for ``vtk predict``.
+    """
+
+    #: stacks a list of samples of a split (train, val, test) into a batch
+    collate_fn: Callable[[list[Any]], Any]
+    #: refuse a training split smaller than one batch (a partial batch of one breaks BatchNorm)
+    full_train_batch: bool = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 4,
+        on_bad_image: OnBadImage = "error",
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise DataError(f"num_classes must be at least 1, got {num_classes}.")
+        try:
+            self.class_names = resolve_class_names(num_classes, class_names)
+        except ConfigError as e:
+            raise DataError(str(e)) from None
+        if category_ids is not None and len(category_ids) != num_classes:
+            raise DataError(f"{len(category_ids)} category_ids for num_classes={num_classes}.")
+        self.num_classes = num_classes
+        self.category_ids = None if category_ids is None else [int(i) for i in category_ids]
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.on_bad_image = on_bad_image
+        self.predict_dir = predict_dir
+        self.datasets: dict[str, Any] = {}
+
+    # -- what a task's DataModule says ----------------------------------------------------------
+    def eval_spec(self) -> InputSpec:
+        """How images are prepared for evaluation and prediction."""
+        raise NotImplementedError
+
+    def train_transform(self) -> Any:
+        """The training augmentation pipeline."""
+        raise NotImplementedError
+
+    def make_dataset(self, split: str) -> Dataset:
+        """The dataset of ``split`` ("train", "val" or "test"), with :meth:`transform`."""
+        raise NotImplementedError
+
+    def draw_sample(self, item: dict[str, Any]) -> Tensor:
+        """A sample of :meth:`make_dataset` drawn as a ``(3, H, W)`` uint8 image (for browsing)."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """:meth:`eval_spec` as plain values: what the task keeps in its checkpoint."""
+        return self.eval_spec().to_dict()
+
+    def transform(self, split: str) -> Any:
+        return self.train_transform() if split == "train" else self.eval_spec().transform()
+
+    def setup(self, stage: str) -> None:
+        for split in STAGE_SPLITS[stage]:
+            self.datasets[split] = (
+                self.predict_dataset() if split == "predict" else self.make_dataset(split)
+            )
+
+    def predict_dataset(self) -> PredictDataset:
+        if self.predict_dir is None:
+            raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
+        return PredictDataset(list_images(self.predict_dir), self.eval_spec().transform())
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        dataset: Any = self.datasets[split]
+        if train and self.full_train_batch and len(dataset) < batch_size:
+            raise DataError(
+                f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
+            )
+        collate = predict_collate if split == "predict" else self.collate_fn
+        return make_loader(
+            self, dataset, batch_size, train, self.num_workers, collate, split in ("train", "val")
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        # images are prepared as the task predicting them says (its checkpoint's input spec:
+        # the run's own normalisation and size), which may differ from this data's
+        task = self.trainer.lightning_module if self.trainer is not None else None
+        spec = getattr(task, "input_spec", None)
+        if isinstance(spec, InputSpec) and spec != self.eval_spec():
+            log.info("prediction prepares images with the checkpoint's input spec: %s", spec)
+            self.datasets["predict"].transform = spec.transform()
+        return self._loader("predict", self.val_batch_size)

@@ -1,0 +1,178 @@
+"""Recipes: one YAML file says the trainer, the task (with its network) and the data.
+
+This module is the one place where a recipe becomes objects; the ``vtk`` command, ``vtk
+analyze``, ``vtk.load`` and the tools all go through it::
+
+    from vtk.recipe import Recipe
+
+    recipe = Recipe.load("demo_segmentation", ["--data.crop_size", "64"])
+    datamodule = recipe.datamodule()            # the data alone
+    task, datamodule = recipe.build()           # both, num_classes etc. linked from the data
+    network = recipe.network(num_classes=21)    # the task's network alone
+
+A recipe is named by a path, or by the name of a recipe installed with vtk
+(``demo_segmentation``, ``deeplab_resnet101_aspp``; ``vtk list`` prints them): ``vtk fit
+demo_segmentation`` works from any folder. Overrides are command-line style, as for ``vtk``
+(``--data.KEY VALUE``, ``--model.init_args.model.init_args.backbone.init_args.arch resnet34``).
+
+What the data says once is linked to the task here (:func:`link_data_to_task`):
+``num_classes`` (to the network), ``class_names``, ``category_ids`` and ``input_spec``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vtk.errors import ConfigError
+
+
+def recipes_dir() -> Path:
+    """The folder of the recipes installed with vtk (the repository's ``recipes/``)."""
+    import vtk.recipes
+
+    return Path(vtk.recipes.__file__).parent
+
+
+def installed_recipes() -> list[Path]:
+    return sorted(recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name: str | Path) -> Path:
+    """The recipe file ``name`` stands for: an existing path, or an installed recipe's name
+    (with or without ``.yaml`` and a ``recipes/`` folder in front)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    installed = recipes_dir() / f"{stem}.yaml"
+    if installed.is_file() and len(path.parts) <= 2 and path.parent.name in ("", "recipes"):
+        return installed
+    names = ", ".join(p.stem for p in installed_recipes())
+    raise ConfigError(
+        f"recipe {name} does not exist; give the path of a YAML recipe or the name of an "
+        f"installed one: {names}."
+    )
+
+
+def strip_weights(config: Any) -> Any:
+    """``config`` with every ``weights`` entry set to None (nothing is downloaded or read).
+
+    Used when a checkpoint's tensors replace pretrained weights, and by tools that only need
+    a recipe's structure. Takes a plain dict/list config (returns a new one) or a jsonargparse
+    ``Namespace`` (changed in place, its keys are dotted).
+    """
+    if isinstance(config, dict):
+        return {k: None if k == "weights" else strip_weights(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [strip_weights(v) for v in config]
+    if hasattr(config, "keys") and hasattr(config, "__setitem__"):
+        for key in list(config.keys()):
+            if key.rsplit(".", 1)[-1] == "weights":
+                config[key] = None
+    return config
+
+
+def link_data_to_task(parser: Any) -> None:
+    """What the data says once, linked to the task when both are built (the CLI uses this too)."""
+    for source, target in (
+        ("data.num_classes", "model.init_args.model.init_args.num_classes"),
+        ("data.class_names", "model.init_args.class_names"),
+        ("data.category_ids", "model.init_args.category_ids"),
+        ("data.input_spec", "model.init_args.input_spec"),
+    ):
+        parser.link_arguments(source, target, apply_on="instantiate")
+
+
+def _parser() -> Any:
+    from jsonargparse import ActionConfigFile
+    from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    parser = LightningArgumentParser(exit_on_error=False, parser_mode="yaml")
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--seed_everything", type=bool | int, default=True)
+    parser.add_lightning_class_args(Trainer, "trainer")
+    parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True)
+    parser.add_lightning_class_args(LightningDataModule, "data", subclass_mode=True)
+    link_data_to_task(parser)
+    return parser
+
+
+def instantiate(spec: dict[str, Any], base: type) -> Any:
+    """One ``class_path`` / ``init_args`` config as an object (a subclass of ``base``)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(base, "obj", required=True)
+    return parser.instantiate_classes(parser.parse_object({"obj": spec})).obj
+
+
+class Recipe:
+    """A parsed recipe: its file, and its config with every default filled in.
+
+    Build with :meth:`load`. ``config`` is a plain dict (``trainer``, ``model``, ``data``).
+    """
+
+    def __init__(self, path: Path, config: dict[str, Any], parsed: Any, parser: Any) -> None:
+        self.path = path
+        self.config = config
+        self._parsed = parsed
+        self._parser = parser
+
+    @classmethod
+    def load(cls, name: str | Path, overrides: Sequence[str] = (), weights: bool = True) -> Recipe:
+        """Read a recipe by path or installed name, with command-line style ``overrides``.
+
+        ``weights=False`` sets every ``weights`` entry to None (nothing is fetched).
+        """
+        path = find_recipe(name)
+        parser = _parser()
+        try:
+            parsed = parser.parse_args(["--config", str(path), *overrides])
+        except Exception as e:  # jsonargparse's ArgumentError: a bad key or value
+            raise ConfigError(f"{path}: {e}") from None
+        if not weights:
+            strip_weights(parsed)
+        config = parsed.as_dict()
+        try:
+            config["model"]["init_args"]["model"]["class_path"]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"{path} is not a vtk recipe: it has no model.init_args.model.class_path."
+            ) from None
+        return cls(path, config, parsed, parser)
+
+    def datamodule(self) -> Any:
+        """The recipe's DataModule."""
+        from lightning.pytorch import LightningDataModule
+
+        return instantiate(copy.deepcopy(self.config["data"]), LightningDataModule)
+
+    def network(self, num_classes: int) -> Any:
+        """The task's network (``model.init_args.model``) for ``num_classes`` classes."""
+        from torch import nn
+
+        spec = copy.deepcopy(self.config["model"]["init_args"]["model"])
+        spec.setdefault("init_args", {})["num_classes"] = num_classes
+        return instantiate(spec, nn.Module)
+
+    def build(self) -> tuple[Any, Any]:
+        """``(task, datamodule)``, with what the data says linked into the task."""
+        init = self._parser.instantiate_classes(copy.deepcopy(self._parsed))
+        return init.model, init.data
+
+    def task(self, num_classes: int) -> Any:
+        """The task without its data: ``num_classes`` given, class names and input spec the
+        task's defaults (for tools that look at the network, not the data)."""
+        from lightning.pytorch import LightningModule
+
+        spec = copy.deepcopy(self.config["model"])
+        spec["init_args"]["model"].setdefault("init_args", {})["num_classes"] = num_classes
+        return instantiate(spec, LightningModule)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
