@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
 
 #: the repository (tests read its recipes and tools by absolute path; they never write here)
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,3 +15,12 @@ VTK = str(Path(sys.executable).with_name("vtk"))
 #: a quiet, quick run: no progress bar, no model summary, loaders in the main process
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--data.num_workers", "0")  # fmt: skip
+
+
+def quiet_trainer(**kwargs: Any) -> Trainer:
+    """A CPU Trainer with no logger, checkpoints, progress bar or summary (``kwargs`` win)."""
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})

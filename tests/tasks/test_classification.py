@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from helpers import quiet_trainer
 from torch import nn
 
 from vtk.data import DemoClassificationDataModule
 from vtk.errors import ConfigError
 from vtk.models import Classifier, ResNet
 from vtk.tasks import ClassificationTask
-
-
-def _trainer(**kwargs) -> Trainer:
-    defaults = dict(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    return Trainer(**{**defaults, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +20,7 @@ def demo() -> DemoClassificationDataModule:
 
 def test_fit_validate_test(demo) -> None:
     task = ClassificationTask(Classifier(ResNet("resnet18"), demo.num_classes), label_smoothing=0.1)
-    trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     trainer.fit(task, datamodule=demo)
     for key in ("train/loss", "train/acc1", "train/lr", "val/loss", "val/acc1", "val/acc5"):
         assert key in trainer.callback_metrics, key
@@ -61,7 +53,7 @@ def test_top1_top2_equal_a_hand_count(demo) -> None:
     labels = torch.tensor([s.label for s in demo.datasets["val"].samples])
     task = ClassificationTask(Fixed())
     task.val_metrics["acc5"] = type(task.val_metrics["acc1"])(4, top_k=2, average="micro")
-    (result,) = _trainer().validate(task, datamodule=demo, verbose=False)
+    (result,) = quiet_trainer().validate(task, datamodule=demo, verbose=False)
     assert result["val/acc1"] == pytest.approx((labels == 2).float().mean().item())
     assert result["val/acc5"] == pytest.approx(
         ((labels == 2) | (labels == 0)).float().mean().item()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from helpers import quiet_trainer
 from torch import nn
 
 from vtk.data import VOCSegmentationDataModule
@@ -16,14 +16,6 @@ from vtk.errors import ConfigError
 from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
 from vtk.optim import WarmupPolyLR
 from vtk.tasks import SegmentationTask
-
-
-def _trainer(**kwargs) -> Trainer:
-    defaults = dict(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    return Trainer(**{**defaults, **kwargs})
 
 
 def _data(root) -> VOCSegmentationDataModule:
@@ -44,7 +36,7 @@ def _task(num_classes: int = 21, **kwargs) -> SegmentationTask:
 
 def test_fit_validate_test(voc_root) -> None:
     task = _task(class_names=_data(voc_root).class_names)
-    trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(task, datamodule=_data(voc_root))
     logged = trainer.callback_metrics
     for key in (
@@ -67,7 +59,7 @@ def test_fit_validate_test(voc_root) -> None:
 def test_a_class_in_neither_labels_nor_predictions_has_iou_nan(voc_root) -> None:
     dm = _data(voc_root)
     task = SegmentationTask(ConstantModel(21, 1), class_names=dm.class_names)
-    (result,) = _trainer().test(task, datamodule=dm, verbose=False)
+    (result,) = quiet_trainer().test(task, datamodule=dm, verbose=False)
     assert np.isnan(result["test/IoU/tvmonitor"])  # absent from both: NaN, not 0
     assert not np.isnan(result["test/IoU/aeroplane"])  # predicted everywhere: a number
 
@@ -104,7 +96,7 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
 
     dm = _data(voc_root)
     dm.crop_size = 64  # evaluation pads every image to 64x64: padding must not count
-    (result,) = _trainer().validate(
+    (result,) = quiet_trainer().validate(
         SegmentationTask(ConstantModel(21, label)), datamodule=dm, verbose=False
     )
     assert result["val/mIoU"] == pytest.approx(expected_miou, abs=1e-6)
@@ -123,7 +115,7 @@ def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
 
 
 def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> None:
-    trainer = _trainer(max_steps=3, limit_val_batches=0)
+    trainer = quiet_trainer(max_steps=3, limit_val_batches=0)
     trainer.fit(_task(), datamodule=_data(voc_root))
     assert isinstance(trainer.optimizers[0], torch.optim.SGD)
     (config,) = trainer.lr_scheduler_configs
@@ -134,7 +126,7 @@ def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> 
 def test_frozen_parameters_are_left_out_of_the_optimiser(voc_root) -> None:
     model = Segmenter(ResNet("resnet18", frozen_stages=1), head=DeepLabV3Head, num_classes=21)
     task = SegmentationTask(model, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
-    trainer = _trainer(max_steps=1, limit_val_batches=0)
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
     trainer.fit(task, datamodule=_data(voc_root))
     (optimizer,) = trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW)

@@ -97,20 +97,48 @@ def predict_item(image: np.ndarray, transform: Any, id: str, path: str) -> dict[
     }
 
 
-class PredictDataset(Dataset):
-    """Image files through an evaluation pipeline, for prediction; an image that cannot be
-    decoded is reported by path and left out of its batch."""
+class ImageFileDataset(Dataset):
+    """Samples whose image is a file, through an albumentations pipeline.
 
-    def __init__(self, files: Sequence[Path], transform: Any) -> None:
-        self.files, self.transform = list(files), transform
+    An image that cannot be decoded stops the run, naming it, or with ``on_bad_image="skip"``
+    is logged and left out of its batch (the item is None; the collate functions drop it).
+    Subclasses say where a sample's image is (:meth:`image_path`) and what an item holds
+    (:meth:`item`).
+    """
+
+    def __init__(
+        self, samples: Sequence[Any], transform: Any, on_bad_image: OnBadImage = "error"
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        path = self.files[index]
-        image = load_image(path, "skip")
-        return None if image is None else predict_item(image, self.transform, path.stem, str(path))
+        sample = self.samples[index]
+        image = load_image(self.image_path(sample), self.on_bad_image)
+        return None if image is None else self.item(sample, image)
+
+    def image_path(self, sample: Any) -> Path:
+        return sample.path
+
+    def item(self, sample: Any, image: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class PredictDataset(ImageFileDataset):
+    """Image files through an evaluation pipeline, for prediction (unreadable ones reported)."""
+
+    def __init__(self, files: Sequence[Path], transform: Any) -> None:
+        super().__init__(files, transform, on_bad_image="skip")
+
+    def image_path(self, sample: Path) -> Path:
+        return sample
+
+    def item(self, sample: Path, image: np.ndarray) -> dict[str, Any]:
+        return predict_item(image, self.transform, sample.stem, str(sample))
 
 
 def predict_collate(batch: list[dict[str, Any] | None]) -> dict[str, list[Any]] | None:

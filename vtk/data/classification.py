@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torch.utils.data import default_collate as _default_collate
 
 from vtk.data import transforms as T
-from vtk.data.base import OnBadImage, VisionDataModule, load_image
+from vtk.data.base import ImageFileDataset, VisionDataModule
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file
 from vtk.drawing import draw_classes
 from vtk.errors import DataError
@@ -101,33 +101,19 @@ def unreadable(samples: Sequence[ImageSample]) -> list[tuple[ImageSample, str]]:
     return bad
 
 
-class ClassificationDataset(Dataset):
-    """Image files through an albumentations pipeline: ``{"image", "label", "id", "path"}``.
+class ClassificationDataset(ImageFileDataset):
+    """Image files with their labels: ``{"image", "label", "id", "path"}``.
 
     With ``on_bad_image="skip"``, an image that fails to decode is logged by path and left out
     of its batch (the batch is one image shorter) instead of stopping the run.
     """
 
-    def __init__(
-        self, samples: Sequence[ImageSample], transform: Any, on_bad_image: OnBadImage = "error"
-    ) -> None:
-        self.samples = list(samples)
-        self.transform = transform
-        self.on_bad_image = on_bad_image
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        s = self.samples[index]
-        image = load_image(s.path, self.on_bad_image)
-        if image is None:
-            return None
+    def item(self, sample: ImageSample, image: np.ndarray) -> dict[str, Any]:
         return {
             "image": self.transform(image=image)["image"],
-            "label": s.label,
-            "id": s.id,
-            "path": str(s.path),
+            "label": sample.label,
+            "id": sample.id,
+            "path": str(sample.path),
         }
 
 
@@ -175,8 +161,9 @@ class ClassificationDataModule(VisionDataModule):
         resize_size: evaluation resize of the shorter side (default image_size / 0.875).
         scale: random-resized-crop area range (torchvision's 0.08-1.0).
         mean, std: normalisation.
-        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
-            ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
+        batch_size: images per process and step (per GPU under DDP).
+        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
+            ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
 
     collate_fn = staticmethod(collate)
@@ -188,18 +175,12 @@ class ClassificationDataModule(VisionDataModule):
         image_size: int = 224,
         resize_size: int | None = None,
         scale: tuple[float, float] = (0.08, 1.0),
-        batch_size: int = 32,
-        val_batch_size: int | None = None,
-        num_workers: int = 4,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
-        on_bad_image: OnBadImage = "error",
-        predict_dir: str | None = None,
+        batch_size: int = 32,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            num_classes, class_names, None, batch_size, val_batch_size, num_workers,
-            on_bad_image, predict_dir,
-        )  # fmt: skip
+        super().__init__(num_classes, class_names, batch_size=batch_size, **kwargs)
         self.image_size, self.resize_size, self.scale = image_size, resize_size, scale
         self.mean, self.std = mean, std
 

@@ -47,8 +47,8 @@ def data_dir() -> Path:
     return Path(os.environ.get("VTK_DATA_DIR", "~/.cache/vtk")).expanduser()
 
 
-def _polygon(kind: int, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
-    corners = 4 if kind == 2 else 3
+def _polygon(shape: int, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    corners = 4 if shape == 2 else 3
     return [
         (
             cx + r * math.cos(angle + 2 * math.pi * k / corners),
@@ -88,22 +88,22 @@ def _draw_sample(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
     mask = Image.new("L", (w, h), 0)
     draw_i, draw_m = ImageDraw.Draw(image), ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(1, 5))):
-        kind = int(rng.integers(1, 4))
+        shape = int(rng.integers(1, 4))
         r = float(rng.uniform(10, 28))
         cx, cy = float(rng.uniform(0, w)), float(rng.uniform(0, h))
-        hue = ((kind - 1) / 3 + rng.uniform(-0.11, 0.11)) % 1.0
+        hue = ((shape - 1) / 3 + rng.uniform(-0.11, 0.11)) % 1.0
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1), rng.uniform(0.55, 1))
         colour = tuple(int(255 * c) for c in rgb)
-        if kind == 1:
+        if shape == 1:
             box = [cx - r, cy - r, cx + r, cy + r]
             draw_i.ellipse(box, fill=colour)
-            draw_m.ellipse(box, fill=kind, outline=IGNORE_INDEX, width=1)
+            draw_m.ellipse(box, fill=shape, outline=IGNORE_INDEX, width=1)
         else:
             pts = _polygon(
-                kind, cx, cy, r * (1.25 if kind == 3 else 1.1), float(rng.uniform(0, math.pi))
+                shape, cx, cy, r * (1.25 if shape == 3 else 1.1), float(rng.uniform(0, math.pi))
             )
             draw_i.polygon(pts, fill=colour)
-            draw_m.polygon(pts, fill=kind, outline=IGNORE_INDEX, width=1)
+            draw_m.polygon(pts, fill=shape, outline=IGNORE_INDEX, width=1)
     mask.putpalette(voc_palette())  # "L" -> "P": the values stay the class indices
     return image, mask
 
@@ -274,24 +274,24 @@ def make_demo_detection(
                 image = _background(rng, 128, 128)
                 draw = ImageDraw.Draw(image)
                 for _ in range(int(rng.integers(1, 6))):
-                    kind = int(rng.integers(1, 4))
+                    shape = int(rng.integers(1, 4))
                     r = float(rng.uniform(8, 24))
                     cx, cy = (float(v) for v in rng.uniform(r, 128 - r, size=2))
-                    hue = ((kind - 1) / 3 + rng.uniform(-0.08, 0.08)) % 1.0
+                    hue = ((shape - 1) / 3 + rng.uniform(-0.08, 0.08)) % 1.0
                     colour = tuple(
                         int(255 * c)
                         for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1), rng.uniform(0.6, 1))
                     )
-                    if kind == 1:
+                    if shape == 1:
                         pts = [(cx - r, cy - r), (cx + r, cy + r)]
                         draw.ellipse(pts, fill=colour)
                         area = math.pi * r * r
                     else:
                         pts = _polygon(
-                            kind,
+                            shape,
                             cx,
                             cy,
-                            r * (1.25 if kind == 3 else 1.1),
+                            r * (1.25 if shape == 3 else 1.1),
                             float(rng.uniform(0, math.pi)),
                         )
                         draw.polygon(pts, fill=colour)
@@ -304,7 +304,7 @@ def make_demo_detection(
                     x2, y2 = min(max(xs), 128.0), min(max(ys), 128.0)
                     ann_id += 1
                     annotations.append(
-                        {"id": ann_id, "image_id": image_id, "category_id": kind, "iscrowd": 0, "area": round(area, 2),
+                        {"id": ann_id, "image_id": image_id, "category_id": shape, "iscrowd": 0, "area": round(area, 2),
                          "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]}
                     )  # fmt: skip
                 name = f"{split}_{image_id:05d}.jpg"

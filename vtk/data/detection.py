@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
-from vtk.data.base import OnBadImage, VisionDataModule, load_image, predict_collate
+from vtk.data.base import ImageFileDataset, VisionDataModule, predict_collate
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
 
@@ -199,28 +198,18 @@ def coco_records(
     return records
 
 
-class CocoDetectionDataset(Dataset):
+class CocoDetectionDataset(ImageFileDataset):
     """Images with their boxes: ``{"image", "target", "eval_target", "image_id", "path"}``.
 
     ``target`` (boxes after augmentation, labels; no crowd) feeds the loss; ``eval_target``
     (original coordinates, crowd flags and areas as in the file) feeds the evaluation.
     """
 
-    def __init__(
-        self, records: Sequence[ImageRecord], transform: Any, on_bad_image: OnBadImage = "error"
-    ) -> None:
-        self.records = list(records)
-        self.transform = transform
-        self.on_bad_image = on_bad_image
+    @property
+    def records(self) -> list[ImageRecord]:
+        return self.samples
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        r = self.records[index]
-        image = load_image(r.path, self.on_bad_image)
-        if image is None:
-            return None
+    def item(self, r: ImageRecord, image: np.ndarray) -> dict[str, Any]:
         if r.size is not None and image.shape[:2] != r.size:
             raise DataError(
                 f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "
@@ -256,8 +245,9 @@ class CocoDetectionDataModule(VisionDataModule):
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
         photometric: colour jitter in training.
-        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
-            ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
+        batch_size: images per process and step (per GPU under DDP).
+        **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
+            ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
 
     # images of different sizes stay a list (the detector's transform batches them)
@@ -276,10 +266,7 @@ class CocoDetectionDataModule(VisionDataModule):
         hflip: float = 0.5,
         photometric: bool = False,
         batch_size: int = 2,
-        val_batch_size: int | None = None,
-        num_workers: int = 4,
-        on_bad_image: OnBadImage = "error",
-        predict_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
         val_images = val_images or train_images
         self.paths = {
@@ -293,8 +280,7 @@ class CocoDetectionDataModule(VisionDataModule):
             raise DataError(f"{val_annotations} lists no categories.")
         super().__init__(
             len(categories), [str(c["name"]) for c in categories],
-            [int(c["id"]) for c in categories], batch_size, val_batch_size, num_workers,
-            on_bad_image, predict_dir,
+            [int(c["id"]) for c in categories], batch_size=batch_size, **kwargs,
         )  # fmt: skip
         self.category_ids: list[int]
         self._cache = {str(Path(val_annotations)): val}

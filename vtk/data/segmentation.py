@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from vtk.data import transforms as T
-from vtk.data.base import OnBadImage, VisionDataModule, load_image
+from vtk.data.base import ImageFileDataset, OnBadImage, VisionDataModule
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_mask
 from vtk.drawing import draw_label_map
 from vtk.errors import DataError
@@ -143,22 +142,29 @@ def folder_samples(
     return [Sample(k, images[k], masks[k]) for k in sorted(images)]
 
 
-def check_sizes(samples: Sequence[Sample]) -> None:
-    """Compare each image's size with its mask's from the file headers (no decoding).
+def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -> list[Sample]:
+    """Compare each image's size with its mask's from the file headers (no decoding); returns
+    the samples, less those whose header cannot be read when ``on_bad_image="skip"``.
 
     Done when a split is set up, so a mismatched pair stops the run before training starts
     rather than hours into it.
     """
-    bad = []
+    bad, unreadable = [], []
     for s in samples:
-        if s.mask is None:
-            continue
         try:
             with Image.open(s.image) as image, Image.open(s.mask) as mask:
                 if image.size != mask.size:
                     bad.append((s, image.size, mask.size))
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read the header of {s.image} or {s.mask}: {e}") from None
+            if on_bad_image == "error":
+                raise DataError(
+                    f"cannot read the header of {s.image} or {s.mask}: {e}. Remove or replace "
+                    "the pair (or set on_bad_image: skip to leave such pairs out)."
+                ) from None
+            unreadable.append(s)
+            log.warning(
+                "skipping a pair whose header cannot be read: %s, %s (%s)", s.image, s.mask, e
+            )
     if bad:
         listing = "; ".join(
             f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}" for m, is_, ms in bad[:3]
@@ -167,6 +173,7 @@ def check_sizes(samples: Sequence[Sample]) -> None:
             f"{len(bad)} masks differ in size from their images (width x height): {listing}"
             f"{' ...' if len(bad) > 3 else ''}. Re-export these pairs at one size or remove them."
         )
+    return [s for s in samples if s not in unreadable]
 
 
 def read_classes_csv(path: str | Path) -> list[str]:
@@ -185,7 +192,7 @@ def read_classes_csv(path: str | Path) -> list[str]:
 
 
 # -- the dataset ------------------------------------------------------------------------------
-class SegmentationDataset(Dataset):
+class SegmentationDataset(ImageFileDataset):
     """Image/mask pairs through an albumentations pipeline.
 
     Each item is ``{"image": (3,H,W) float, "mask": (H,W) int64, "id", "path", "size": (h, w)}``
@@ -202,40 +209,34 @@ class SegmentationDataset(Dataset):
         transform: Any,
         on_bad_image: OnBadImage = "error",
     ) -> None:
-        self.samples = list(samples)
+        super().__init__(samples, transform, on_bad_image)
         self.num_classes = num_classes
-        self.transform = transform
-        self.on_bad_image = on_bad_image
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def image_path(self, sample: Sample) -> Path:
+        return sample.image
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        s = self.samples[index]
-        image = load_image(s.image, self.on_bad_image)
-        if image is None:
-            return None
-        mask = read_mask(s.mask)
+    def item(self, sample: Sample, image: np.ndarray) -> dict[str, Any]:
+        mask = read_mask(sample.mask)
         if mask.shape != image.shape[:2]:
             raise DataError(
-                f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {s.image} is "
-                f"{image.shape[1]}x{image.shape[0]} (width x height). Re-export the pair at one "
-                "size or remove it."
+                f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{sample.image} is {image.shape[1]}x{image.shape[0]} (width x height). "
+                "Re-export the pair at one size or remove it."
             )
         bad = (mask >= self.num_classes) & (mask != T.IGNORE_INDEX)
         if bad.any():
             values = np.unique(mask[bad]).tolist()
             raise DataError(
-                f"mask {s.mask} has values {values[:10]} but num_classes is {self.num_classes} "
-                f"(valid: 0..{self.num_classes - 1}, and {T.IGNORE_INDEX} = ignore). Fix "
-                "num_classes or remap the mask."
+                f"mask {sample.mask} has values {values[:10]} but num_classes is "
+                f"{self.num_classes} (valid: 0..{self.num_classes - 1}, and {T.IGNORE_INDEX} = "
+                "ignore). Fix num_classes or remap the mask."
             )
         out = self.transform(image=image, mask=mask)
         return {
             "image": out["image"],
             "mask": out["mask"].long(),
-            "id": s.id,
-            "path": str(s.image),
+            "id": sample.id,
+            "path": str(sample.image),
             "size": image.shape[:2],
         }
 
@@ -288,18 +289,11 @@ class SegmentationDataModule(VisionDataModule):
         class_names: Sequence[str] | None = None,
         crop_size: int | tuple[int, int] = 513,
         scale_range: tuple[float, float] = (0.5, 2.0),
-        batch_size: int = 8,
-        val_batch_size: int | None = None,
-        num_workers: int = 4,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
-        on_bad_image: OnBadImage = "error",
-        predict_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            num_classes, class_names, None, batch_size, val_batch_size, num_workers,
-            on_bad_image, predict_dir,
-        )  # fmt: skip
+        super().__init__(num_classes, class_names, **kwargs)
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.mean, self.std = mean, std
@@ -317,8 +311,7 @@ class SegmentationDataModule(VisionDataModule):
         return T.InputSpec(self.mean, self.std, pad_to=self.crop_size)
 
     def make_dataset(self, split: str) -> SegmentationDataset:
-        samples = self.samples(split)
-        check_sizes(samples)
+        samples = check_sizes(self.samples(split), self.on_bad_image)
         return SegmentationDataset(
             samples, self.num_classes, self.transform(split), self.on_bad_image
         )

@@ -47,16 +47,16 @@ class ZeroPadShortcut(nn.Module):
 
 
 def _shortcut(
-    kind: Shortcut, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    option: Shortcut, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
 ) -> nn.Module | None:
     """The residual shortcut: option A (zero padding), B (projection where the shape changes,
     torchvision's) or C (projection everywhere), ResNet paper Table 3."""
-    if kind not in ("A", "B", "C"):
-        raise ValueError(f"shortcut must be 'A', 'B' or 'C', got {kind!r}")
+    if option not in ("A", "B", "C"):
+        raise ValueError(f"shortcut must be 'A', 'B' or 'C', got {option!r}")
     changes = stride != 1 or in_channels != out_channels
-    if kind == "A":
+    if option == "A":
         return ZeroPadShortcut(in_channels, out_channels, stride) if changes else None
-    if kind == "B" and not changes:
+    if option == "B" and not changes:
         return None
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), norm_layer(out_channels)

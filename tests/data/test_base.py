@@ -1,0 +1,155 @@
+"""vtk.data.base: the prediction folder and batch schema, the bad-image policy of every task's
+dataset, and what a DataModule says once (class names, category ids, input spec)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vtk.data import CocoDetectionDataModule, VOCSegmentationDataModule
+from vtk.data.base import PredictDataset, VisionDataModule, list_images, predict_collate
+from vtk.data.transforms import InputSpec
+from vtk.errors import DataError
+
+
+def _truncated_jpeg(path, size: tuple[int, int] = (48, 40)) -> None:
+    noise = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header survives, half the data does not
+
+
+def test_prediction_lists_images_and_reports_the_rest(tmp_path, vtk_log) -> None:
+    for name, size in (("b.png", (20, 10)), ("a.jpg", (30, 16))):
+        Image.new("RGB", size).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]
+    assert "notes.txt" in vtk_log.text and ".hidden" not in vtk_log.text
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        list_images(tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        list_images(tmp_path / "nope")
+
+
+def test_one_prediction_batch_schema_and_unreadable_images_left_out(tmp_path, vtk_log) -> None:
+    Image.new("RGB", (30, 16)).save(tmp_path / "a.jpg")
+    Image.new("RGB", (20, 10)).save(tmp_path / "b.png")
+    _truncated_jpeg(tmp_path / "c.jpg")
+    dataset = PredictDataset(list_images(tmp_path), InputSpec().transform())
+    batch = predict_collate([dataset[i] for i in range(len(dataset))])
+    assert batch is not None and set(batch) == {"image", "id", "path", "size"}
+    assert batch["id"] == ["a", "b"] and batch["size"] == [(16, 30), (10, 20)]
+    assert [tuple(t.shape) for t in batch["image"]] == [(3, 16, 30), (3, 10, 20)]
+    assert "c.jpg" in vtk_log.text and "cannot be decoded" in vtk_log.text
+    assert predict_collate([None, None]) is None
+
+
+def test_segmentation_bad_image_policy(tmp_path, make_voc, vtk_log) -> None:
+    root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b", "c"], "val": ["d"]})
+    _truncated_jpeg(root / "JPEGImages" / "b.jpg")
+
+    def data(policy: str) -> VOCSegmentationDataModule:
+        dm = VOCSegmentationDataModule(
+            root=str(root), train_split="train", crop_size=32, batch_size=2, num_workers=0,
+            on_bad_image=policy,
+        )  # fmt: skip
+        dm.setup("validate")
+        dm.datasets["train"] = dm.make_dataset("train")
+        return dm
+
+    with pytest.raises(DataError, match=r"b\.jpg.*on_bad_image: skip"):
+        data("error").datasets["train"][1]
+    dataset = data("skip").datasets["train"]
+    assert dataset[1] is None and "b.jpg" in vtk_log.text
+    batch = type(data("skip")).collate_fn([dataset[0], dataset[1], dataset[2]])
+    assert batch["image"].shape[0] == 2 and batch["id"] == ["a", "c"]
+
+
+def _coco(tmp_path, names: list[str]) -> tuple:
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in names:
+        Image.new("RGB", (48, 40), (120, 60, 30)).save(images / name)
+    coco = {
+        "images": [
+            {"id": i + 1, "file_name": n, "width": 48, "height": 40} for i, n in enumerate(names)
+        ],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 7,
+                "bbox": [4, 4, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+            }
+            for i in range(len(names))
+        ],
+        "categories": [{"id": 7, "name": "cell"}, {"id": 9, "name": "platelet"}],
+    }
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco))
+    return images, ann
+
+
+def test_detection_bad_image_policy_and_the_datas_ids(tmp_path, vtk_log) -> None:
+    images, ann = _coco(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    _truncated_jpeg(images / "b.jpg")
+    for policy in ("error", "skip"):
+        dm = CocoDetectionDataModule(
+            str(images), str(ann), str(ann), on_bad_image=policy, num_workers=0
+        )
+        dm.setup("fit")
+        if policy == "error":
+            with pytest.raises(DataError, match=r"b\.jpg.*on_bad_image: skip"):
+                dm.datasets["train"][1]
+        else:
+            assert dm.datasets["train"][1] is None and "b.jpg" in vtk_log.text
+    assert (dm.num_classes, dm.class_names, dm.category_ids) == (2, ["cell", "platelet"], [7, 9])
+    assert dm.input_spec == InputSpec(mean=None, std=None).to_dict()  # the detector normalises
+
+
+class Tiny(VisionDataModule):
+    def eval_spec(self) -> InputSpec:
+        return InputSpec(crop=8)
+
+    def make_dataset(self, split: str):
+        return [torch.zeros(1)] * 3
+
+
+def test_what_the_data_says_once_is_checked() -> None:
+    dm = Tiny(3)
+    assert dm.class_names == ["0", "1", "2"] and dm.category_ids is None
+    assert dm.input_spec["crop"] == 8
+    with pytest.raises(DataError, match="2 class names for num_classes=3"):
+        Tiny(3, class_names=["a", "b"])
+    with pytest.raises(DataError, match="2 category_ids for num_classes=3"):
+        Tiny(3, category_ids=[1, 2])
+    with pytest.raises(DataError, match="at least 1"):
+        Tiny(0)
+    dm.setup("fit")
+    with pytest.raises(DataError, match="fewer than batch_size=8"):
+        dm.train_dataloader()
+    with pytest.raises(DataError, match=r"--data\.predict_dir"):
+        dm.setup("predict")
+
+
+def test_input_spec_round_trips_through_plain_values() -> None:
+    spec = InputSpec(mean=(0.1, 0.2, 0.3), std=(1.0, 2.0, 3.0), resize=40, crop=(32, 24))
+    plain = spec.to_dict()
+    assert plain == {
+        "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0], "resize": 40, "crop": [32, 24],
+        "pad_to": None,
+    }  # fmt: skip
+    assert InputSpec.from_dict(plain) == spec
+    image = np.full((50, 60, 3), 255, np.uint8)
+    x = spec.transform()(image=image)["image"]
+    assert x.shape == (3, 32, 24)
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor([0.9, 0.4, 0.7 / 3]))
+    assert (spec.to_uint8(x) == 255).all()
