@@ -1,6 +1,6 @@
 """Convert Pascal VOC XML annotations to a COCO JSON file.
 
-    python tools/voc_to_coco.py ../shared/data/bccd_voc/BCCD --split train --out data/bccd/train.json
+    python tools/voc_to_coco.py BCCD --split train --out data/bccd/train.json
     python tools/voc_to_coco.py VOCdevkit/VOC2012 --split val --classes aeroplane,bicycle,... --out val.json
 
 Reads ``ROOT/ImageSets/Main/<split>.txt`` (or every XML of ``ROOT/Annotations`` without

@@ -262,7 +262,7 @@ def analyze(argv: list[str]) -> str:
     unused = sum(r.params for r in rows) - own_params
     arch = spec["init_args"].get("arch", "")
     lines = [
-        f"{recipe.path}: {type(model).__name__} with {type(full).__name__} ({arch}), "
+        f"{recipe.name}: {type(model).__name__} with {type(full).__name__} ({arch}), "
         f"{task.num_classes} classes, input {size}x{size}",
         format_table(rows, extra, size),
     ]
