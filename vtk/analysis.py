@@ -266,6 +266,9 @@ def analyze(argv: list[str]) -> str:
         f"{task.num_classes} classes, input {size}x{size}",
         format_table(rows, extra, size),
     ]
+    plugins = full.plugin_stages()
+    if plugins:
+        lines.append("plug-ins: " + "; ".join(f"{k} in {v}" for k, v in plugins.items()))
     if unused > 0:
         lines.append(
             f"(the recipe's backbone leaves out stages with {unused:,} parameters: the table "

@@ -197,6 +197,7 @@ def list_components() -> str:
     import vtk.tasks
     from vtk.models.attention import ATTENTION
     from vtk.models.backbones import BACKBONES
+    from vtk.models.backbones.base import FROM_C3
     from vtk.models.layers import DEFORM_CONV
 
     lines = ["Backbones (class_path vtk.models.backbones.<Family>, init_args {arch: <name>}):"]
@@ -205,11 +206,13 @@ def list_components() -> str:
         families.setdefault(family.__name__, []).append(name)
     lines += [f"  {family}: {', '.join(names)}" for family, names in families.items()]
     lines += [
-        "Plug-ins (backbone arguments):",
-        f"  attention: {', '.join(ATTENTION)}   (+ attention_stages, attention_args)",
-        "  non_local: {stage: [block, ...]}   (embedded Gaussian; + non_local_args)",
-        f"  deform: {', '.join(DEFORM_CONV)}   (+ deform_stages)",
-        "  blur_pool: filter size 2-7   (anti-aliased downsampling)",
+        "Plug-ins (backbone arguments; default stages as the papers' configurations):",
+        f"  attention: {', '.join(n for n in ATTENTION if n not in FROM_C3)} in every stage, "
+        f"{', '.join(n for n in ATTENTION if n in FROM_C3)} in the stages from c3 (stride 8) on: "
+        "ResNet, DenseNet 1-3, VGG 2-4   (+ attention_stages, attention_args)",
+        "  non_local: {stage: [block, ...]}   (embedded Gaussian, scaled; + non_local_args)",
+        f"  deform: {', '.join(DEFORM_CONV)} in the stages from c3 on   (+ deform_stages)",
+        "  blur_pool: filter size 2-7   (every downsampling anti-aliased)",
         "  stn: true   (spatial transformer before the stem)",
         "Models (vtk.models, a task's model): Classifier, Segmenter, FCOS, RetinaNet",
         f"Necks (vtk.models.necks): {', '.join(vtk.models.necks.__all__)}",

@@ -60,10 +60,10 @@ def test_plugin_parameters_are_new_names_only(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["resnet50", "vgg11_bn", "densenet121", "resnet20"])
-@pytest.mark.parametrize("plugin", ["non_local", "stn", "deform=v1"])
+@pytest.mark.parametrize("plugin", ["non_local", "stn", "deform=v1", "attention=gc"])
 def test_identity_at_initialisation(family: str, plugin: str) -> None:
-    """Non-local (BN scale 0), STN (identity affine) and deformable v1 (zero offsets) start as
-    the network without them."""
+    """Non-local (BN scale 0), STN (identity affine), deformable v1 (zero offsets) and GC (zero
+    last conv) start as the network without them."""
     torch.manual_seed(0)
     plain = create_backbone(family).eval()
     with_plugin = create_backbone(family, **PLUGINS[plugin]).eval()
@@ -72,6 +72,26 @@ def test_identity_at_initialisation(family: str, plugin: str) -> None:
     with torch.no_grad():
         for a, b in zip(plain(x), with_plugin(x)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_default_stages_are_the_papers_configurations() -> None:
+    """SE / CBAM / ECA in every stage (their ImageNet networks); GC and deformable convs from c3
+    (stride 8) on, as GCNet's and DCNv2's detection configurations; overridable."""
+    resnet = create_backbone("resnet50", attention="gc", deform="v2")
+    assert [resnet.layer1[0].attn is None, resnet.layer2[0].attn is None] == [True, False]
+    assert type(resnet.layer1[0].conv2).__name__ == "Conv2d"
+    assert type(resnet.layer2[0].conv2).__name__ == "DeformConv2d"
+    assert resnet.plugin_stages() == {
+        "attention gc": "stages 1, 2, 3", "deform v2": "stages 1, 2, 3"
+    }  # fmt: skip
+    assert create_backbone("vgg16", attention="gc").plugin_stages()["attention gc"] == (
+        "stages 2, 3, 4"
+    )  # the pool of VGG's stage 2 has stride 8
+    assert create_backbone("resnet50", attention="se").layer1[0].attn is not None
+    assert create_backbone("resnet50", attention="gc", attention_stages=[0]).layer1[0].attn
+    assert create_backbone("resnet50", deform="v1", deform_stages=[3]).plugin_stages() == {
+        "deform v1": "stages 3"
+    }  # fmt: skip
 
 
 def test_attention_placement() -> None:

@@ -2,8 +2,10 @@
 
 Context modelling: a 1x1 conv to one map, softmax over positions, the attention-weighted sum
 of features (§4, Fig. 4). Transform: 1x1 conv to C/r, LayerNorm, ReLU, 1x1 conv back to C.
-Fusion: broadcast addition. The last conv starts at zero (as the authors' code), so a block
-added to a pretrained network starts as the identity. The paper's backbone setting is r = 16.
+Fusion: broadcast addition. Initialisation as the authors' code (xvjiarui/GCNet,
+``ContextBlock.reset_parameters``): the context conv Kaiming-normal (fan in) with a zero bias,
+the last conv zero, so a block added to a pretrained network starts as the identity. The
+paper's backbone setting is r = 16, in stages c3-c5 (its detection configurations).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class GlobalContext(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1),
         )
+        nn.init.kaiming_normal_(self.context.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(self.context.bias)
         nn.init.zeros_(self.transform[-1].weight)
         nn.init.zeros_(self.transform[-1].bias)
 

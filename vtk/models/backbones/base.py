@@ -13,17 +13,24 @@ Plug-ins are arguments, not subclasses (every family takes them through ``**kwar
 ==================  =====================================================================
 ``attention``       an :data:`~vtk.models.attention.ATTENTION` name ("se", "cbam", "eca",
                     "gc") placed where its paper places it in the family's blocks, in
-                    ``attention_stages`` (default all), with ``attention_args``
+                    ``attention_stages`` (default :meth:`Backbone.default_stages`), with
+                    ``attention_args``
 ``non_local``       ``{stage: [block, ...]}``: an embedded-Gaussian non-local block after
                     each listed block (``non_local_args`` for its options)
-``deform``          "v1" or "v2": the 3x3 convs of ``deform_stages`` (default all) become
-                    deformable
+``deform``          "v1" or "v2": the 3x3 convs of ``deform_stages`` (default from c3 on)
+                    become deformable
 ``blur_pool``       a filter size (2-7): every downsampling is anti-aliased (BlurPool)
 ``stn``             a spatial transformer before the stem
 ==================  =====================================================================
 
 Plug-in parameters keep their own initialisation (identity where the paper says so) and, as
 they are new, are reported when pretrained weights are loaded.
+
+Default stages follow the papers' configurations: SE, CBAM and ECA go into every block of
+every stage (their ImageNet networks); GC and deformable convs into the stages from c3 (stride
+8) on, as GCNet's and DCNv2's detection configurations (mmdetection's ``stage_with_gcb`` /
+``stage_with_dcn = (False, True, True, True)``, DCNv2 §4). ``plugin_stages()`` says where a
+built backbone has each plug-in; ``vtk analyze`` prints it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ class FeatureInfo:
     channels: int
     stride: int
     module: str
+
+
+#: plug-ins that their papers put in the stages from c3 (stride 8) on; the others go everywhere
+FROM_C3 = frozenset({"gc", "deform"})
 
 
 def plugin_types() -> tuple[type[nn.Module], ...]:
@@ -79,6 +90,9 @@ class Backbone(nn.Module):
     """
 
     feature_info: list[FeatureInfo]
+    #: the stage whose output has stride 8 (detection papers' "c3"), where GC and deformable
+    #: convs start by default; a family whose stages stride differently overrides it
+    c3_stage: int = 1
 
     def __init__(
         self,
@@ -132,17 +146,49 @@ class Backbone(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.feature_info = []
+        self.num_stages = n
         self.attention = attention
-        self.attention_stages = set(range(n) if attention_stages is None else attention_stages)
+        self.attention_stages = set(
+            self.default_stages(attention or "") if attention_stages is None else attention_stages
+        )
         self.attention_args = dict(attention_args or {})
         self.non_local_positions = {
             int(s): sorted(set(blocks)) for s, blocks in (non_local or {}).items()
         }
         self.non_local_args = dict(non_local_args or {})
         self.deform = deform
-        self.deform_stages = set(range(n) if deform_stages is None else deform_stages)
+        self.deform_stages = set(
+            self.default_stages("deform") if deform_stages is None else deform_stages
+        )
         self.blur_pool = blur_pool
         self.stn = SpatialTransformer(3) if stn else None
+
+    def default_stages(self, plugin: str) -> list[int]:
+        """The stages ``plugin`` ("se", "gc", "deform", ...) goes into when none are given."""
+        first = self.c3_stage if plugin in FROM_C3 else 0
+        return list(range(first, self.num_stages))
+
+    def plugin_stages(self) -> dict[str, str]:
+        """Where this backbone has each plug-in, in words (for ``vtk analyze``)."""
+        built = range(self.num_built_stages)
+        out = {}
+        if self.attention is not None:
+            stages = sorted(s for s in self.attention_stages if s in built)
+            out[f"attention {self.attention}"] = f"stages {', '.join(map(str, stages))}"
+        if self.deform is not None:
+            stages = sorted(s for s in self.deform_stages if s in built)
+            out[f"deform {self.deform}"] = f"stages {', '.join(map(str, stages))}"
+        if self.non_local_positions:
+            where = "; ".join(
+                f"stage {s} after blocks {', '.join(map(str, b))}"
+                for s, b in sorted(self.non_local_positions.items())
+            )
+            out["non_local"] = where
+        if self.blur_pool is not None:
+            out[f"blur_pool {self.blur_pool}"] = "every downsampling"
+        if self.stn is not None:
+            out["stn"] = "before the stem"
+        return out
 
     # -- for subclasses: the plug-ins of a stage ------------------------------------------------
     @property

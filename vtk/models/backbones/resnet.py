@@ -132,7 +132,8 @@ class BasicBlock(_ResidualBlock):
         self._init_plugins(in_channels, stride, norm_layer, attn_layer, post_layer, blur, shortcut)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self._strided(self.conv1(x))))
+        # anti-aliased: conv (stride 1) -> BN -> ReLU -> BlurPool, the paper's ConvBlurPool
+        out = self._strided(self.relu(self.bn1(self.conv1(x))))
         out = self.bn2(self.conv2(out))
         return self._finish(out, x)
 
@@ -174,7 +175,8 @@ class Bottleneck(_ResidualBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self._strided(self.conv2(out))))
+        # anti-aliased: conv (stride 1) -> BN -> ReLU -> BlurPool, the paper's ConvBlurPool
+        out = self._strided(self.relu(self.bn2(self.conv2(out))))
         out = self.bn3(self.conv3(out))
         return self._finish(out, x)
 

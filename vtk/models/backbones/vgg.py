@@ -58,6 +58,8 @@ class VGG(Backbone):
             stage, before its pool; ``non_local`` counts a stage's convs as its blocks.
     """
 
+    c3_stage = 2  # the stages' pools have strides 2, 4, 8, 16, 32
+
     def __init__(
         self,
         arch: VGGArch = "vgg16_bn",

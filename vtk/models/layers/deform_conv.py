@@ -70,18 +70,20 @@ class DeformConv2d(nn.Module):
         # for finite offsets; NaN becomes 0 and the run's loss shows the divergence instead.
         limit = float(x.shape[-2] + x.shape[-1] + self.kernel_size * self.dilation)
         out = torch.nan_to_num(out, nan=0.0).clamp(-limit, limit)
-        # in fp32 under autocast: the bilinear sampling of the offsets is precision-sensitive,
-        # and torchvision's CPU kernel has no bf16 (on CUDA torchvision casts to fp32 itself)
+        # half precision (autocast) runs in fp32: the bilinear sampling of the offsets is
+        # precision-sensitive, and torchvision's CPU kernel has no bf16 (on CUDA torchvision
+        # casts to fp32 itself); fp32 and fp64 stay as they are
+        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         with torch.autocast(x.device.type, enabled=False):
             return deform_conv2d(
-                x.float(),
-                out.float(),
-                self.weight.float(),
-                None if self.bias is None else self.bias.float(),
+                x.to(dtype),
+                out.to(dtype),
+                self.weight.to(dtype),
+                None if self.bias is None else self.bias.to(dtype),
                 (self.stride,) * 2,
                 (self.padding,) * 2,
                 (self.dilation,) * 2,
-                None if mask is None else mask.float(),
+                None if mask is None else mask.to(dtype),
             )
 
     def extra_repr(self) -> str:

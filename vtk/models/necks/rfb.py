@@ -2,8 +2,11 @@
 Object Detection", ECCV 2018).
 
 An RFB block (§3.2, Fig. 4a) runs branches of a 1x1 conv, a k x k conv and a dilated 3x3 conv
-whose rate grows with k (1, 3, 5), concatenates them, merges them with a 1x1 conv and adds a
-1x1 shortcut. RFB-s (Fig. 4b) has four narrower branches with 3x1 / 1x3 convs in place of the
+whose rate grows with k, concatenates them, merges them with a 1x1 conv and adds a 1x1
+shortcut. The rates are the paper's figure, (1, 3, 5), by default; the authors' released code
+(``BasicRFB``) derives them from a ``visual`` setting v as (v, v + 1, 2v + 1): (2, 3, 5) on
+RFBNet300's fc7 and extra layers (v = 2), (1, 2, 3) on RFBNet512's 256-channel extra layer
+(v = 1). ``rates`` sets them. RFB-s (Fig. 4b) has four narrower branches with 3x1 / 1x3 convs in place of the
 larger kernels, and is used on the highest-resolution level (§3.3). Conv-BN-ReLU units as the
 authors' code (BN momentum 0.01).
 
@@ -42,27 +45,34 @@ def _unit(
 
 
 class RFB(nn.Module):
-    """RFB block: three branches with dilated 3x3 convs at rates 1, 3, 5 (``in_channels/8`` wide)."""
+    """RFB block: three ``in_channels/8``-wide branches ending in dilated 3x3 convs at ``rates``
+    (the paper's Fig. 4a: 1, 3, 5)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, scale: float = 1.0
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        scale: float = 1.0,
+        rates: tuple[int, int, int] = (1, 3, 5),
     ) -> None:
         super().__init__()
         c = max(in_channels // 8, 1)
+        r0, r1, r2 = rates
         self.scale = scale
         self.branch0 = nn.Sequential(
-            _unit(in_channels, 2 * c, 1, stride), _unit(2 * c, 2 * c, 3, dilation=1, relu=False)
+            _unit(in_channels, 2 * c, 1, stride), _unit(2 * c, 2 * c, 3, dilation=r0, relu=False)
         )
         self.branch1 = nn.Sequential(
             _unit(in_channels, c, 1),
             _unit(c, 2 * c, 3, stride),
-            _unit(2 * c, 2 * c, 3, dilation=3, relu=False),
+            _unit(2 * c, 2 * c, 3, dilation=r1, relu=False),
         )
         self.branch2 = nn.Sequential(
             _unit(in_channels, c, 1),
             _unit(c, c // 2 * 3, 3),
             _unit(c // 2 * 3, 2 * c, 3, stride),
-            _unit(2 * c, 2 * c, 3, dilation=5, relu=False),
+            _unit(2 * c, 2 * c, 3, dilation=r2, relu=False),
         )
         self.merge = _unit(6 * c, out_channels, 1, relu=False)
         self.shortcut = _unit(in_channels, out_channels, 1, stride, relu=False)
@@ -110,6 +120,7 @@ class RFBNeck(nn.Module):
         in_strides: their strides (must double level to level).
         out_channels: channels of every output level.
         extra_levels: how many stride-2 levels to add after the last one (2: P6, P7).
+        rates: the RFB blocks' dilation rates (the paper's 1, 3, 5; see the module docs).
     """
 
     def __init__(
@@ -118,15 +129,16 @@ class RFBNeck(nn.Module):
         in_strides: Sequence[int],
         out_channels: int = 256,
         extra_levels: int = 2,
+        rates: tuple[int, int, int] = (1, 3, 5),
     ) -> None:
         super().__init__()
         check_strides(in_strides, type(self).__name__)
         self.levels = nn.ModuleList(
-            RFBs(c, out_channels) if i == 0 else RFB(c, out_channels)
+            RFBs(c, out_channels) if i == 0 else RFB(c, out_channels, rates=rates)
             for i, c in enumerate(in_channels)
         )
         self.extra = nn.ModuleList(
-            RFB(out_channels, out_channels, stride=2) for _ in range(extra_levels)
+            RFB(out_channels, out_channels, stride=2, rates=rates) for _ in range(extra_levels)
         )
         self.out_channels = out_channels
         self.strides = [*in_strides, *(in_strides[-1] * 2 ** (i + 1) for i in range(extra_levels))]
