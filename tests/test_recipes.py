@@ -28,8 +28,12 @@ DEMO_DATA = {
     },
 }
 
-#: model arguments set small for the step (COCO recipes resize images to 800-1333 pixels)
-TINY_MODEL = {"vtk.tasks.DetectionTask": {"min_size": 128, "max_size": 128}}
+#: network arguments set small for the step, by network (COCO recipes resize images to 800-1333
+#: pixels; SSD's sizes are 300 or 512 only)
+TINY_MODEL = {
+    "vtk.models.FCOS": {"min_size": 128, "max_size": 128},
+    "vtk.models.RetinaNet": {"min_size": 128, "max_size": 128},
+}
 
 
 def test_every_task_has_demo_data() -> None:
@@ -42,7 +46,8 @@ def test_recipe_builds_and_steps_on_demo_data(recipe: Path, tmp_path: Path, run_
     config = strip_weights(yaml.safe_load(recipe.read_text()))  # no downloads in tests
     task = config["model"]["class_path"]
     config["data"] = DEMO_DATA[task]
-    config["model"]["init_args"]["model"]["init_args"].update(TINY_MODEL.get(task, {}))
+    network = config["model"]["init_args"]["model"]
+    network["init_args"].update(TINY_MODEL.get(network["class_path"], {}))
     tiny = tmp_path / recipe.name
     tiny.write_text(yaml.safe_dump(config))
     code = run_vtk(

@@ -2,10 +2,13 @@
 
     python tools/voc_to_coco.py BCCD --split train --out data/bccd/train.json
     python tools/voc_to_coco.py VOCdevkit/VOC2012 --split val --classes aeroplane,bicycle,... --out val.json
+    python tools/voc_to_coco.py VOCdevkit/VOC2007 VOCdevkit/VOC2012 --split trainval --out voc0712.json
 
 Reads ``ROOT/ImageSets/Main/<split>.txt`` (or every XML of ``ROOT/Annotations`` without
-``--split``) and ``ROOT/Annotations/<id>.xml``, and writes one COCO annotation file whose
-``file_name`` entries are relative to ``ROOT/JPEGImages`` (pass that folder as the image folder).
+``--split``) and ``ROOT/Annotations/<id>.xml`` of each ROOT, and writes one COCO annotation
+file. With one ROOT, ``file_name`` entries are relative to ``ROOT/JPEGImages`` (pass that folder
+as the image folder); with several, relative to their common parent folder (pass that one:
+``VOC2007/JPEGImages/000005.jpg``), and the image folder to use is printed.
 
 * VOC's 1-based pixel coordinates become COCO's 0-based boxes (``x = xmin - 1``, ``width =
   xmax - xmin + 1``), as detectron2's VOC reader does.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -34,25 +38,46 @@ def _number(node: ET.Element, tag: str, xml: Path) -> float:
     return float(child.text)
 
 
-def convert(
-    root: Path, split: str | None, classes: list[str] | None, difficult: str
-) -> tuple[dict[str, Any], list[str]]:
-    """The COCO dict and the problems found (one line each)."""
+def image_folder(roots: list[Path]) -> Path:
+    """The folder the written ``file_name`` entries are relative to."""
+    if len(roots) == 1:
+        return roots[0] / "JPEGImages"
+    return Path(os.path.commonpath([r.resolve() for r in roots]))
+
+
+def _ids(root: Path, split: str | None) -> list[str]:
     annotations_dir = root / "Annotations"
     if not annotations_dir.is_dir():
         raise SystemExit(
             f"{annotations_dir} does not exist: ROOT must be a VOC folder (Annotations/, JPEGImages/)."
         )
-    if split is not None:
-        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-        if not split_file.is_file():
-            raise SystemExit(f"{split_file} does not exist.")
-        ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
-    else:
-        ids = sorted(p.stem for p in annotations_dir.glob("*.xml"))
+    if split is None:
+        return sorted(p.stem for p in annotations_dir.glob("*.xml"))
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not split_file.is_file():
+        raise SystemExit(f"{split_file} does not exist.")
+    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+
+
+def convert(
+    roots: Path | list[Path], split: str | None, classes: list[str] | None, difficult: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The COCO dict and the problems found (one line each)."""
+    roots = [roots] if isinstance(roots, Path) else list(roots)
+    folder = image_folder(roots)
     parsed, problems = [], []
+    for root in roots:
+        prefix = "" if len(roots) == 1 else f"{root.resolve().relative_to(folder)}/JPEGImages/"
+        for i, filename, w, h, objects in _parse(root, _ids(root, split), problems):
+            parsed.append((i, prefix + filename, w, h, objects))
+    return _build(parsed, classes, difficult, problems)
+
+
+def _parse(root: Path, ids: list[str], problems: list[str]) -> list:
+    """(id, file name, width, height, [(class, difficult, box)]) of each listed XML."""
+    parsed = []
     for i in ids:
-        xml = annotations_dir / f"{i}.xml"
+        xml = root / "Annotations" / f"{i}.xml"
         if not xml.is_file():
             raise SystemExit(f"{xml} (listed in the split) does not exist.")
         tree = ET.parse(xml).getroot()
@@ -74,6 +99,10 @@ def convert(
                  [_number(box, t, xml) for t in ("xmin", "ymin", "xmax", "ymax")])
             )  # fmt: skip
         parsed.append((i, filename, w, h, objects))
+    return parsed
+
+
+def _build(parsed: list, classes: list[str] | None, difficult: str, problems: list[str]):
     names = classes or sorted({name for *_, objects in parsed for name, _, _ in objects})
     category = {name: k + 1 for k, name in enumerate(names)}
     images, anns = [], []
@@ -107,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "root", type=Path, help="VOC folder holding Annotations/ (and ImageSets/Main/)"
-    )
+        "roots", type=Path, nargs="+", metavar="root",
+        help="VOC folder(s) holding Annotations/ (and ImageSets/Main/)",
+    )  # fmt: skip
     parser.add_argument(
         "--split", help="a list in ImageSets/Main (train, val, ...); default every XML"
     )
@@ -117,14 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the COCO JSON to write")
     args = parser.parse_args(argv)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    coco, problems = convert(args.root, args.split, classes, args.difficult)
+    coco, problems = convert(args.roots, args.split, classes, args.difficult)
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(coco))
     print(
         f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} boxes, "
-        f"{len(coco['categories'])} categories ({', '.join(c['name'] for c in coco['categories'])})"
+        f"{len(coco['categories'])} categories ({', '.join(c['name'] for c in coco['categories'])}); "
+        f"image folder: {image_folder(args.roots)}"
     )
 
 

@@ -214,7 +214,8 @@ def list_components() -> str:
         f"  deform: {', '.join(DEFORM_CONV)} in the stages from c3 on   (+ deform_stages)",
         "  blur_pool: filter size 2-7   (every downsampling anti-aliased)",
         "  stn: true   (spatial transformer before the stem)",
-        "Models (vtk.models, a task's model): Classifier, Segmenter, FCOS, RetinaNet",
+        "Models (vtk.models, a task's model): Classifier, Segmenter, FCOS, RetinaNet, SSD "
+        "(rfb: true for RFB Net)",
         f"Necks (vtk.models.necks): {', '.join(vtk.models.necks.__all__)}",
         f"Heads (vtk.models.heads): {', '.join(vtk.models.heads.__all__)}",
         f"Tasks (vtk.tasks): {', '.join(n for n in vtk.tasks.__all__ if n != 'VisionTask')}",

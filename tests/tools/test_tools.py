@@ -81,3 +81,36 @@ def test_tensorboard_logger_from_the_command_line(fit_demo, tmp_path) -> None:
              "--trainer.logger.init_args.save_dir", "tb")  # fmt: skip
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].parent.parent.name == "demo_classification"
+
+
+def test_shift_consistency_counts_agreement_by_hand() -> None:
+    measure = runpy.run_path(str(ROOT / "tools" / "shift_consistency.py"), run_name="tool")[
+        "measure"
+    ]
+    # image 0 is the same class at every offset; image 1 flips with the column's parity
+    predictions = torch.zeros(2, 3, 3, dtype=torch.long)
+    predictions[1] = torch.tensor([0, 1, 0]).expand(3, 3)
+    result = measure(predictions, labels=[0, 1], pairs=4000, seed=0)
+    assert result["top1"] == 1.0  # centre windows (1, 1): classes 0 and 1, labels 0 and 1
+    assert result["one_pixel"] == 0.5  # diagonal neighbours of image 1 always differ
+    # image 1: two random columns agree with probability (2/3)^2 + (1/3)^2 = 5/9
+    assert result["consistency"] == pytest.approx((1 + 5 / 9) / 2, abs=0.02)
+
+
+def test_shift_consistency_compares_checkpoints(fit_demo, tmp_path, capsys) -> None:
+    plain = fit_demo("demo_classification", "--data.image_size", "32", steps=1)
+    blur = fit_demo(
+        "demo_classification", "--data.image_size", "32", "--model.model.backbone.blur_pool",
+        "3", "--trainer.logger.init_args.name", "blur", steps=1,
+    )  # fmt: skip
+    images = tmp_path / "images" / "circle"
+    images.mkdir(parents=True)
+    Image.new("RGB", (36, 36), (200, 40, 40)).save(images / "a.png")
+    Image.new("RGB", (36, 36), (40, 200, 40)).save(images / "b.png")
+    tool("shift_consistency")([str(plain), str(blur), "--images", str(tmp_path / "images"),
+                               "--crop", "32"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2 images, 32x32 windows of 36 px images (5^2 offsets)" in out
+    lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert [ln.split(":")[0].strip() for ln in lines] == [str(plain), str(blur)]
+    assert "vs the first: consistency" in lines[1] and "top-1" in lines[0]

@@ -245,6 +245,9 @@ class CocoDetectionDataModule(VisionDataModule):
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
         photometric: colour jitter in training.
+        zoom_out_crop: SSD's sampling in training: a zoom out of up to 4x (half the time) then a
+            patch with a minimum IoU with the objects (SSD §2.2, §3.6; what SSD and RFB Net
+            train with). The zoomed-out canvas is filled with ImageNet's mean colour.
         batch_size: images per process and step (per GPU under DDP).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
             ``num_workers``, ``on_bad_image``, ``predict_dir``).
@@ -265,6 +268,7 @@ class CocoDetectionDataModule(VisionDataModule):
         keep_empty: bool = True,
         hflip: float = 0.5,
         photometric: bool = False,
+        zoom_out_crop: bool = False,
         batch_size: int = 2,
         **kwargs: Any,
     ) -> None:
@@ -285,6 +289,7 @@ class CocoDetectionDataModule(VisionDataModule):
         self.category_ids: list[int]
         self._cache = {str(Path(val_annotations)): val}
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
+        self.zoom_out_crop = zoom_out_crop
 
     def _records(self, split: str) -> list[ImageRecord]:
         images, annotations = self.paths[split]
@@ -310,7 +315,7 @@ class CocoDetectionDataModule(VisionDataModule):
         )
 
     def train_transform(self) -> Any:
-        return T.detection_train(self.hflip, self.photometric)
+        return T.detection_train(self.hflip, self.photometric, self.zoom_out_crop)
 
     def eval_spec(self) -> T.InputSpec:
         # RGB in [0, 1] at the image's size: the detector resizes and normalises (torchvision's

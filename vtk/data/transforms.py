@@ -6,6 +6,7 @@ pipeline in this one module means a later switch to ``torchvision.transforms.v2`
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -16,7 +17,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
 import cv2
+import numpy as np
 import torch
+from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.pytorch import ToTensorV2
 from torch import Tensor
 
@@ -99,16 +102,127 @@ def cifar_train(
     )
 
 
-def detection_train(hflip: float = 0.5, photometric: bool = False) -> A.Compose:
+def detection_train(
+    hflip: float = 0.5,
+    photometric: bool = False,
+    zoom_out_crop: bool = False,
+    fill: Sequence[float] = IMAGENET_MEAN,
+) -> A.Compose:
     """Flip (and colour jitter) with boxes; resizing is the detector's own (torchvision's)
-    transform, which also normalises. Output: RGB float in [0, 1], boxes in pixels (x1y1x2y2)."""
-    ops: list = [A.HorizontalFlip(p=hflip)]
+    transform, which also normalises. Output: RGB float in [0, 1], boxes in pixels (x1y1x2y2).
+
+    ``zoom_out_crop`` adds SSD's sampling (Liu et al. 2016 §2.2 "Data augmentation", §3.6): a
+    zoom out (:class:`ZoomOut`, half the time) then a patch with a minimum IoU with the objects
+    (:class:`MinIoURandomCrop`), in that order, before the flip; ``fill`` (RGB in [0, 1]) is
+    the colour around a zoomed-out image (the mean, so it normalises to 0).
+    """
+    ops: list = []
     if photometric:
         ops.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8))
-    ops += [A.ToFloat(max_value=255.0), ToTensorV2()]
+    if zoom_out_crop:
+        ops += [ZoomOut(4.0, fill=tuple(255.0 * f for f in fill), p=0.5), MinIoURandomCrop()]
+    ops += [A.HorizontalFlip(p=hflip), A.ToFloat(max_value=255.0), ToTensorV2()]
     return A.Compose(
-        ops, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], clip=True)
+        ops,
+        bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["labels"], clip=True, min_area=1.0
+        ),
     )
+
+
+class ZoomOut(A.DualTransform):
+    """SSD's "expansion" (§3.6): the image on a canvas ``ratio`` times its size (``ratio``
+    uniform in 1..``max_ratio``) at a random place, the rest ``fill``; objects get smaller,
+    which is what lifts SSD's small-object recall."""
+
+    def __init__(
+        self, max_ratio: float = 4.0, fill: Sequence[float] = (0.0, 0.0, 0.0), p: float = 0.5
+    ) -> None:
+        super().__init__(p=p)
+        self.max_ratio, self.fill = max_ratio, tuple(fill)
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        ratio = self.py_random.uniform(1.0, self.max_ratio)
+        canvas = (int(h * ratio), int(w * ratio))
+        top = self.py_random.randint(0, canvas[0] - h)
+        left = self.py_random.randint(0, canvas[1] - w)
+        return {"canvas": canvas, "top": top, "left": left}
+
+    def apply(
+        self, img: np.ndarray, canvas: tuple[int, int], top: int, left: int, **params: Any
+    ) -> np.ndarray:
+        out = np.empty((*canvas, *img.shape[2:]), dtype=img.dtype)
+        out[...] = np.asarray(self.fill[: img.shape[2]] if img.ndim == 3 else self.fill[0])
+        out[top : top + img.shape[0], left : left + img.shape[1]] = img
+        return out
+
+    def apply_to_bboxes(
+        self, bboxes: np.ndarray, canvas: tuple[int, int], top: int, left: int, **params: Any
+    ) -> np.ndarray:
+        h, w = params["shape"][:2]  # normalised boxes: to the canvas' normalised frame
+        out = bboxes.copy()
+        out[:, [0, 2]] = (bboxes[:, [0, 2]] * w + left) / canvas[1]
+        out[:, [1, 3]] = (bboxes[:, [1, 3]] * h + top) / canvas[0]
+        return out
+
+
+class MinIoURandomCrop(BaseCrop):
+    """SSD's patch sampling (§2.2), as ssd.pytorch and RFB Net's code sample it: a mode is drawn
+    among the whole image, a minimum IoU of 0.1, 0.3, 0.5, 0.7 or 0.9 with every object, or
+    any patch; up to 50 patches of scale 0.3-1 and aspect 1/2-2 are tried for it (else another
+    mode); objects whose centre is in the patch are kept, cut to it."""
+
+    MODES = (None, 0.1, 0.3, 0.5, 0.7, 0.9, 0.0)  # None: the whole image
+
+    def __init__(self, tries: int = 50, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.tries = tries
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        bboxes = np.asarray(data.get("bboxes", np.zeros((0, 4))))[:, :4] * [w, h, w, h]
+        for _ in range(100):  # modes redrawn until one is met; the whole image is one of them
+            min_iou = self.py_random.choice(self.MODES)
+            if min_iou is None or len(bboxes) == 0:
+                return {"crop_coords": (0, 0, w, h)}
+            for _ in range(self.tries):
+                scale = self.py_random.uniform(0.3, 1.0)
+                lo, hi = max(0.5, scale * scale), min(2.0, 1.0 / scale / scale)
+                ratio = math.sqrt(self.py_random.uniform(lo, hi))
+                cw, ch = int(scale * ratio * w), int(scale / ratio * h)
+                if cw < 1 or ch < 1:
+                    continue
+                left, top = self.py_random.randint(0, w - cw), self.py_random.randint(0, h - ch)
+                patch = np.array([left, top, left + cw, top + ch], dtype=np.float64)
+                if _iou(bboxes, patch).min() < min_iou or not _centres_in(bboxes, patch).any():
+                    continue
+                return {"crop_coords": (left, top, left + cw, top + ch)}
+        return {"crop_coords": (0, 0, w, h)}
+
+    def apply_to_bboxes(
+        self, bboxes: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any
+    ) -> np.ndarray:
+        h, w = params["shape"][:2]
+        kept = bboxes[_centres_in(bboxes[:, :4] * [w, h, w, h], np.asarray(crop_coords))]
+        return super().apply_to_bboxes(kept, crop_coords, **params)
+
+
+def _iou(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    """IoU of each (x1, y1, x2, y2) box with one patch."""
+    lt, rb = np.maximum(boxes[:, :2], patch[:2]), np.minimum(boxes[:, 2:4], patch[2:])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + (patch[2] - patch[0]) * (patch[3] - patch[1]) - inter)
+
+
+def _centres_in(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    return (cx > patch[0]) & (cx < patch[2]) & (cy > patch[1]) & (cy < patch[3])
 
 
 @dataclass(frozen=True)

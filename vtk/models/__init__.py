@@ -15,11 +15,13 @@ from vtk.models.detector import FCOS, RetinaNet
 from vtk.models.heads import ClassificationHead, DeepLabV3Head, DeepLabV3PlusHead, FCNHead, VGGHead
 from vtk.models.necks import ASPP, FPN, ASFFNeck, RFBNeck
 from vtk.models.segmenter import Segmenter
+from vtk.models.ssd import SSD
 
 __all__ = [
     "ASPP",
     "FCOS",
     "FPN",
+    "SSD",
     "VGG",
     "ASFFNeck",
     "Backbone",

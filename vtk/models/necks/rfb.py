@@ -25,16 +25,20 @@ from torch import Tensor, nn
 from vtk.models.necks.fpn import check_strides
 
 
-def _unit(
+def basic_conv(
     in_channels: int,
     out_channels: int,
     kernel_size: int | tuple[int, int],
     stride: int = 1,
     dilation: int = 1,
     relu: bool = True,
+    padding: int | tuple[int, int] | None = None,
 ) -> nn.Sequential:
+    """Conv (no bias) -> BN (momentum 0.01) -> ReLU: the authors' ``BasicConv``. ``padding``
+    defaults to "same" for odd kernels."""
     k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    padding = (dilation * (k[0] - 1) // 2, dilation * (k[1] - 1) // 2)
+    if padding is None:
+        padding = (dilation * (k[0] - 1) // 2, dilation * (k[1] - 1) // 2)
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, out_channels, k, stride, padding, dilation, bias=False),
         nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.01),
@@ -61,21 +65,22 @@ class RFB(nn.Module):
         r0, r1, r2 = rates
         self.scale = scale
         self.branch0 = nn.Sequential(
-            _unit(in_channels, 2 * c, 1, stride), _unit(2 * c, 2 * c, 3, dilation=r0, relu=False)
+            basic_conv(in_channels, 2 * c, 1, stride),
+            basic_conv(2 * c, 2 * c, 3, dilation=r0, relu=False),
         )
         self.branch1 = nn.Sequential(
-            _unit(in_channels, c, 1),
-            _unit(c, 2 * c, 3, stride),
-            _unit(2 * c, 2 * c, 3, dilation=r1, relu=False),
+            basic_conv(in_channels, c, 1),
+            basic_conv(c, 2 * c, 3, stride),
+            basic_conv(2 * c, 2 * c, 3, dilation=r1, relu=False),
         )
         self.branch2 = nn.Sequential(
-            _unit(in_channels, c, 1),
-            _unit(c, c // 2 * 3, 3),
-            _unit(c // 2 * 3, 2 * c, 3, stride),
-            _unit(2 * c, 2 * c, 3, dilation=r2, relu=False),
+            basic_conv(in_channels, c, 1),
+            basic_conv(c, c // 2 * 3, 3),
+            basic_conv(c // 2 * 3, 2 * c, 3, stride),
+            basic_conv(2 * c, 2 * c, 3, dilation=r2, relu=False),
         )
-        self.merge = _unit(6 * c, out_channels, 1, relu=False)
-        self.shortcut = _unit(in_channels, out_channels, 1, stride, relu=False)
+        self.merge = basic_conv(6 * c, out_channels, 1, relu=False)
+        self.shortcut = basic_conv(in_channels, out_channels, 1, stride, relu=False)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,21 +95,25 @@ class RFBs(nn.Module):
         super().__init__()
         c = max(in_channels // 4, 4)
         self.scale = scale
-        self.branch0 = nn.Sequential(_unit(in_channels, c, 1), _unit(c, c, 3, relu=False))
+        self.branch0 = nn.Sequential(basic_conv(in_channels, c, 1), basic_conv(c, c, 3, relu=False))
         self.branch1 = nn.Sequential(
-            _unit(in_channels, c, 1), _unit(c, c, (3, 1)), _unit(c, c, 3, dilation=3, relu=False)
+            basic_conv(in_channels, c, 1),
+            basic_conv(c, c, (3, 1)),
+            basic_conv(c, c, 3, dilation=3, relu=False),
         )
         self.branch2 = nn.Sequential(
-            _unit(in_channels, c, 1), _unit(c, c, (1, 3)), _unit(c, c, 3, dilation=3, relu=False)
+            basic_conv(in_channels, c, 1),
+            basic_conv(c, c, (1, 3)),
+            basic_conv(c, c, 3, dilation=3, relu=False),
         )
         self.branch3 = nn.Sequential(
-            _unit(in_channels, c // 2, 1),
-            _unit(c // 2, c // 4 * 3, (1, 3)),
-            _unit(c // 4 * 3, c, (3, 1)),
-            _unit(c, c, 3, dilation=5, relu=False),
+            basic_conv(in_channels, c // 2, 1),
+            basic_conv(c // 2, c // 4 * 3, (1, 3)),
+            basic_conv(c // 4 * 3, c, (3, 1)),
+            basic_conv(c, c, 3, dilation=5, relu=False),
         )
-        self.merge = _unit(4 * c, out_channels, 1, relu=False)
-        self.shortcut = _unit(in_channels, out_channels, 1, relu=False)
+        self.merge = basic_conv(4 * c, out_channels, 1, relu=False)
+        self.shortcut = basic_conv(in_channels, out_channels, 1, relu=False)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:

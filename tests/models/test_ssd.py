@@ -1,0 +1,82 @@
+"""SSD: torchvision parity (ssd300_vgg16), RFB Net's feature levels (Fig. 5), labels 0..K-1 in
+and out, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from vtk.errors import ConfigError
+from vtk.models import SSD
+from vtk.models.backbones import VGG
+from vtk.models.necks.rfb import RFB, RFBs
+
+
+def test_ssd300_has_torchvisions_parameters_keys_and_detections(tmp_path) -> None:
+    torch.manual_seed(0)
+    tv = torchvision.models.detection.ssd300_vgg16(
+        weights=None, weights_backbone=None, num_classes=91
+    ).eval()
+    path = tmp_path / "ssd300.pth"
+    torch.save(tv.state_dict(), path)
+    ours = SSD(VGG("vgg16"), 90, weights=str(path)).eval()  # 90 classes + background
+    assert sum(p.numel() for p in ours.parameters()) == 35_641_826
+    assert list(ours.state_dict()) == list(tv.state_dict())
+    images = [torch.rand(3, 240, 320), torch.rand(3, 300, 200)]
+    with torch.no_grad():
+        for a, b in zip(ours(images), tv(images)):
+            assert len(a["boxes"]) > 0
+            torch.testing.assert_close(a["boxes"], b["boxes"])
+            torch.testing.assert_close(a["scores"], b["scores"])
+            assert torch.equal(a["labels"] + 1, b["labels"])  # vtk's classes start at 0
+
+
+@pytest.mark.parametrize(
+    "size,sides,rfb_rates",
+    [(300, [38, 19, 10, 5, 3, 1], [(2, 3, 5)] * 3),
+     (512, [64, 32, 16, 8, 4, 2, 1], [(2, 3, 5)] * 3 + [(1, 2, 3)] * 2)],
+)  # fmt: skip
+def test_rfb_net_levels_are_the_papers(size: int, sides: list[int], rfb_rates: list) -> None:
+    """Fig. 5: RFB-s on conv4_3, RFB on fc7, stride-2 RFBs (the authors' visual 2; visual 1 for
+    RFBNet512's 256-channel levels), then plain conv pairs; SSD's level sizes."""
+    model = SSD(VGG("vgg16"), 20, size=size, rfb=True).eval()
+    features = model.backbone
+    assert isinstance(features.norm, RFBs)
+    rfbs = [level for level in features.levels if isinstance(level, RFB)]
+    rates = [(b.branch0[1][0].dilation[0], b.branch1[2][0].dilation[0], b.branch2[3][0].dilation[0])
+             for b in rfbs]  # fmt: skip
+    assert rates == rfb_rates
+    with torch.no_grad():
+        levels = features(torch.zeros(1, 3, size, size))
+    assert [v.shape[-1] for v in levels.values()] == sides
+    assert [v.shape[1] for v in levels.values()] == features.out_channels
+    anchors = model.anchor_generator.num_anchors_per_location()
+    assert len(anchors) == len(sides)
+
+
+def test_labels_are_zero_based_in_training_and_prediction() -> None:
+    torch.manual_seed(0)
+    model = SSD(VGG("vgg16"), 3, rfb=True)
+    images = [torch.rand(3, 128, 128) for _ in range(2)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 70.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.tensor([[30.0, 20.0, 120.0, 90.0]]), "labels": torch.tensor([0])},
+    ]
+    losses = model.train()(images, targets)
+    assert set(losses) == {"bbox_regression", "classification"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert targets[0]["labels"].tolist() == [2]  # the caller's targets are left alone
+    with torch.no_grad():
+        detections = model.eval()(images)
+    labels = torch.cat([d["labels"] for d in detections])
+    assert labels.numel() > 0 and int(labels.min()) >= 0 and int(labels.max()) < 3
+
+
+def test_what_ssd_refuses() -> None:
+    with pytest.raises(ConfigError, match="SSD is built on VGG-16"):
+        SSD(VGG("vgg11"), 20)
+    with pytest.raises(ConfigError, match="not its plug-ins"):
+        SSD(VGG("vgg16", attention="se"), 20)
+    with pytest.raises(ConfigError, match="300 or 512"):
+        SSD(VGG("vgg16"), 20, size=320)
