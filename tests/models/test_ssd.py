@@ -73,6 +73,19 @@ def test_labels_are_zero_based_in_training_and_prediction() -> None:
     assert labels.numel() > 0 and int(labels.min()) >= 0 and int(labels.max()) < 3
 
 
+def test_weights_for_other_classes_reinitialise_only_the_class_logits(tmp_path, caplog) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "ssd300_coco.pth"
+    torch.save(SSD(VGG("vgg16"), 90).state_dict(), path)  # COCO's 90 + background
+    caplog.set_level("INFO", logger="vtk")
+    model = SSD(VGG("vgg16"), 20, weights=str(path))
+    assert "re-initialised head.classification_head.module_list" in caplog.text
+    saved = torch.load(path, weights_only=True)
+    for key, value in model.state_dict().items():
+        if not key.startswith("head.classification_head"):
+            assert torch.equal(value, saved[key]), key
+
+
 def test_what_ssd_refuses() -> None:
     with pytest.raises(ConfigError, match="SSD is built on VGG-16"):
         SSD(VGG("vgg11"), 20)

@@ -89,6 +89,8 @@ class _DetectorMixin:
 
     torchvision_name: str
     num_classes: int
+    #: the class-logit layer(s), re-initialised when weights for other classes are loaded
+    class_logits_prefix: str = CLASS_LOGITS
 
     # Under autocast the head's outputs and the anchors (made in the feature maps' dtype) are
     # bf16/fp16: bf16 resolves 4 px at 800 px, and GIoU's divisions then give non-finite
@@ -116,7 +118,7 @@ class _DetectorMixin:
             state = self._select_classes(
                 state, COCO80_CATEGORY_IDS if class_map == "coco80" else class_map, source
             )
-        load_state_dict(self, state, source, reinit_prefixes=[CLASS_LOGITS])  # type: ignore[arg-type]
+        load_state_dict(self, state, source, reinit_prefixes=[self.class_logits_prefix])  # type: ignore[arg-type]
 
     def _select_classes(
         self, state: dict[str, Tensor], rows: Sequence[int], source: str

@@ -153,6 +153,7 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
     """
 
     torchvision_name = "ssd300_vgg16"
+    class_logits_prefix = "head.classification_head.module_list."  # one conv per level
 
     def __init__(
         self,
