@@ -55,6 +55,8 @@ class VisionTask(LightningModule):
         class_names: one per class (linked from the data); default "0", "1", ...
         category_ids: the dataset's own id of each class (COCO's category ids; linked from the
             data), written into results files; default the class indices.
+        ignore_index: the label of pixels that are not scored (linked from the data; used by
+            segmentation).
         input_spec: how images are prepared for evaluation and prediction
             (:class:`~vtk.data.transforms.InputSpec` as a dict; linked from the data's
             ``input_spec``); default :meth:`default_input_spec`.
@@ -67,13 +69,14 @@ class VisionTask(LightningModule):
         lr_scheduler: SchedulerFactory | None = None,
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
+        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
-        # a checkpoint can rebuild its model; a model built in Python is a module, which
-        # belongs in the state_dict, not in the hyper-parameters.
-        self.save_hyperparameters(ignore=None if recipe_config_given() else ["model"])
+        # a checkpoint can rebuild its model; a model (or loss) built in Python is a module,
+        # which belongs in the state_dict, not in the hyper-parameters.
+        self.save_hyperparameters(ignore=None if recipe_config_given() else ["model", "losses"])
         num_classes = getattr(model, "num_classes", None)
         if not isinstance(num_classes, int):
             raise ConfigError(
@@ -90,6 +93,7 @@ class VisionTask(LightningModule):
         self.category_ids = (
             list(range(num_classes)) if category_ids is None else [int(c) for c in category_ids]
         )
+        self.ignore_index = ignore_index
         self.input_spec = (
             InputSpec.from_dict(input_spec) if input_spec else self.default_input_spec()
         )

@@ -31,6 +31,7 @@ class ClassificationTask(VisionTask):
         class_names: for results and drawings (linked from the data).
         top_k: how many classes a prediction lists per image.
         category_ids: the dataset's own class ids (linked from the data).
+        ignore_index: not used (segmentation's; linked from the data like the rest).
         input_spec: resize, crop and normalisation for prediction (linked from the data).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
@@ -47,9 +48,12 @@ class ClassificationTask(VisionTask):
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
         category_ids: Sequence[int] | None = None,
+        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
+        super().__init__(
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
+        )
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)
         metrics = MetricCollection(

@@ -80,9 +80,12 @@ class DetectionTask(VisionTask):
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
+        super().__init__(
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
+        )
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "

@@ -1,35 +1,53 @@
-"""Semantic segmentation task: cross-entropy (+ auxiliary loss), mIoU and pixel accuracy.
+"""Semantic segmentation task: pixel losses (+ auxiliary loss), mIoU and pixel accuracy, every
+image evaluated at its own size.
 
 Metrics are torchmetrics' and accumulate a confusion matrix over the whole split, as VOC's
 official mIoU does: a class that appears neither in the labels nor in the predictions of the
-split is left out of the mean. Pixels labelled 255 are ignored everywhere.
+split is left out of the mean. Pixels labelled ``ignore_index`` are ignored everywhere.
+
+Evaluation and prediction run the network on each image at its own size, so a score depends
+neither on the training crop nor on which images share a batch: ``eval_mode: whole`` (the
+image padded to a multiple of 32, the logits cut back) or ``slide`` (overlapping ``window``
+crops ``stride`` apart, logits averaged; for large images), see :mod:`vtk.models.inference`.
+``vtk test``, ``vtk predict`` and ``vtk.load`` add test-time augmentation with ``tta_scales``
+and ``tta_flip`` (logits of rescaled and mirrored copies averaged at the image's size).
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import torch.nn.functional as F
+import torch
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassJaccardIndex,
+)
 
 from vtk.analysis import mask_object_sizes
 from vtk.callbacks import SegmentationWriter
-from vtk.data.segmentation import pad_stack
 from vtk.data.transforms import IGNORE_INDEX
+from vtk.errors import ConfigError
+from vtk.losses import CrossEntropyLoss, PixelLoss
+from vtk.models import inference
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+log = logging.getLogger("vtk")
 
 
 class SegmentationTask(VisionTask):
     """Train and evaluate a segmentation model such as :class:`vtk.models.Segmenter`.
 
     The model maps images to ``{"out": logits}`` (plus ``"aux"`` in training when it has an
-    auxiliary head) and has a ``num_classes`` attribute.
+    auxiliary head) at the input's size and has a ``num_classes`` attribute.
 
     Args:
         model: the segmentation model.
@@ -37,13 +55,23 @@ class SegmentationTask(VisionTask):
         lr_scheduler: ``lr_scheduler(optimizer, total_steps)``; default poly (power 0.9).
         aux_weight: weight of the auxiliary head's loss (0.4 in torchvision's reference;
             PSPNet §4.1 uses 0.4 too).
-        class_names: names for the per-class IoU of ``vtk test`` (linked from the data).
+        losses: pixel loss terms summed with their weights (:mod:`vtk.losses`); default
+            cross-entropy.
+        eval_mode: ``whole`` or ``slide`` (see the module docs).
+        window, stride: ``slide``'s window and step, a side or (height, width).
+        slide_batch: windows run at once (memory holds one such batch).
+        tta_scales, tta_flip: test-time augmentation for test and prediction (DeepLabv3's
+            multi-scale + flip: ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]`` and ``true``).
+        class_names: names for the per-class metrics (linked from the data).
         category_ids: the dataset's own class ids (linked from the data).
-        input_spec: normalisation and evaluation padding (linked from the data).
+        ignore_index: the label of unscored pixels (linked from the data; 255 by default).
+        input_spec: normalisation (linked from the data).
 
-    Logged: ``train/loss`` (and ``train/aux_loss``), ``train/lr``; ``val/loss``, ``val/mIoU``,
-    ``val/pixel_acc``; the same under ``test/`` plus ``test/IoU/<class>``. A prediction is
-    ``{"labels"}``, an ``(H, W)`` class map at the image's own size.
+    Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
+    ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``,
+    ``val/acc/<class>``; the same under ``test/``. ``vtk test`` writes the confusion matrix
+    (``confusion_matrix.csv``, and ``.png`` with matplotlib). A prediction is ``{"labels"}``,
+    an ``(H, W)`` class map at the image's own size.
     """
 
     def __init__(
@@ -52,82 +80,170 @@ class SegmentationTask(VisionTask):
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.4,
+        losses: Sequence[PixelLoss] | None = None,
+        eval_mode: Literal["whole", "slide"] = "whole",
+        window: int | tuple[int, int] = 513,
+        stride: int | tuple[int, int] = 341,
+        slide_batch: int = 4,
+        tta_scales: Sequence[float] | None = None,
+        tta_flip: bool = False,
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
+        ignore_index: int | None = IGNORE_INDEX,
         input_spec: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, optimizer, lr_scheduler, class_names, category_ids, input_spec)
+        super().__init__(
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
+        )
+        if eval_mode not in ("whole", "slide"):
+            raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")
+        self.ignore_index: int = IGNORE_INDEX if ignore_index is None else ignore_index
         self.aux_weight = aux_weight
-        num_classes = self.num_classes
+        self.losses = nn.ModuleList(losses if losses else [CrossEntropyLoss()])
+        self.eval_mode, self.window, self.stride, self.slide_batch = (
+            eval_mode, window, stride, slide_batch,
+        )  # fmt: skip
+        self.tta_scales = tuple(tta_scales) if tta_scales else (1.0,)
+        self.tta_flip = tta_flip
+        n, ignore = self.num_classes, self.ignore_index
         metrics = MetricCollection(
             {
-                "mIoU": MulticlassJaccardIndex(
-                    num_classes, average="macro", ignore_index=IGNORE_INDEX
-                ),
-                "pixel_acc": MulticlassAccuracy(
-                    num_classes, average="micro", ignore_index=IGNORE_INDEX
-                ),
+                "mIoU": MulticlassJaccardIndex(n, average="macro", ignore_index=ignore),
+                "pixel_acc": MulticlassAccuracy(n, average="micro", ignore_index=ignore),
             }
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # NaN, not 0, for a class absent from both labels and predictions
-        self.test_class_iou = MulticlassJaccardIndex(
-            num_classes, average="none", ignore_index=IGNORE_INDEX, zero_division=float("nan")
+        # per class: NaN, not 0, for a class absent from both labels and predictions
+        per_class = MetricCollection(
+            {
+                "IoU": MulticlassJaccardIndex(
+                    n, average="none", ignore_index=ignore, zero_division=float("nan")
+                ),
+                "acc": MulticlassAccuracy(n, average="none", ignore_index=ignore),
+            }
         )
+        self.val_per_class = per_class.clone(prefix="val/")
+        self.test_per_class = per_class.clone(prefix="test/")
+        self.test_confusion = MulticlassConfusionMatrix(n, ignore_index=ignore)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.model(images)
 
-    @staticmethod
-    def pixel_loss(logits: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy averaged over the labelled pixels; a crop that is all "ignore" gives
-        0, not NaN."""
-        total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
-        return total / (target != IGNORE_INDEX).sum().clamp(min=1)
+    # -- losses ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        auto = [loss for loss in self.losses if getattr(loss, "auto", False)]
+        if auto and stage == "fit":
+            data = self.trainer.datamodule
+            if not hasattr(data, "class_weights"):
+                raise ConfigError(
+                    "class_weights: auto needs the data's pixel counts: use a vtk "
+                    "SegmentationDataModule, or give the weights as a list."
+                )
+            weights = data.class_weights()
+            log.info("class weights (median frequency): %s", [round(w, 3) for w in weights])
+            for loss in auto:
+                loss.set_class_weights(weights)
+
+    def pixel_loss(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Each loss term and their weighted sum (``"loss"``)."""
+        terms = {f"loss_{t.name}": t(logits, target, self.ignore_index) for t in self.losses}
+        total = sum(t.weight * v for t, v in zip(self.losses, terms.values()))
+        return {"loss": total, **terms} if len(terms) > 1 else {"loss": total}
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         out = self.model(batch["image"])
-        losses = {"loss": self.pixel_loss(out["out"], batch["mask"])}
+        losses = self.pixel_loss(out["out"], batch["mask"])
         if "aux" in out:
-            losses["aux_loss"] = self.pixel_loss(out["aux"], batch["mask"])
+            losses["aux_loss"] = self.pixel_loss(out["aux"], batch["mask"])["loss"]
             losses["loss"] = losses["loss"] + self.aux_weight * losses["aux_loss"]
         return losses
 
-    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> Tensor:
-        logits = self.model(batch["image"])["out"]
-        target = batch["mask"]
-        preds = logits.argmax(dim=1)
-        metrics.update(preds, target)
-        self.log(
-            f"{stage}/loss", self.pixel_loss(logits, target), batch_size=len(target),
-            sync_dist=True,
-        )  # fmt: skip
-        self.log_dict(metrics, prog_bar=stage == "val")
-        return preds
+    # -- inference at each image's size ---------------------------------------------------------
+    def _network(self, x: Tensor) -> Tensor:
+        return self.model(x)["out"]
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def infer(self, images: Tensor) -> Tensor:
+        """Logits of ``(B, 3, H, W)`` images of one size, by ``eval_mode`` (no augmentation)."""
+        if self.eval_mode == "whole":
+            return inference.whole(self._network, images)
+        return torch.cat(
+            [
+                inference.slide(self._network, x[None], self.window, self.stride, self.slide_batch)
+                for x in images
+            ]
+        )
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        preds = self._evaluate(batch, "test", self.test_metrics)
-        self.test_class_iou.update(preds, batch["mask"])
+    def logits(self, images: Sequence[Tensor], augment: bool = False) -> list[Tensor]:
+        """``(C, H, W)`` logits of each image at its own size; images of one size run as one
+        batch; ``augment`` adds the test-time augmentation."""
+        out: list[Tensor | None] = [None] * len(images)
+        if augment and (self.tta_flip or self.tta_scales != (1.0,)):
+            for i, x in enumerate(images):
+                out[i] = inference.augmented(self.infer, x[None], self.tta_scales, self.tta_flip)[0]
+            return out  # type: ignore[return-value]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(images):
+            by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
+        for indices in by_size.values():
+            for i, logits in zip(indices, self.infer(torch.stack([images[i] for i in indices]))):
+                out[i] = logits
+        return out  # type: ignore[return-value]
+
+    def _evaluate(self, batch: dict[str, Any] | None, stage: str) -> None:
+        if batch is None:
+            return
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        per_class = self.val_per_class if stage == "val" else self.test_per_class
+        losses = []
+        for logits, mask in zip(
+            self.logits(batch["image"], augment=stage == "test"), batch["mask"]
+        ):
+            logits, mask = logits[None], mask[None]
+            preds = logits.argmax(1)
+            metrics.update(preds, mask)
+            per_class.update(preds, mask)
+            if stage == "test":
+                self.test_confusion.update(preds, mask)
+            losses.append(self.pixel_loss(logits, mask)["loss"])
+        n = len(losses)
+        self.log(f"{stage}/loss", torch.stack(losses).mean(), batch_size=n, sync_dist=True)
+        self.log_dict(metrics, prog_bar=stage == "val", batch_size=n)
+
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_per_class(self, stage: str, per_class: MetricCollection) -> None:
+        for key, values in per_class.compute().items():  # synchronised by torchmetrics
+            for name, value in zip(self.class_names, values):
+                self.log(f"{key}/{name}", value)
+        per_class.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_class("val", self.val_per_class)
 
     def on_test_epoch_end(self) -> None:
-        for name, iou in zip(self.class_names, self.test_class_iou.compute()):
-            self.log(f"test/IoU/{name}", iou)  # already synchronised by torchmetrics
-        self.test_class_iou.reset()
+        self._log_per_class("test", self.test_per_class)
+        matrix = self.test_confusion.compute().cpu().numpy()
+        self.test_confusion.reset()
+        if self.trainer.is_global_zero:
+            write_confusion_matrix(matrix, self.class_names, self.output_path("."))
 
+    # -- prediction -----------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
-        """Class maps at each image's own size (images are padded at the bottom-right)."""
+        """Class maps at each image's own size (with the test-time augmentation)."""
         if batch is None:  # no image of the batch could be read (each one was reported)
             return []
-        images = pad_stack(batch["image"], 0.0)  # 0: the mean colour after normalisation
-        labels = self.model(images)["out"].argmax(dim=1).cpu().numpy()
         dtype = np.uint8 if self.num_classes <= 256 else np.uint16
         return [
-            {"id": i, "path": p, "labels": lab[:h, :w].astype(dtype)}
-            for i, p, (h, w), lab in zip(batch["id"], batch["path"], batch["size"], labels)
+            {"id": i, "path": p, "labels": logits.argmax(0).cpu().numpy().astype(dtype)}
+            for i, p, logits in zip(
+                batch["id"], batch["path"], self.logits(batch["image"], augment=True)
+            )
         ]
 
     def prediction_writer(self, output_dir: Path) -> Callback:
@@ -136,13 +252,50 @@ class SegmentationTask(VisionTask):
     def export_spec(self, size: int) -> dict[str, Any]:
         return {**super().export_spec(size), "module": _Logits(self.model).eval()}
 
+    def default_size(self) -> int:
+        return super().default_size() if self.eval_mode == "whole" else int(np.max(self.window))
+
     def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
         """The class regions of (up to 500) validation masks."""
         datamodule.setup("validate")
         dataset = datamodule.datasets["val"]
         n = min(len(dataset), 500)
         masks = [dataset[i]["mask"].numpy() for i in range(n)]
-        return mask_object_sizes(masks), f"the class regions of {n} validation masks"
+        sides = mask_object_sizes(masks, self.ignore_index)
+        return sides, f"the class regions of {n} validation masks"
+
+
+def write_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], folder: Path) -> None:
+    """``confusion_matrix.csv`` (rows: true class, columns: predicted, pixel counts) and, with
+    matplotlib, ``confusion_matrix.png`` (rows normalised to 1, class names on the axes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "confusion_matrix.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, matrix):
+            writer.writerow([name, *(int(v) for v in row)])
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
+        return
+    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's pixels")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+    log.info("wrote %s and confusion_matrix.png", path)
 
 
 class _Logits(nn.Module):

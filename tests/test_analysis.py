@@ -46,7 +46,8 @@ def test_analyze_a_recipe_with_its_data() -> None:
 
 
 def test_analyze_takes_data_overrides() -> None:
-    small = analyze(["demo_segmentation", "--data", "--rf_height", "256", "--data.crop_size", "96"])
+    small = analyze(["demo_segmentation", "--data", "--rf_height", "256", "--size", "96",
+                     "--data.crop_size", "96"])  # fmt: skip
     assert "input 96x96" in small and "class regions of 51 validation masks" in small
     with pytest.raises(ConfigError, match="crop_siz"):
         analyze(["demo_segmentation", "--data.crop_siz", "96"])

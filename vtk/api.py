@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.utilities import move_data_to_device
 from PIL import Image
 
-from vtk.data.base import predict_collate, predict_item
+from vtk.data.base import list_collate, predict_item
 from vtk.data.io import read_image
 from vtk.errors import ConfigError
 from vtk.recipe import strip_weights
@@ -51,7 +51,7 @@ class Predictor:
         ``"scores"``."""
         path = str(image) if isinstance(image, str | Path) else ""
         item = predict_item(_rgb(image), self.transform, Path(path).stem, path)
-        batch = move_data_to_device(predict_collate([item]), self.device)
+        batch = move_data_to_device(list_collate([item]), self.device)
         (result,) = self.task.predict_step(batch, 0)
         return {k: v for k, v in result.items() if k not in ("id", "path")}
 

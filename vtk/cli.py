@@ -236,7 +236,7 @@ def main() -> None:
     # vtk's epoch-level metrics are torchmetrics objects, synchronised across processes
     # before they are logged; Lightning cannot tell and would advise sync_dist for each
     warnings.filterwarnings(
-        "ignore", message=r"It is recommended to use `self.log\('(val|test)/(AP|IoU|mIoU)"
+        "ignore", message=r"It is recommended to use `self.log\('(val|test)/(AP|IoU|mIoU|acc)"
     )
     if sys.argv[1:2] == ["list"]:
         print(list_components())

@@ -16,7 +16,8 @@ demo_segmentation`` works from any folder. Overrides are command-line style, as 
 (``--data.KEY VALUE``, ``--model.init_args.model.init_args.backbone.init_args.arch resnet34``).
 
 What the data says once is linked to the task here (:func:`link_data_to_task`):
-``num_classes`` (to the network), ``class_names``, ``category_ids`` and ``input_spec``.
+``num_classes`` (to the network), ``class_names``, ``category_ids``, ``ignore_index`` and
+``input_spec``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def link_data_to_task(parser: Any) -> None:
         ("data.num_classes", "model.init_args.model.init_args.num_classes"),
         ("data.class_names", "model.init_args.class_names"),
         ("data.category_ids", "model.init_args.category_ids"),
+        ("data.ignore_index", "model.init_args.ignore_index"),
         ("data.input_spec", "model.init_args.input_spec"),
     ):
         parser.link_arguments(source, target, apply_on="instantiate")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vtk.data import CocoDetectionDataModule, VOCSegmentationDataModule
-from vtk.data.base import PredictDataset, VisionDataModule, list_images, predict_collate
+from vtk.data.base import PredictDataset, VisionDataModule, list_collate, list_images
 from vtk.data.transforms import InputSpec
 from vtk.errors import DataError
 
@@ -42,12 +42,12 @@ def test_one_prediction_batch_schema_and_unreadable_images_left_out(tmp_path, vt
     Image.new("RGB", (20, 10)).save(tmp_path / "b.png")
     _truncated_jpeg(tmp_path / "c.jpg")
     dataset = PredictDataset(list_images(tmp_path), InputSpec().transform())
-    batch = predict_collate([dataset[i] for i in range(len(dataset))])
+    batch = list_collate([dataset[i] for i in range(len(dataset))])
     assert batch is not None and set(batch) == {"image", "id", "path", "size"}
     assert batch["id"] == ["a", "b"] and batch["size"] == [(16, 30), (10, 20)]
     assert [tuple(t.shape) for t in batch["image"]] == [(3, 16, 30), (3, 10, 20)]
     assert "c.jpg" in vtk_log.text and "cannot be decoded" in vtk_log.text
-    assert predict_collate([None, None]) is None
+    assert list_collate([None, None]) is None
 
 
 def test_segmentation_bad_image_policy(tmp_path, make_voc, vtk_log) -> None:
@@ -67,7 +67,7 @@ def test_segmentation_bad_image_policy(tmp_path, make_voc, vtk_log) -> None:
         data("error").datasets["train"][1]
     dataset = data("skip").datasets["train"]
     assert dataset[1] is None and "b.jpg" in vtk_log.text
-    batch = type(data("skip")).collate_fn([dataset[0], dataset[1], dataset[2]])
+    batch = data("skip").collate("train")([dataset[0], dataset[1], dataset[2]])
     assert batch["image"].shape[0] == 2 and batch["id"] == ["a", "c"]
 
 

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from vtk.data import MaskFolderDataModule, VOCSegmentationDataModule
+from vtk.data.masks import MaskDecoder
 from vtk.data.segmentation import (
     SegmentationDataset,
     collate,
@@ -32,9 +33,10 @@ def test_voc_datamodule_batches(voc_root) -> None:
     assert batch["image"].shape == (2, 3, 32, 32) and batch["image"].dtype == torch.float32
     assert batch["mask"].shape == (2, 32, 32) and batch["mask"].dtype == torch.int64
     val = next(iter(dm.val_dataloader()))
-    # evaluation pads 40x48 images at the bottom-right to the crop size (here they are larger)
-    assert val["image"].shape == (2, 3, 40, 48) and val["size"] == [(40, 48), (40, 48)]
-    assert set(val["mask"].unique().tolist()) <= {0, 1, 2, IGNORE_INDEX}
+    # evaluation keeps every image at its own size, as lists (no crop, no padding)
+    assert [tuple(x.shape) for x in val["image"]] == [(3, 40, 48)] * 2
+    assert val["size"] == [(40, 48), (40, 48)]
+    assert set(torch.cat([m.flatten() for m in val["mask"]]).tolist()) <= {0, 1, 2, IGNORE_INDEX}
 
 
 def test_eval_padding_is_ignored_and_top_left() -> None:
@@ -100,7 +102,9 @@ def test_mask_of_another_size_names_the_file(voc_root) -> None:
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(
         voc_root / "SegmentationClass" / "2007_000003.png"
     )
-    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, InputSpec().transform())
+    dataset = SegmentationDataset(
+        voc_samples(voc_root, "train"), MaskDecoder(21), InputSpec().transform()
+    )
     with pytest.raises(
         DataError, match=r"2007_000003.png is 10x10 but its image .*2007_000003.jpg is 48x40"
     ):
@@ -121,9 +125,12 @@ def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
     bad = np.zeros((40, 48), np.uint8)
     bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX
     Image.fromarray(bad).save(voc_root / "SegmentationClass" / "2007_000004.png")
-    dataset = SegmentationDataset(voc_samples(voc_root, "train"), 21, InputSpec().transform())
+    dataset = SegmentationDataset(
+        voc_samples(voc_root, "train"), MaskDecoder(21), InputSpec().transform()
+    )
     with pytest.raises(
-        DataError, match=r"2007_000004.png has values \[21, 30\] but num_classes is 21"
+        DataError,
+        match=r"2007_000004.png has values 21 \(1 pixels\), 30 \(1 pixels\), but num_classes is 21",
     ):
         dataset[4]
 
@@ -200,7 +207,7 @@ def test_folder_needs_num_classes_without_classes_csv(tmp_path, make_pair) -> No
 def test_colour_masks_are_refused(tmp_path, make_pair) -> None:
     d = _folder(tmp_path, make_pair, names=("x",))
     Image.new("RGB", (32, 24), (128, 0, 0)).save(d / "x_mask.png")
-    dataset = SegmentationDataset(folder_samples(d), 3, InputSpec().transform())
+    dataset = SegmentationDataset(folder_samples(d), MaskDecoder(3), InputSpec().transform())
     with pytest.raises(DataError, match=r"x_mask.png is a colour image \(mode RGB\)"):
         dataset[0]
 

@@ -13,6 +13,7 @@ from vtk.data.io import read_mask
 from vtk.data.segmentation import voc_samples
 from vtk.data.transforms import IGNORE_INDEX
 from vtk.errors import ConfigError
+from vtk.losses import CrossEntropyLoss
 from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
 from vtk.optim import WarmupPolyLR
 from vtk.tasks import SegmentationTask
@@ -48,7 +49,10 @@ def test_fit_validate_test(voc_root) -> None:
         "val/pixel_acc",
     ):
         assert key in logged, key
-    assert all(torch.isfinite(v) for v in logged.values())
+    per_class = {k: v for k, v in logged.items() if k.startswith(("val/IoU/", "val/acc/"))}
+    assert len(per_class) == 2 * 21 and "val/IoU/aeroplane" in per_class  # at every validation
+    assert all(torch.isfinite(v) for k, v in logged.items() if k not in per_class)
+    assert all(torch.isnan(v) or 0 <= v <= 1 for v in per_class.values())  # NaN: class absent
     (result,) = trainer.test(task, datamodule=_data(voc_root), verbose=False)
     assert 0 <= result["test/mIoU"] <= 1
     assert "test/IoU/background" in result
@@ -106,12 +110,13 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
 def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     target = torch.full((2, 4, 4), IGNORE_INDEX)
-    loss = SegmentationTask.pixel_loss(logits, target)
+    ce = CrossEntropyLoss()
+    loss = ce(logits, target, IGNORE_INDEX)
     assert loss.item() == 0
     loss.backward()
     target[0, 0, 0] = 1
     expected = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    torch.testing.assert_close(SegmentationTask.pixel_loss(logits, target), expected)
+    torch.testing.assert_close(ce(logits, target, IGNORE_INDEX), expected)
 
 
 def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> None:

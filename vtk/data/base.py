@@ -3,8 +3,9 @@ list and the bad-image policy.
 
 A DataModule says once what its data is, and the ``vtk`` command links each to the task:
 ``num_classes`` (to the network), ``class_names``, ``category_ids`` (the dataset's own id of
-each class, for results files) and ``input_spec`` (how an image is prepared for evaluation:
-normalisation, resize / crop / padding; see :class:`~vtk.data.transforms.InputSpec`).
+each class, for results files), ``ignore_index`` (segmentation's unscored label) and
+``input_spec`` (how an image is prepared for evaluation: normalisation, resize / crop /
+padding; see :class:`~vtk.data.transforms.InputSpec`).
 
 A task's DataModule keeps only what differs: :meth:`VisionDataModule.make_dataset` (one
 split), :meth:`~VisionDataModule.train_transform`, :meth:`~VisionDataModule.eval_spec` and
@@ -141,8 +142,8 @@ class PredictDataset(ImageFileDataset):
         return predict_item(image, self.transform, sample.stem, str(sample))
 
 
-def predict_collate(batch: list[dict[str, Any] | None]) -> dict[str, list[Any]] | None:
-    """Prediction samples as lists (images may differ in size); unreadable ones left out."""
+def list_collate(batch: list[dict[str, Any] | None]) -> dict[str, list[Any]] | None:
+    """Samples as lists per key (images may differ in size); unreadable ones (None) left out."""
     kept = [b for b in batch if b is not None]
     if not kept:
         return None
@@ -165,10 +166,12 @@ class VisionDataModule(LightningDataModule):
         predict_dir: folder of images for ``vtk predict``.
     """
 
-    #: stacks a list of samples of a split (train, val, test) into a batch
+    #: stacks a list of samples of a split (train, val, test) into a batch (see :meth:`collate`)
     collate_fn: Callable[[list[Any]], Any]
     #: refuse a training split smaller than one batch (a partial batch of one breaks BatchNorm)
     full_train_batch: bool = True
+    #: the label of unscored pixels (segmentation sets it; linked to the task)
+    ignore_index: int | None = None
 
     def __init__(
         self,
@@ -242,10 +245,15 @@ class VisionDataModule(LightningDataModule):
             raise DataError(
                 f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
             )
-        collate = predict_collate if split == "predict" else self.collate_fn
         return make_loader(
-            self, dataset, batch_size, train, self.num_workers, collate, split in ("train", "val")
-        )
+            self, dataset, batch_size, train, self.num_workers, self.collate(split),
+            split in ("train", "val"),
+        )  # fmt: skip
+
+    def collate(self, split: str) -> Callable[[list[Any]], Any]:
+        """How the samples of ``split`` become a batch: :attr:`collate_fn`, and lists for
+        prediction (the one batch schema of every task's ``predict_step``)."""
+        return list_collate if split == "predict" else self.collate_fn
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, train=True)

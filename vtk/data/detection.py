@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from vtk.data import transforms as T
-from vtk.data.base import ImageFileDataset, VisionDataModule, predict_collate
+from vtk.data.base import ImageFileDataset, VisionDataModule, list_collate
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
 
@@ -254,7 +254,7 @@ class CocoDetectionDataModule(VisionDataModule):
     """
 
     # images of different sizes stay a list (the detector's transform batches them)
-    collate_fn = staticmethod(predict_collate)
+    collate_fn = staticmethod(list_collate)
     full_train_batch = False  # a small set keeps its one partial batch
 
     def __init__(

@@ -21,7 +21,8 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _open(path: str | Path) -> Image.Image:
+def open_image(path: str | Path) -> Image.Image:
+    """PIL's image of ``path``, decoded now (a truncated file fails here, with its path)."""
     try:
         img = Image.open(path)
         img.load()  # decode now, so a truncated file fails here, with its path
@@ -34,7 +35,7 @@ def _open(path: str | Path) -> Image.Image:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as an ``(H, W, 3)`` uint8 RGB array."""
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255 as PIL would
         a = np.asarray(img, dtype=np.float64)
@@ -51,12 +52,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a label mask as an ``(H, W)`` array of class indices (uint8, or uint16)."""
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
         raise DataError(
             f"mask {path} is a colour image (mode {img.mode}); vtk needs one class index per "
-            "pixel (a grayscale or palette PNG, as Pascal VOC's SegmentationClass). Convert "
-            "colours to indices first."
+            "pixel (a grayscale or palette PNG, as Pascal VOC's SegmentationClass), or the "
+            "colour of each class: --data.palette (a list of RGB colours, or the path of a "
+            "CVAT labelmap.txt)."
         )
     if img.mode == "LA":
         img = img.getchannel("L")

@@ -20,10 +20,12 @@ model, so the number is said once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,18 @@ from PIL import Image
 from torch import Tensor
 
 from vtk.data import transforms as T
-from vtk.data.base import ImageFileDataset, OnBadImage, VisionDataModule
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_mask
+from vtk.data.base import STAGE_SPLITS, ImageFileDataset, OnBadImage, VisionDataModule, list_collate
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file
+from vtk.data.masks import (
+    MaskDecoder,
+    SplitCounts,
+    audit,
+    count_split,
+    median_frequency_weights,
+    read_labelmap,
+)
 from vtk.drawing import draw_label_map
-from vtk.errors import DataError
+from vtk.errors import ConfigError, DataError
 from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("vtk")
@@ -106,33 +116,60 @@ def voc_samples(root: str | Path, split: str) -> list[Sample]:
     return samples
 
 
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+
+
 def folder_samples(
-    image_dir: str | Path, mask_dir: str | Path | None = None, mask_suffix: str = "_mask.png"
+    image_dir: str | Path,
+    mask_dir: str | Path | None = None,
+    mask_suffix: str = "_mask.png",
+    image_suffix: str | None = None,
+    recursive: bool = False,
 ) -> list[Sample]:
-    """Pairs ``<name><image suffix>`` in ``image_dir`` with ``<name><mask_suffix>`` in ``mask_dir``."""
+    """Pairs of an image and its mask, matched by name.
+
+    An image ``<name><image suffix>`` in ``image_dir`` goes with ``<name><mask_suffix>`` in
+    ``mask_dir`` (default the same folder), at the same relative path with ``recursive``.
+    ``image_suffix`` defaults to the file's extension; Cityscapes' is ``_leftImg8bit.png``
+    against ``_gtFine_labelIds.png``.
+    """
     image_dir = Path(image_dir).expanduser()
     mask_dir = image_dir if mask_dir is None else Path(mask_dir).expanduser()
     for d, what in ((image_dir, "image"), (mask_dir, "mask")):
         if not d.is_dir():
             raise DataError(f"{what} folder {d} does not exist; check the path in the recipe.")
-    masks = {
-        p.name[: -len(mask_suffix)]: p for p in mask_dir.iterdir() if p.name.endswith(mask_suffix)
-    }
     same_dir = mask_dir.resolve() == image_dir.resolve()
+
+    def key(p: Path, root: Path, suffix: str | None) -> str:
+        rel = p.relative_to(root).as_posix()
+        return rel[: -len(suffix)] if suffix else rel[: -len(p.suffix)]
+
+    masks = {
+        key(p, mask_dir, mask_suffix): p
+        for p in _files(mask_dir, recursive)
+        if p.name.endswith(mask_suffix)
+    }
     images = {
-        p.stem: p
-        for p in image_dir.iterdir()
-        if is_image_file(p) and not (same_dir and p.name.endswith(mask_suffix))
+        key(p, image_dir, image_suffix): p
+        for p in _files(image_dir, recursive)
+        if is_image_file(p)
+        and (image_suffix is None or p.name.endswith(image_suffix))
+        and not (same_dir and p.name.endswith(mask_suffix))
     }
     if not images:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}.")
+        raise DataError(
+            f"no images ({image_suffix or ', '.join(IMAGE_SUFFIXES)}) in {image_dir}"
+            f"{' or its sub-folders' if recursive else ''}."
+        )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     if no_mask:
         raise DataError(
             f"{len(no_mask)} images in {image_dir} have no mask named <name>{mask_suffix} in "
             f"{mask_dir} (e.g. {images[no_mask[0]].name} has no {no_mask[0]}{mask_suffix}). "
-            "Add the masks, remove the images, or set mask_suffix."
+            "Add the masks, remove the images, or set mask_suffix / image_suffix."
         )
     if no_image:
         raise DataError(
@@ -196,41 +233,34 @@ class SegmentationDataset(ImageFileDataset):
     """Image/mask pairs through an albumentations pipeline.
 
     Each item is ``{"image": (3,H,W) float, "mask": (H,W) int64, "id", "path", "size": (h, w)}``
-    where ``size`` is the image's size on disk. Masks are checked as they are read: same size
-    as the image, values below ``num_classes`` or :data:`~vtk.data.transforms.IGNORE_INDEX`.
-    An image that cannot be decoded stops the run, or with ``on_bad_image="skip"`` is logged
-    and left out of its batch.
+    where ``size`` is the image's size on disk. Masks are decoded (:class:`MaskDecoder`: label
+    map, reduced zero label, colours) and checked as they are read: same size as the image,
+    values below ``num_classes`` or the ignore index. An image that cannot be decoded stops the
+    run, or with ``on_bad_image="skip"`` is logged and left out of its batch.
     """
 
     def __init__(
         self,
         samples: Sequence[Sample],
-        num_classes: int,
+        decoder: MaskDecoder,
         transform: Any,
         on_bad_image: OnBadImage = "error",
     ) -> None:
         super().__init__(samples, transform, on_bad_image)
-        self.num_classes = num_classes
+        self.decoder = decoder
 
     def image_path(self, sample: Sample) -> Path:
         return sample.image
 
     def item(self, sample: Sample, image: np.ndarray) -> dict[str, Any]:
-        mask = read_mask(sample.mask)
+        mask = self.decoder.read(sample.mask)
         if mask.shape != image.shape[:2]:
             raise DataError(
                 f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{sample.image} is {image.shape[1]}x{image.shape[0]} (width x height). "
                 "Re-export the pair at one size or remove it."
             )
-        bad = (mask >= self.num_classes) & (mask != T.IGNORE_INDEX)
-        if bad.any():
-            values = np.unique(mask[bad]).tolist()
-            raise DataError(
-                f"mask {sample.mask} has values {values[:10]} but num_classes is "
-                f"{self.num_classes} (valid: 0..{self.num_classes - 1}, and {T.IGNORE_INDEX} = "
-                "ignore). Fix num_classes or remap the mask."
-            )
+        self.decoder.check(mask, sample.mask)
         out = self.transform(image=image, mask=mask)
         return {
             "image": out["image"],
@@ -250,15 +280,17 @@ def pad_stack(tensors: Sequence[Tensor], value: float) -> Tensor:
     )
 
 
-def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack a batch, padding images (0: the mean colour) and masks (ignore) at the
+def collate(
+    batch: list[dict[str, Any] | None], ignore_index: int = T.IGNORE_INDEX
+) -> dict[str, Any] | None:
+    """Stack a batch, padding images (0: the mean colour) and masks (``ignore_index``) at the
     bottom-right if sizes differ; images that could not be decoded (``None``) are left out."""
     kept = [b for b in batch if b is not None]
     if not kept:
         return None
     return {
         "image": pad_stack([b["image"] for b in kept], 0.0),
-        "mask": pad_stack([b["mask"] for b in kept], T.IGNORE_INDEX),
+        "mask": pad_stack([b["mask"] for b in kept], ignore_index),
         "id": [b["id"] for b in kept],
         "path": [b["path"] for b in kept],
         "size": [tuple(b["size"]) for b in kept],
@@ -267,54 +299,88 @@ def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
 
 # -- DataModules ------------------------------------------------------------------------------
 class SegmentationDataModule(VisionDataModule):
-    """Loaders, augmentation and ``num_classes`` for semantic segmentation.
+    """Loaders, augmentation, label conventions and ``num_classes`` for semantic segmentation.
 
     Subclasses say where the samples of each split are (:meth:`samples`).
 
     Args:
         num_classes: classes including background (linked to the model by ``vtk``).
         class_names: one name per class, for per-class metrics and drawn predictions.
-        crop_size: training crop (513 in DeepLab); evaluation pads to at least this size.
+        crop_size: training crop (513 in DeepLab).
         scale_range: random scale factor range for training (0.5-2.0 in DeepLab).
         mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
+        ignore_index: the label of pixels that are not scored (linked to the task).
+        label_map: ``{value on disk: class index or "ignore"}``; other values pass through.
+        reduce_zero_label: 0 -> ignore, k -> k - 1 (ADE20K).
+        palette: for colour masks: the RGB colour of each class, or the path of a CVAT
+            ``labelmap.txt`` (which then also gives the class names and their number).
+        audit: count every mask's values at setup (cached), log the table and stop on what
+            would train or score wrong (see :func:`vtk.data.masks.audit`).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
             ``val_batch_size``, ``num_workers``, ``on_bad_image``, ``predict_dir``).
-    """
 
-    collate_fn = staticmethod(collate)
+    Evaluation and prediction see every image at its own size (no crop, no padding); the task
+    decides how to run the network on it (``eval_mode``).
+    """
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         crop_size: int | tuple[int, int] = 513,
         scale_range: tuple[float, float] = (0.5, 2.0),
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        ignore_index: int = T.IGNORE_INDEX,
+        label_map: dict[int, int | str] | None = None,
+        reduce_zero_label: bool = False,
+        palette: list[list[int]] | str | None = None,
+        audit: bool = True,
         **kwargs: Any,
     ) -> None:
+        colours = palette
+        if isinstance(palette, str):
+            names, colours = read_labelmap(palette)
+            class_names = class_names or names
+            num_classes = num_classes or len(names)
+        if num_classes is None:
+            raise DataError("num_classes is not given: set --data.num_classes N.")
         super().__init__(num_classes, class_names, **kwargs)
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.mean, self.std = mean, std
+        self.ignore_index = ignore_index
+        try:
+            self.decoder = MaskDecoder(
+                num_classes, ignore_index, dict(label_map or {}), reduce_zero_label, colours
+            )
+        except ConfigError as e:
+            raise DataError(str(e)) from None
+        self.audit = audit
 
     def samples(self, split: str) -> list[Sample]:
         """The samples of ``split`` ("train", "val" or "test")."""
         raise NotImplementedError
 
     def train_transform(self) -> Any:
-        return T.segmentation_train(self.crop_size, self.scale_range, mean=self.mean, std=self.std)
+        return T.segmentation_train(
+            self.crop_size, self.scale_range, mean=self.mean, std=self.std,
+            ignore_index=self.ignore_index,
+        )  # fmt: skip
 
     def eval_spec(self) -> T.InputSpec:
-        # padding every image to the same size (DeepLab evaluates on 513x513) makes batches,
-        # and ASPP's image pooling, independent of which images share a batch
-        return T.InputSpec(self.mean, self.std, pad_to=self.crop_size)
+        return T.InputSpec(self.mean, self.std)  # each image at its own size
+
+    def collate(self, split: str) -> Any:
+        """Training crops are stacked (masks padded with the ignore index); evaluation images
+        keep their own sizes, as lists."""
+        if split == "train":
+            return partial(collate, ignore_index=self.ignore_index)
+        return list_collate
 
     def make_dataset(self, split: str) -> SegmentationDataset:
         samples = check_sizes(self.samples(split), self.on_bad_image)
-        return SegmentationDataset(
-            samples, self.num_classes, self.transform(split), self.on_bad_image
-        )
+        return SegmentationDataset(samples, self.decoder, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
         image = self.eval_spec().to_uint8(item["image"])
@@ -324,6 +390,27 @@ class SegmentationDataModule(VisionDataModule):
         super().setup(stage)
         if stage == "fit":
             self._check_disjoint("train", "val")
+        if self.audit and stage != "predict":
+            self.audit_masks([s for s in STAGE_SPLITS[stage] if s in self.datasets])
+
+    def split_counts(self, split: str) -> SplitCounts:
+        """Pixels per class of ``split``'s masks (read once, then cached)."""
+        dataset = self.datasets.get(split) or self.make_dataset(split)
+        return count_split(self.decoder, [s.mask for s in dataset.samples], self.num_workers)
+
+    def audit_masks(self, splits: Sequence[str]) -> None:
+        counts = {split: self.split_counts(split) for split in splits}
+        if "train" not in counts and "val" in counts:
+            with contextlib.suppress(DataError):  # to warn about classes only evaluation has
+                counts = {"train": self.split_counts("train"), **counts}
+        table = audit(self.decoder, counts, self.class_names)
+        if self.trainer is None or self.trainer.is_global_zero:
+            log.info("%s", table)
+
+    def class_weights(self) -> list[float]:
+        """SegNet's median frequency balancing over the training masks (``class_weights:
+        auto`` of the loss)."""
+        return median_frequency_weights(self.split_counts("train"), self.num_classes)
 
     def _check_disjoint(self, a: str, b: str) -> None:
         shared = {s.image for s in self.datasets[a].samples} & {
@@ -338,7 +425,8 @@ class SegmentationDataModule(VisionDataModule):
 
 
 class VOCSegmentationDataModule(SegmentationDataModule):
-    """Pascal VOC 2012 segmentation (21 classes, 255 = ignore).
+    """Pascal VOC 2012 segmentation (21 classes, 255 = ignore), or any set in its layout — a
+    CVAT "Segmentation mask" export, with ``palette: path/to/labelmap.txt``.
 
     Args:
         root: the ``VOC2012`` folder (holding ``JPEGImages``).
@@ -355,7 +443,10 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         test_split: str = "val",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=len(VOC_CLASSES), class_names=VOC_CLASSES, **kwargs)
+        if not isinstance(kwargs.get("palette"), str):  # a labelmap gives its own classes
+            kwargs.setdefault("num_classes", len(VOC_CLASSES))
+            kwargs.setdefault("class_names", VOC_CLASSES)
+        super().__init__(**kwargs)
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
@@ -364,15 +455,24 @@ class VOCSegmentationDataModule(SegmentationDataModule):
 
 
 class MaskFolderDataModule(SegmentationDataModule):
-    """Image/mask pairs in folders, e.g. a Roboflow "Semantic Segmentation Masks" export.
+    """Image/mask pairs in folders, matched by name: a Roboflow "Semantic Segmentation Masks"
+    export (``<name>.jpg`` + ``<name>_mask.png``), CamVid as SegNet ships it (``train/`` +
+    ``trainannot/``, same names), or any pattern (``image_suffix`` / ``mask_suffix``,
+    sub-folders with ``recursive``).
 
     Args:
-        train_dir, val_dir, test_dir: folders of images (and masks, unless ``mask_dir`` is
-            set); ``test_dir`` defaults to ``val_dir``.
-        mask_suffix: a mask's name is its image's stem plus this, e.g. ``_mask.png``.
-        mask_dir_name: masks in a sibling folder of each split folder instead
-            (e.g. ``masks`` for ``train/images`` + ``train/masks``); default the same folder.
-        num_classes: classes incl. background; read from ``train_dir/_classes.csv`` if omitted.
+        train_dir, val_dir, test_dir: folders of images (and of masks, unless the mask folders
+            are given); ``test_dir`` defaults to ``val_dir``.
+        train_masks, val_masks, test_masks: each split's mask folder (CamVid's
+            ``trainannot/``), when masks are not beside the images.
+        mask_dir_name: or: masks in a sibling folder of each split folder with this name
+            (``masks`` for ``train/images`` + ``train/masks``).
+        mask_suffix: a mask's name is its image's name without ``image_suffix`` plus this.
+        image_suffix: the end of an image's name that its mask's replaces (default its
+            extension; ``_leftImg8bit.png`` for Cityscapes).
+        recursive: look into sub-folders (matched at the same relative path).
+        num_classes: classes incl. background; read from ``train_dir/_classes.csv`` (or the
+            palette's labelmap) if omitted.
         class_names: names by class index; also read from ``_classes.csv`` if present.
         **kwargs: see :class:`SegmentationDataModule`.
     """
@@ -382,8 +482,13 @@ class MaskFolderDataModule(SegmentationDataModule):
         train_dir: str,
         val_dir: str,
         test_dir: str | None = None,
-        mask_suffix: str = "_mask.png",
+        train_masks: str | None = None,
+        val_masks: str | None = None,
+        test_masks: str | None = None,
         mask_dir_name: str | None = None,
+        mask_suffix: str = "_mask.png",
+        image_suffix: str | None = None,
+        recursive: bool = False,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         **kwargs: Any,
@@ -391,19 +496,138 @@ class MaskFolderDataModule(SegmentationDataModule):
         table = Path(train_dir).expanduser() / "_classes.csv"
         if class_names is None and table.is_file():
             class_names = read_classes_csv(table)
-        if num_classes is None:
-            if class_names is None:
-                raise DataError(
-                    f"num_classes is not given and {table} does not exist; set "
-                    "--data.num_classes N (classes including background)."
-                )
+        if num_classes is None and class_names is not None:
             num_classes = len(class_names)
+        if num_classes is None and not isinstance(kwargs.get("palette"), str):
+            raise DataError(
+                f"num_classes is not given and {table} does not exist; set "
+                "--data.num_classes N (classes including background)."
+            )
         super().__init__(num_classes=num_classes, class_names=class_names, **kwargs)
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir or val_dir}
-        self.mask_suffix = mask_suffix
+        self.mask_dirs = {
+            "train": train_masks, "val": val_masks, "test": test_masks or (val_masks if test_dir is None else None)
+        }  # fmt: skip
         self.mask_dir_name = mask_dir_name
+        self.mask_suffix, self.image_suffix, self.recursive = mask_suffix, image_suffix, recursive
 
     def samples(self, split: str) -> list[Sample]:
         image_dir = Path(self.dirs[split]).expanduser()
-        mask_dir = image_dir.parent / self.mask_dir_name if self.mask_dir_name else None
-        return folder_samples(image_dir, mask_dir, self.mask_suffix)
+        mask_dir: Path | None = None
+        if self.mask_dirs[split]:
+            mask_dir = Path(self.mask_dirs[split]).expanduser()  # type: ignore[arg-type]
+        elif self.mask_dir_name:
+            mask_dir = image_dir.parent / self.mask_dir_name
+        return folder_samples(
+            image_dir, mask_dir, self.mask_suffix, self.image_suffix, self.recursive
+        )
+
+
+#: Cityscapes' 19 training classes and the official id -> trainId map (cityscapesScripts'
+#: labels.py); every other id (void, rare classes) is ignored
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+CITYSCAPES_TRAIN_IDS = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}  # fmt: skip
+
+
+class CityscapesDataModule(MaskFolderDataModule):
+    """Cityscapes (fine annotations): 19 classes, ids mapped to train ids, 255 ignored.
+
+    Layout (``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip`` extracted in
+    ROOT)::
+
+        ROOT/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png
+        ROOT/gtFine/<split>/<city>/<name>_gtFine_labelIds.png
+
+    Args:
+        root: the folder holding ``leftImg8bit`` and ``gtFine``.
+        train_split, val_split, test_split: their sub-folders (the test set's labels are not
+            public: ``test_split`` defaults to ``val``).
+        **kwargs: see :class:`SegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/cityscapes",
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        **kwargs: Any,
+    ) -> None:
+        base = Path(root)
+        label_map: dict[int, int | str] = {i: "ignore" for i in range(34)}
+        label_map.update(CITYSCAPES_TRAIN_IDS)
+        kwargs.setdefault("crop_size", (512, 1024))
+        super().__init__(
+            train_dir=str(base / "leftImg8bit" / train_split),
+            val_dir=str(base / "leftImg8bit" / val_split),
+            test_dir=str(base / "leftImg8bit" / test_split),
+            train_masks=str(base / "gtFine" / train_split),
+            val_masks=str(base / "gtFine" / val_split),
+            test_masks=str(base / "gtFine" / test_split),
+            image_suffix="_leftImg8bit.png",
+            mask_suffix="_gtFine_labelIds.png",
+            recursive=True,
+            num_classes=len(CITYSCAPES_CLASSES),
+            class_names=CITYSCAPES_CLASSES,
+            label_map=label_map,
+            **kwargs,
+        )
+
+
+#: ADE20K's 150 classes (SceneParsing, ``objectInfo150``), in index order after 0 ("other")
+#: is reduced to ignore
+ADE20K_CLASSES = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
+    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
+    "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug",
+    "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub",
+    "railing", "cushion", "base", "box", "column", "signboard", "chest of drawers", "counter",
+    "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs",
+    "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
+    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench",
+    "countertop", "stove", "palm", "kitchen island", "computer", "swivel chair", "boat", "bar",
+    "arcade machine", "hovel", "bus", "towel", "light", "truck", "tower", "chandelier",
+    "awning", "streetlight", "booth", "television receiver", "airplane", "dirt track",
+    "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet",
+    "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer",
+    "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag",
+    "minibike", "cradle", "oven", "ball", "food", "step", "tank", "trade name", "microwave",
+    "pot", "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture", "hood",
+    "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate",
+    "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
+)  # fmt: skip
+
+
+class ADE20KDataModule(MaskFolderDataModule):
+    """ADE20K / SceneParsing (``ADEChallengeData2016.zip``): 150 classes, 0 ("other") ignored
+    and the rest shifted down by one (``reduce_zero_label``)::
+
+        ROOT/images/{training,validation}/ADE_*.jpg
+        ROOT/annotations/{training,validation}/ADE_*.png
+
+    Args:
+        root: the ``ADEChallengeData2016`` folder.
+        **kwargs: see :class:`SegmentationDataModule`.
+    """
+
+    def __init__(self, root: str = "data/ADEChallengeData2016", **kwargs: Any) -> None:
+        base = Path(root)
+        kwargs.setdefault("crop_size", 512)
+        super().__init__(
+            train_dir=str(base / "images" / "training"),
+            val_dir=str(base / "images" / "validation"),
+            train_masks=str(base / "annotations" / "training"),
+            val_masks=str(base / "annotations" / "validation"),
+            mask_suffix=".png",
+            num_classes=len(ADE20K_CLASSES),
+            class_names=ADE20K_CLASSES,
+            reduce_zero_label=True,
+            **kwargs,
+        )

@@ -46,11 +46,12 @@ def segmentation_train(
     hflip: float = 0.5,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    ignore_index: int = IGNORE_INDEX,
 ) -> A.Compose:
     """DeepLab's training augmentation (DeepLabv3 §4.1): random scale, pad, crop, flip.
 
     Padding fills the image with the mean colour (0 after normalisation) and the mask with
-    :data:`IGNORE_INDEX`, so padded pixels are never scored.
+    ``ignore_index``, so padded pixels are never scored.
     """
     h, w = _hw(crop_size)
     lo, hi = scale_range
@@ -59,7 +60,7 @@ def segmentation_train(
         [
             A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0),
             A.PadIfNeeded(
-                h, w, border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=IGNORE_INDEX
+                h, w, border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=ignore_index
             ),
             A.RandomCrop(h, w),
             A.HorizontalFlip(p=hflip),

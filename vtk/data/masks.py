@@ -1,0 +1,272 @@
+"""Label masks as real sets store them, turned into class indices once, as they are read.
+
+A :class:`MaskDecoder` holds a set's label conventions:
+
+* ``ignore_index``: the label of pixels that are not scored (255 in VOC, Cityscapes and ADE20K
+  after their conversions; 11 in CamVid as SegNet ships it). It reaches the loss, the metrics,
+  the padding and the drawings.
+* ``label_map``: ``{value on disk: class index or "ignore"}``; values not listed pass through
+  (Cityscapes' 34 ids -> 19 train ids).
+* ``reduce_zero_label``: 0 -> ignore, k -> k - 1 (ADE20K, whose 0 is "other").
+* ``palette``: RGB colours in class order, for colour masks (a CVAT "Segmentation mask" export
+  with its ``labelmap.txt``, :func:`read_labelmap`); a colour not in it is an error naming the
+  file, the colour and how many pixels have it.
+
+:func:`audit` counts the pixels of every decoded value over a split's masks (cached per file
+list) and says, naming files and the fix, what would otherwise go wrong silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vtk.data.io import open_image, read_mask
+from vtk.errors import ConfigError, DataError
+
+log = logging.getLogger("vtk")
+
+IGNORE = "ignore"
+
+
+def read_labelmap(path: str | Path) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours of a CVAT ``labelmap.txt`` (``name:r,g,b:parts:actions`` lines,
+    ``#`` comments), in file order."""
+    names, colours = [], []
+    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(":")
+        try:
+            rgb = tuple(int(v) for v in parts[1].split(","))
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise DataError(
+                f"{path}, line {n}: expected 'name:r,g,b:...' (CVAT's labelmap.txt), got {line!r}."
+            ) from None
+        names.append(parts[0].strip())
+        colours.append(rgb)  # type: ignore[arg-type]
+    if not names:
+        raise DataError(f"{path} lists no labels.")
+    return names, colours  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class MaskDecoder:
+    """How a set's masks become class indices (see the module docs)."""
+
+    num_classes: int
+    ignore_index: int = 255
+    label_map: Mapping[int, int | str] = field(default_factory=dict)
+    reduce_zero_label: bool = False
+    palette: Sequence[Sequence[int]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_map and self.reduce_zero_label:
+            raise ConfigError(
+                "label_map and reduce_zero_label together are ambiguous; write the whole mapping "
+                "in label_map (0: ignore, 1: 0, 2: 1, ...)."
+            )
+        for value, target in self.label_map.items():
+            if target != IGNORE and not (
+                isinstance(target, int) and 0 <= target < self.num_classes
+            ):
+                raise ConfigError(
+                    f"label_map maps {value} to {target!r}; targets are class indices "
+                    f"0..{self.num_classes - 1} or 'ignore'."
+                )
+        if self.palette is not None and len(self.palette) != self.num_classes:
+            raise ConfigError(
+                f"the palette has {len(self.palette)} colours for num_classes={self.num_classes}."
+            )
+
+    @property
+    def key(self) -> str:
+        """What identifies these conventions (for the audit's cache)."""
+        return json.dumps(
+            [self.num_classes, self.ignore_index, sorted((int(k), v) for k, v in self.label_map.items()),
+             self.reduce_zero_label, [list(c) for c in self.palette or []]]
+        )  # fmt: skip
+
+    def _lookup(self, top: int) -> np.ndarray:
+        lut = np.arange(top + 1, dtype=np.int64)
+        if self.reduce_zero_label:
+            lut = lut - 1
+            lut[0] = self.ignore_index
+            if self.ignore_index <= top:
+                lut[self.ignore_index] = self.ignore_index
+        for value, target in self.label_map.items():
+            if 0 <= int(value) <= top:
+                lut[int(value)] = self.ignore_index if target == IGNORE else int(target)
+        return lut
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Values as stored -> class indices (and ``ignore_index``)."""
+        if not self.label_map and not self.reduce_zero_label:
+            return raw
+        top = int(raw.max()) if raw.size else 0
+        return self._lookup(top)[raw].astype(raw.dtype if self.ignore_index <= 255 else np.int32)
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """The mask at ``path`` as an ``(H, W)`` array of class indices and ``ignore_index``."""
+        if self.palette is None:
+            return self.decode(read_mask(path))
+        return self._colours_to_indices(path)
+
+    def _colours_to_indices(self, path: str | Path) -> np.ndarray:
+        rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.int64)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        index = {(r << 16) | (g << 8) | b: k for k, (r, g, b) in enumerate(self.palette or [])}
+        found, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        table = np.array([index.get(int(c), -1) for c in found], dtype=np.int64)
+        unknown = [(int(c), int(n)) for c, n, t in zip(found, counts, table) if t < 0]
+        if unknown:
+            listing = ", ".join(
+                f"({c >> 16}, {(c >> 8) & 255}, {c & 255}) on {n} pixels" for c, n in unknown[:5]
+            )
+            raise DataError(
+                f"mask {path} has colours that are not in the palette: {listing}. Add them to "
+                "the palette / labelmap.txt, or repaint those pixels."
+            )
+        dtype = np.uint8 if self.num_classes <= 256 else np.int32
+        return table[inverse].reshape(codes.shape).astype(dtype)
+
+    def check(self, mask: np.ndarray, path: str | Path) -> None:
+        """Refuse values that are neither classes nor ``ignore_index``, with their counts."""
+        bad = (mask >= self.num_classes) & (mask != self.ignore_index)
+        if bad.any():
+            values, counts = np.unique(mask[bad], return_counts=True)
+            listing = ", ".join(f"{v} ({n} pixels)" for v, n in zip(values[:10], counts[:10]))
+            raise DataError(
+                f"mask {path} has values {listing}, but num_classes is {self.num_classes} "
+                f"(valid: 0..{self.num_classes - 1}, and {self.ignore_index} = ignore). Fix "
+                "num_classes, or map the values (label_map, reduce_zero_label)."
+            )
+
+
+# -- the audit --------------------------------------------------------------------------------
+@dataclass
+class SplitCounts:
+    """Per decoded value: pixels, and pixels of the images that hold it (median frequency)."""
+
+    pixels: dict[int, int]
+    image_pixels: dict[int, int]
+    files: dict[int, str]  # one file holding each value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pixels": self.pixels, "image_pixels": self.image_pixels, "files": self.files}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SplitCounts:
+        def ints(d: dict) -> dict:
+            return {int(k): v for k, v in d.items()}
+
+        return cls(ints(data["pixels"]), ints(data["image_pixels"]), ints(data["files"]))
+
+
+def _count(decoder: MaskDecoder, path: Path) -> tuple[Path, dict[int, int]]:
+    mask = decoder.read(path)
+    values, counts = np.unique(mask, return_counts=True)
+    return path, dict(zip(values.tolist(), counts.tolist()))
+
+
+def _cache_file(decoder: MaskDecoder, masks: Sequence[Path]) -> Path:
+    h = hashlib.sha1(decoder.key.encode())
+    for p in masks:
+        st = p.stat()
+        h.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    root = Path(os.environ.get("VTK_DATA_DIR", "~/.cache/vtk")).expanduser()
+    return root / "mask_audit" / f"{h.hexdigest()}.json"
+
+
+def count_split(decoder: MaskDecoder, masks: Sequence[Path], workers: int = 4) -> SplitCounts:
+    """The pixel counts of a split's masks (read once; cached per file list and conventions)."""
+    cache = _cache_file(decoder, masks)
+    if cache.is_file():
+        return SplitCounts.from_json(json.loads(cache.read_text()))
+    pixels: dict[int, int] = {}
+    image_pixels: dict[int, int] = {}
+    files: dict[int, str] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for path, counts in pool.map(lambda p: _count(decoder, p), masks):
+            total = sum(counts.values())
+            for v, n in counts.items():
+                pixels[v] = pixels.get(v, 0) + n
+                image_pixels[v] = image_pixels.get(v, 0) + total
+                files.setdefault(v, str(path))
+    result = SplitCounts(pixels, image_pixels, files)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result.to_json()))
+    tmp.replace(cache)
+    return result
+
+
+def audit(
+    decoder: MaskDecoder, splits: Mapping[str, SplitCounts], class_names: Sequence[str]
+) -> str:
+    """Check the counts of every split and return the table for the log; raise what would
+    otherwise train or score wrong without a word."""
+    ignore = decoder.ignore_index
+    for split, counts in splits.items():
+        bad = sorted(v for v in counts.pixels if v >= decoder.num_classes and v != ignore)
+        if bad:
+            listing = ", ".join(
+                f"{v} ({counts.pixels[v]} pixels, e.g. {counts.files[v]})" for v in bad[:5]
+            )
+            raise DataError(
+                f"the {split} masks hold values that are neither classes (0.."
+                f"{decoder.num_classes - 1}) nor ignore ({ignore}): {listing}. Fix num_classes, "
+                "or map them with label_map / reduce_zero_label."
+            )
+    seen = {v for counts in splits.values() for v in counts.pixels}
+    if decoder.num_classes == 2 and ignore == 255 and seen == {0, 255} and not decoder.label_map:
+        example = next(iter(splits.values())).files[255]
+        raise DataError(
+            f"every mask holds only 0 and 255 (e.g. {example}): 255 is read as 'ignore', so the "
+            "foreground would never be learned and mIoU could read 1.0. If 255 marks the "
+            "foreground, set label_map: {255: 1}."
+        )
+    train = splits.get("train")
+    if train is not None:
+        for split, counts in splits.items():
+            missing = sorted(
+                v for v in counts.pixels if v < decoder.num_classes and v not in train.pixels
+            )
+            if split != "train" and missing:
+                log.warning(
+                    "classes in the %s masks but in no training mask: %s (their IoU can only be 0)",
+                    split, [class_names[v] for v in missing],
+                )  # fmt: skip
+    names = {**{i: n for i, n in enumerate(class_names)}, ignore: "(ignore)"}
+    header = f"{'value':>6}  {'class':<20}" + "".join(f"{s:>14}" for s in splits)
+    rows = [header]
+    for v in sorted(seen):
+        cells = "".join(f"{splits[s].pixels.get(v, 0):>14,}" for s in splits)
+        rows.append(f"{v:>6}  {names.get(v, '?'):<20}{cells}")
+    return "mask audit (pixels per value and split):\n" + "\n".join(rows)
+
+
+def median_frequency_weights(counts: SplitCounts, num_classes: int) -> list[float]:
+    """SegNet's median frequency balancing (Badrinarayanan et al. §3.3, after Eigen & Fergus):
+    freq(c) = pixels of c / pixels of the images holding c; weight(c) = median(freq) / freq(c).
+    A class absent from the split gets weight 0."""
+    freq = {
+        c: counts.pixels[c] / counts.image_pixels[c]
+        for c in range(num_classes)
+        if counts.pixels.get(c, 0) > 0
+    }
+    if not freq:
+        raise DataError("no class pixels in the training masks: cannot balance the classes.")
+    median = float(np.median(list(freq.values())))
+    return [median / freq[c] if c in freq else 0.0 for c in range(num_classes)]

@@ -1,0 +1,106 @@
+"""Dense prediction of one image at its own size, for any segmentation network.
+
+``network(x)`` takes a normalised ``(B, 3, H, W)`` batch and returns ``(B, C, H, W)`` logits at
+its input's size (a :class:`~vtk.models.Segmenter`'s ``["out"]``).
+
+* :func:`whole`: the image padded at the bottom-right to a multiple of ``size_divisor`` (the
+  networks' output stride, so features align as in training), the logits cut back.
+* :func:`slide`: overlapping ``window`` crops ``stride`` apart (the last ones flush with the
+  border, as mmsegmentation's ``slide`` mode), each run as :func:`whole`, ``batch`` windows
+  at a time; the logits of overlapping windows are averaged. Memory holds one batch of windows
+  and the image's logits, whatever the image's size. A window covering the image is
+  :func:`whole`.
+* :func:`augmented`: test-time augmentation, the logits of rescaled (and flipped) copies
+  resized back to the image's size and averaged (DeepLabv3 §4.3's multi-scale + flip).
+
+    >>> logits = slide(lambda x: model(x)["out"], image, window=(769, 769), stride=(513, 513))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Network = Callable[[Tensor], Tensor]
+
+
+def whole(network: Network, images: Tensor, size_divisor: int = 32) -> Tensor:
+    """Logits of ``(B, 3, H, W)`` images at their size; padding with 0 (the mean colour)."""
+    h, w = images.shape[-2:]
+    ph, pw = -h % size_divisor, -w % size_divisor
+    if ph or pw:
+        images = F.pad(images, (0, pw, 0, ph))
+    return network(images)[..., :h, :w]
+
+
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    if size <= window:
+        return [0]
+    count = (size - window + stride - 1) // stride + 1
+    return sorted({min(i * stride, size - window) for i in range(count)})
+
+
+def slide(
+    network: Network,
+    image: Tensor,
+    window: int | Sequence[int],
+    stride: int | Sequence[int],
+    batch: int = 4,
+    size_divisor: int = 32,
+) -> Tensor:
+    """Logits ``(1, C, H, W)`` of one ``(1, 3, H, W)`` image from overlapping windows."""
+    wh, ww = (window, window) if isinstance(window, int) else tuple(window)
+    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    h, w = image.shape[-2:]
+    boxes = [
+        (y, x, min(y + wh, h), min(x + ww, w))
+        for y in _starts(h, wh, sh)
+        for x in _starts(w, ww, sw)
+    ]
+    logits: Tensor | None = None
+    count = torch.zeros(1, 1, h, w, device=image.device)
+    for i in range(0, len(boxes), batch):
+        group = boxes[i : i + batch]
+        crops = torch.cat([image[..., y1:y2, x1:x2] for y1, x1, y2, x2 in group])
+        out = whole(network, crops, size_divisor)
+        if logits is None:
+            logits = torch.zeros(1, out.shape[1], h, w, device=image.device, dtype=torch.float32)
+        for (y1, x1, y2, x2), o in zip(group, out):
+            logits[0, :, y1:y2, x1:x2] += o.float()
+            count[..., y1:y2, x1:x2] += 1
+    assert logits is not None
+    return logits / count
+
+
+def augmented(
+    infer: Callable[[Tensor], Tensor],
+    image: Tensor,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+) -> Tensor:
+    """Mean logits ``(1, C, H, W)`` of ``infer`` over rescaled and (with ``flip``) mirrored
+    copies of one image, each resized back (bilinear) to the image's size."""
+    h, w = image.shape[-2:]
+    total: Tensor | None = None
+    n = 0
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        scaled = (
+            image
+            if size == (h, w)
+            else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        )
+        views = [(scaled, False), (scaled.flip(-1), True)] if flip else [(scaled, False)]
+        for view, flipped in views:
+            out = infer(view).float()
+            if flipped:
+                out = out.flip(-1)
+            if out.shape[-2:] != (h, w):
+                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+            total = out if total is None else total + out
+            n += 1
+    assert total is not None
+    return total / n
