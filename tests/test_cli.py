@@ -158,17 +158,24 @@ def test_missing_data_root_is_one_clean_message(vtk_process, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_bad_mask_in_a_worker_is_one_clean_message(vtk_process, tmp_path, make_voc) -> None:
+@pytest.mark.parametrize("audit", ["true", "false"])
+def test_a_bad_mask_is_one_clean_message(vtk_process, tmp_path, make_voc, audit) -> None:
+    """Found by the audit at setup, or (audit off) by the loader worker that reads it."""
     root = make_voc(tmp_path / "VOC2012", {"train": ["a", "b"], "val": ["c"]})
     Image.new("L", (48, 40), 77).save(root / "SegmentationClass" / "a.png")
     result = vtk_process(
         "fit", DEMO, "--data", "vtk.data.VOCSegmentationDataModule", "--data.root", str(root),
         "--data.train_split", "train", "--data.crop_size", "32", "--data.batch_size", "2",
         "--data.num_workers", "1", "--trainer.max_steps", "1", "--trainer.logger", "false",
-        "--trainer.num_sanity_val_steps", "0",
+        "--trainer.num_sanity_val_steps", "0", "--data.audit", audit,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "vtk: error: mask " in result.stderr and "a.png has values [77]" in result.stderr
+    if audit == "true":
+        assert "vtk: error: the train masks hold values that are neither classes (0..20)" in result.stderr
+        assert f"77 (1920 pixels, e.g. {root / 'SegmentationClass' / 'a.png'})" in result.stderr
+    else:
+        mask = root / "SegmentationClass" / "a.png"
+        assert f"vtk: error: mask {mask} has values 77 (1920 pixels), but num_classes is 21" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -93,7 +93,8 @@ class CrossEntropyLoss(PixelLoss):
 
     @torch.no_grad()
     def _hard(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-        prob = torch.softmax(logits.float(), 1).gather(1, target.clamp(min=0).unsqueeze(1))[:, 0]
+        index = target.clamp(0, logits.shape[1] - 1).unsqueeze(1)  # ignored pixels: any class
+        prob = torch.softmax(logits.float(), 1).gather(1, index)[:, 0]
         p = prob[valid]
         if p.numel() == 0:
             return valid

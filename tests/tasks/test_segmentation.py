@@ -13,7 +13,7 @@ from vtk.data.io import read_mask
 from vtk.data.segmentation import voc_samples
 from vtk.data.transforms import IGNORE_INDEX
 from vtk.errors import ConfigError
-from vtk.losses import CrossEntropyLoss
+from vtk.losses import CrossEntropyLoss, DiceLoss
 from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
 from vtk.optim import WarmupPolyLR
 from vtk.tasks import SegmentationTask
@@ -150,3 +150,75 @@ def test_a_model_without_num_classes_is_refused() -> None:
         SegmentationTask(nn.Conv2d(3, 3, 1))
     with pytest.raises(ConfigError, match="2 class names"):
         _task(num_classes=3, class_names=["a", "b"])
+
+
+def test_each_image_is_evaluated_alone_whatever_shares_its_batch() -> None:
+    torch.manual_seed(0)
+    task = _task(4).eval()
+    images = [torch.randn(3, 40, 48), torch.randn(3, 33, 37), torch.randn(3, 40, 48)]
+    with torch.no_grad():
+        together = task.logits(images)
+        alone = [task.logits([x])[0] for x in images]
+        for a, b in zip(together, alone):
+            assert a.shape[-2:] == b.shape[-2:]
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        task.eval_mode, task.window = "slide", 64  # a window covering the image is "whole"
+        for a, b in zip(task.logits(images), alone):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+class Recorder(ConstantModel):
+    """ConstantModel that counts its calls."""
+
+    calls = 0
+
+    def forward(self, x):
+        Recorder.calls += len(x)
+        return super().forward(x)
+
+
+def test_test_time_augmentation_in_test_and_predict_only(voc_root) -> None:
+    dm = _data(voc_root)
+    task = SegmentationTask(Recorder(21, 1), tta_scales=[0.5, 1.0], tta_flip=True)
+    Recorder.calls = 0
+    quiet_trainer().validate(task, datamodule=dm, verbose=False)
+    assert Recorder.calls == 3  # three validation images, once each
+    Recorder.calls = 0
+    quiet_trainer().test(task, datamodule=dm, verbose=False)
+    assert Recorder.calls == 3 * 2 * 2  # two scales x (image + mirror)
+
+
+def test_confusion_matrix_of_vtk_test_equals_a_hand_count(voc_root, tmp_path) -> None:
+    dm = _data(voc_root)
+    task = SegmentationTask(ConstantModel(21, 1), class_names=dm.class_names)
+    task.output_dir = str(tmp_path)
+    quiet_trainer().test(task, datamodule=dm, verbose=False)
+    rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["true \\ predicted", "background", "aeroplane"]
+    matrix = np.array([[int(v) for v in r.split(",")[1:]] for r in rows[1:]])
+    pixels = np.concatenate([read_mask(s.mask).ravel() for s in voc_samples(voc_root, "val")])
+    labelled = pixels[pixels != IGNORE_INDEX]
+    assert matrix[:, 1].tolist() == np.bincount(labelled, minlength=21).tolist()  # all "1"
+    assert matrix.sum() == matrix[:, 1].sum() == labelled.size
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_auto_class_weights_come_from_the_training_masks(voc_root) -> None:
+    from vtk.data.masks import median_frequency_weights
+
+    dm = _data(voc_root)
+    ce = CrossEntropyLoss(class_weights="auto")
+    task = _task(21, losses=[ce, DiceLoss(weight=0.5)])
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(task, datamodule=dm)
+    expected = median_frequency_weights(dm.split_counts("train"), 21)
+    assert ce.class_weights.tolist() == pytest.approx(expected)
+    for key in ("train/loss", "train/loss_ce", "train/loss_dice"):
+        assert key in trainer.callback_metrics, key
+
+
+def test_the_total_loss_is_the_weighted_sum_of_the_terms() -> None:
+    task = _task(3, losses=[CrossEntropyLoss(), DiceLoss(weight=0.5)])
+    logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    losses = task.pixel_loss(logits, target)
+    torch.testing.assert_close(losses["loss"], losses["loss_ce"] + 0.5 * losses["loss_dice"])

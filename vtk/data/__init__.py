@@ -16,6 +16,8 @@ from vtk.data.demo import (
 )
 from vtk.data.detection import CocoDetectionDataModule
 from vtk.data.segmentation import (
+    ADE20KDataModule,
+    CityscapesDataModule,
     MaskFolderDataModule,
     SegmentationDataModule,
     SegmentationDataset,
@@ -23,7 +25,9 @@ from vtk.data.segmentation import (
 )
 
 __all__ = [
+    "ADE20KDataModule",
     "CIFAR10DataModule",
+    "CityscapesDataModule",
     "ClassificationDataModule",
     "ClassificationDataset",
     "CocoDetectionDataModule",

@@ -441,12 +441,15 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         train_split: str = "train_aug",
         val_split: str = "val",
         test_split: str = "val",
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        palette: list[list[int]] | str | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(kwargs.get("palette"), str):  # a labelmap gives its own classes
-            kwargs.setdefault("num_classes", len(VOC_CLASSES))
-            kwargs.setdefault("class_names", VOC_CLASSES)
-        super().__init__(**kwargs)
+        if not isinstance(palette, str):  # a labelmap gives its own classes; else VOC's
+            num_classes = num_classes or len(VOC_CLASSES)
+            class_names = class_names or (VOC_CLASSES if num_classes == len(VOC_CLASSES) else None)
+        super().__init__(num_classes, class_names, palette=palette, **kwargs)
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
@@ -558,12 +561,12 @@ class CityscapesDataModule(MaskFolderDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "val",
+        crop_size: int | tuple[int, int] = (512, 1024),
         **kwargs: Any,
     ) -> None:
         base = Path(root)
         label_map: dict[int, int | str] = {i: "ignore" for i in range(34)}
         label_map.update(CITYSCAPES_TRAIN_IDS)
-        kwargs.setdefault("crop_size", (512, 1024))
         super().__init__(
             train_dir=str(base / "leftImg8bit" / train_split),
             val_dir=str(base / "leftImg8bit" / val_split),
@@ -577,6 +580,7 @@ class CityscapesDataModule(MaskFolderDataModule):
             num_classes=len(CITYSCAPES_CLASSES),
             class_names=CITYSCAPES_CLASSES,
             label_map=label_map,
+            crop_size=crop_size,
             **kwargs,
         )
 
@@ -617,9 +621,13 @@ class ADE20KDataModule(MaskFolderDataModule):
         **kwargs: see :class:`SegmentationDataModule`.
     """
 
-    def __init__(self, root: str = "data/ADEChallengeData2016", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str = "data/ADEChallengeData2016",
+        crop_size: int | tuple[int, int] = 512,
+        **kwargs: Any,
+    ) -> None:
         base = Path(root)
-        kwargs.setdefault("crop_size", 512)
         super().__init__(
             train_dir=str(base / "images" / "training"),
             val_dir=str(base / "images" / "validation"),
@@ -629,5 +637,6 @@ class ADE20KDataModule(MaskFolderDataModule):
             num_classes=len(ADE20K_CLASSES),
             class_names=ADE20K_CLASSES,
             reduce_zero_label=True,
+            crop_size=crop_size,
             **kwargs,
         )

@@ -1,0 +1,83 @@
+"""vtk.models.inference: whole-image and sliding-window logits, test-time augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vtk.models import inference
+
+
+class Pointwise(nn.Module):
+    """A 1x1 conv: each output pixel depends on its input pixel only, so any tiling of the
+    image must give the same logits as the whole image. Records its batch sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 5, 1)
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(x))
+        return self.conv(x)
+
+
+def test_whole_pads_to_the_divisor_and_cuts_back() -> None:
+    shapes = []
+
+    def network(x):
+        shapes.append(tuple(x.shape[-2:]))
+        return x[:, :2] * 2
+
+    image = torch.randn(1, 3, 37, 50)
+    out = inference.whole(network, image, size_divisor=32)
+    assert shapes == [(64, 64)] and out.shape == (1, 2, 37, 50)
+    torch.testing.assert_close(out, image[:, :2] * 2)
+
+
+@pytest.mark.parametrize("window,stride", [(16, 8), ((20, 12), (15, 10)), (64, 64)])
+def test_slide_equals_whole_for_a_pointwise_network(window, stride) -> None:
+    net, image = Pointwise(), torch.randn(1, 3, 37, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            inference.slide(net, image, window, stride, batch=3),
+            inference.whole(net, image),
+        )
+
+
+def test_slide_holds_one_window_batch_at_a_time_and_covers_the_image() -> None:
+    net, image = Pointwise(), torch.randn(1, 3, 100, 70)
+    with torch.no_grad():
+        inference.slide(net, image, window=32, stride=20, batch=4)
+    # rows start at 0, 20, 40, 60, 68; columns at 0, 20, 38: 15 windows, four at a time
+    assert net.batches == [4, 4, 4, 3]
+
+
+def test_a_window_covering_the_image_is_whole() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1)).eval()
+
+    def network(x):
+        return net(x).expand(-1, -1, *x.shape[-2:])  # image pooling: depends on the whole input
+
+    image = torch.randn(1, 3, 40, 44)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            inference.slide(network, image, 64, 32), inference.whole(network, image)
+        )
+
+
+def test_flip_tta_of_a_symmetric_image_is_symmetric_and_scales_resize_back() -> None:
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 4, 3, padding=1)  # not symmetric itself
+    half = torch.randn(1, 3, 16, 12)
+    image = torch.cat([half, half.flip(-1)], -1)  # mirror-symmetric
+    with torch.no_grad():
+        out = inference.augmented(net, image, flip=True)
+        torch.testing.assert_close(out, out.flip(-1))
+        plain = inference.augmented(net, image)
+        torch.testing.assert_close(plain, net(image))
+        scaled = inference.augmented(net, image, scales=(0.5, 1.0, 1.5))
+    assert scaled.shape == (1, 4, 16, 24)
