@@ -171,11 +171,17 @@ def test_a_bad_mask_is_one_clean_message(vtk_process, tmp_path, make_voc, audit)
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     if audit == "true":
-        assert "vtk: error: the train masks hold values that are neither classes (0..20)" in result.stderr
+        assert (
+            "vtk: error: the train masks hold values that are neither classes (0..20)"
+            in result.stderr
+        )
         assert f"77 (1920 pixels, e.g. {root / 'SegmentationClass' / 'a.png'})" in result.stderr
     else:
         mask = root / "SegmentationClass" / "a.png"
-        assert f"vtk: error: mask {mask} has values 77 (1920 pixels), but num_classes is 21" in result.stderr
+        assert (
+            f"vtk: error: mask {mask} has values 77 (1920 pixels), but num_classes is 21"
+            in result.stderr
+        )
     assert "Traceback" not in result.stderr
 
 
