@@ -17,10 +17,12 @@ QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
          "--data.num_workers", "0")  # fmt: skip
 
 
-def quiet_trainer(**kwargs: Any) -> Trainer:
-    """A CPU Trainer with no logger, checkpoints, progress bar or summary (``kwargs`` win)."""
+def quiet_trainer(root: Path, **kwargs: Any) -> Trainer:
+    """A CPU Trainer with no logger, checkpoints, progress bar or summary (``kwargs`` win),
+    whose run folder is ``root`` (a test's ``tmp_path``: what ``vtk test`` writes lands there,
+    not in the working directory)."""
     defaults = dict(
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
     )  # fmt: skip
     return Trainer(**{**defaults, **kwargs})

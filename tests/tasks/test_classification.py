@@ -18,9 +18,9 @@ def demo() -> DemoClassificationDataModule:
     return DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=0)
 
 
-def test_fit_validate_test(demo) -> None:
+def test_fit_validate_test(demo, tmp_path) -> None:
     task = ClassificationTask(Classifier(ResNet("resnet18"), demo.num_classes), label_smoothing=0.1)
-    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     trainer.fit(task, datamodule=demo)
     for key in ("train/loss", "train/acc1", "train/lr", "val/loss", "val/acc1", "val/acc5"):
         assert key in trainer.callback_metrics, key
@@ -48,12 +48,12 @@ class Fixed(nn.Module):
         return torch.tensor([[2.0, 1.0, 3.0, 0.0]]).expand(len(x), 4) + self.dummy
 
 
-def test_top1_top2_equal_a_hand_count(demo) -> None:
+def test_top1_top2_equal_a_hand_count(demo, tmp_path) -> None:
     demo.setup("validate")
     labels = torch.tensor([s.label for s in demo.datasets["val"].samples])
     task = ClassificationTask(Fixed())
     task.val_metrics["acc5"] = type(task.val_metrics["acc1"])(4, top_k=2, average="micro")
-    (result,) = quiet_trainer().validate(task, datamodule=demo, verbose=False)
+    (result,) = quiet_trainer(tmp_path).validate(task, datamodule=demo, verbose=False)
     assert result["val/acc1"] == pytest.approx((labels == 2).float().mean().item())
     assert result["val/acc5"] == pytest.approx(
         ((labels == 2) | (labels == 0)).float().mean().item()

@@ -26,12 +26,12 @@ def demo() -> DemoDetectionDataModule:
     return DemoDetectionDataModule(batch_size=4, num_workers=0)
 
 
-def test_fit_logs_losses_and_coco_metrics(demo) -> None:
+def test_fit_logs_losses_and_coco_metrics(demo, tmp_path) -> None:
     model = FCOS(
         ResNet("resnet18", out_indices=(1, 2, 3)), demo.num_classes, min_size=96, max_size=96
     )
     task = DetectionTask(model, class_names=demo.class_names, category_ids=demo.category_ids)
-    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     trainer.fit(task, datamodule=demo)
     for key in ("train/loss", "train/classification", "train/bbox_regression", "train/bbox_ctrness", "train/lr",
                 "val/AP", "val/AP50", "val/AP75", "val/APs", "val/APm", "val/APl", "val/AR100"):  # fmt: skip
@@ -80,11 +80,11 @@ def _answers(demo, noisy: bool) -> dict[str, dict[str, torch.Tensor]]:
     return answers
 
 
-def test_ground_truth_as_predictions_gives_ap_1(demo) -> None:
+def test_ground_truth_as_predictions_gives_ap_1(demo, tmp_path) -> None:
     task = DetectionTask(
         Oracle(demo.num_classes, _answers(demo, noisy=False)), category_ids=demo.category_ids
     )
-    (result,) = quiet_trainer().validate(task, datamodule=demo, verbose=False)
+    (result,) = quiet_trainer(tmp_path).validate(task, datamodule=demo, verbose=False)
     assert result["val/AP"] == pytest.approx(1.0) and result["val/AP50"] == pytest.approx(1.0)
 
 
@@ -93,7 +93,7 @@ def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
         Oracle(demo.num_classes, _answers(demo, noisy=True)), category_ids=demo.category_ids
     )
     task.output_dir = str(tmp_path)
-    (result,) = quiet_trainer().test(task, datamodule=demo, verbose=False)
+    (result,) = quiet_trainer(tmp_path).test(task, datamodule=demo, verbose=False)
     results = json.loads((tmp_path / "coco_results.json").read_text())
     assert {r["category_id"] for r in results} <= set(demo.category_ids)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -108,11 +108,11 @@ def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
         assert result[f"test/{key}"] == pytest.approx(stats[index], abs=1e-6), key
 
 
-def test_category_ids_other_than_the_datas_are_refused(demo) -> None:
+def test_category_ids_other_than_the_datas_are_refused(demo, tmp_path) -> None:
     """The vtk command links them; in Python, forgetting them would write wrong ids silently."""
     task = DetectionTask(Oracle(demo.num_classes, {}))  # ids 0, 1, 2; the demo's are 1, 2, 3
     with pytest.raises(ConfigError, match=r"category_ids \[1, 2, 3\] differ .* \[0, 1, 2\]"):
-        quiet_trainer().validate(task, datamodule=demo, verbose=False)
+        quiet_trainer(tmp_path).validate(task, datamodule=demo, verbose=False)
 
 
 def test_a_checkpoint_for_other_classes_is_refused_by_name(demo, tmp_path) -> None:
@@ -134,11 +134,11 @@ def test_a_checkpoint_for_other_classes_is_refused_by_name(demo, tmp_path) -> No
         task.on_load_checkpoint(torch.load(path, weights_only=False))
 
 
-def test_faster_coco_eval_gives_the_same_numbers(demo) -> None:
+def test_faster_coco_eval_gives_the_same_numbers(demo, tmp_path) -> None:
     pytest.importorskip("faster_coco_eval")
     answers = _answers(demo, noisy=True)
     results = [
-        quiet_trainer().validate(
+        quiet_trainer(tmp_path).validate(
             DetectionTask(
                 Oracle(demo.num_classes, answers),
                 category_ids=demo.category_ids,

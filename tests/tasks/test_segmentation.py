@@ -35,9 +35,9 @@ def _task(num_classes: int = 21, **kwargs) -> SegmentationTask:
     return SegmentationTask(model, **kwargs)
 
 
-def test_fit_validate_test(voc_root) -> None:
+def test_fit_validate_test(voc_root, tmp_path) -> None:
     task = _task(class_names=_data(voc_root).class_names)
-    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(task, datamodule=_data(voc_root))
     logged = trainer.callback_metrics
     for key in (
@@ -60,10 +60,10 @@ def test_fit_validate_test(voc_root) -> None:
     assert len(ious) == 21 and all(np.isnan(v) or 0 <= v <= 1 for v in ious)
 
 
-def test_a_class_in_neither_labels_nor_predictions_has_iou_nan(voc_root) -> None:
+def test_a_class_in_neither_labels_nor_predictions_has_iou_nan(voc_root, tmp_path) -> None:
     dm = _data(voc_root)
     task = SegmentationTask(ConstantModel(21, 1), class_names=dm.class_names)
-    (result,) = quiet_trainer().test(task, datamodule=dm, verbose=False)
+    (result,) = quiet_trainer(tmp_path).test(task, datamodule=dm, verbose=False)
     assert np.isnan(result["test/IoU/tvmonitor"])  # absent from both: NaN, not 0
     assert not np.isnan(result["test/IoU/aeroplane"])  # predicted everywhere: a number
 
@@ -82,7 +82,7 @@ class ConstantModel(nn.Module):
         return {"out": logits}
 
 
-def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
+def test_metrics_equal_a_hand_count_over_the_split(voc_root, tmp_path) -> None:
     """VOC's mIoU: one confusion matrix over the split, classes in neither labels nor predictions
     left out, 255 and padding ignored."""
     label = 1
@@ -100,7 +100,7 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root) -> None:
 
     dm = _data(voc_root)
     dm.crop_size = 64  # evaluation pads every image to 64x64: padding must not count
-    (result,) = quiet_trainer().validate(
+    (result,) = quiet_trainer(tmp_path).validate(
         SegmentationTask(ConstantModel(21, label)), datamodule=dm, verbose=False
     )
     assert result["val/mIoU"] == pytest.approx(expected_miou, abs=1e-6)
@@ -119,8 +119,8 @@ def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
     torch.testing.assert_close(ce(logits, target, IGNORE_INDEX), expected)
 
 
-def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> None:
-    trainer = quiet_trainer(max_steps=3, limit_val_batches=0)
+def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root, tmp_path) -> None:
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=0)
     trainer.fit(_task(), datamodule=_data(voc_root))
     assert isinstance(trainer.optimizers[0], torch.optim.SGD)
     (config,) = trainer.lr_scheduler_configs
@@ -128,10 +128,10 @@ def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root) -> 
     assert config.scheduler.total_steps == 3 and config.scheduler.last_epoch == 3
 
 
-def test_frozen_parameters_are_left_out_of_the_optimiser(voc_root) -> None:
+def test_frozen_parameters_are_left_out_of_the_optimiser(voc_root, tmp_path) -> None:
     model = Segmenter(ResNet("resnet18", frozen_stages=1), head=DeepLabV3Head, num_classes=21)
     task = SegmentationTask(model, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
-    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(task, datamodule=_data(voc_root))
     (optimizer,) = trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW)
@@ -177,14 +177,14 @@ class Recorder(ConstantModel):
         return super().forward(x)
 
 
-def test_test_time_augmentation_in_test_and_predict_only(voc_root) -> None:
+def test_test_time_augmentation_in_test_and_predict_only(voc_root, tmp_path) -> None:
     dm = _data(voc_root)
     task = SegmentationTask(Recorder(21, 1), tta_scales=[0.5, 1.0], tta_flip=True)
     Recorder.calls = 0
-    quiet_trainer().validate(task, datamodule=dm, verbose=False)
+    quiet_trainer(tmp_path).validate(task, datamodule=dm, verbose=False)
     assert Recorder.calls == 3  # three validation images, once each
     Recorder.calls = 0
-    quiet_trainer().test(task, datamodule=dm, verbose=False)
+    quiet_trainer(tmp_path).test(task, datamodule=dm, verbose=False)
     assert Recorder.calls == 3 * 2 * 2  # two scales x (image + mirror)
 
 
@@ -192,7 +192,7 @@ def test_confusion_matrix_of_vtk_test_equals_a_hand_count(voc_root, tmp_path) ->
     dm = _data(voc_root)
     task = SegmentationTask(ConstantModel(21, 1), class_names=dm.class_names)
     task.output_dir = str(tmp_path)
-    quiet_trainer().test(task, datamodule=dm, verbose=False)
+    quiet_trainer(tmp_path).test(task, datamodule=dm, verbose=False)
     rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
     assert rows[0].split(",")[:3] == ["true \\ predicted", "background", "aeroplane"]
     matrix = np.array([[int(v) for v in r.split(",")[1:]] for r in rows[1:]])
@@ -203,13 +203,13 @@ def test_confusion_matrix_of_vtk_test_equals_a_hand_count(voc_root, tmp_path) ->
     assert (tmp_path / "confusion_matrix.png").is_file()
 
 
-def test_auto_class_weights_come_from_the_training_masks(voc_root) -> None:
+def test_auto_class_weights_come_from_the_training_masks(voc_root, tmp_path) -> None:
     from vtk.data.masks import median_frequency_weights
 
     dm = _data(voc_root)
     ce = CrossEntropyLoss(class_weights="auto")
     task = _task(21, losses=[ce, DiceLoss(weight=0.5)])
-    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(task, datamodule=dm)
     expected = median_frequency_weights(dm.split_counts("train"), 21)
     assert ce.class_weights.tolist() == pytest.approx(expected)
