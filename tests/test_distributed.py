@@ -65,10 +65,12 @@ def test_segmentation_ddp_miou_equals_single_process(
     tmp_path, vtk_process, run_vtk, capsys
 ) -> None:
     recipe = "demo_segmentation"  # 51 validation images: odd
-    ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path)
-    # evaluation pads every image to crop_size 128 (the demo's images are at most 128), so an
-    # image's score does not depend on which images share its batch
-    single = validate_single(run_vtk, capsys, recipe, ckpt)
+    # sliding windows (64 px, stride 48) over each image at its own size (~112 px): several
+    # overlapping windows per image, on whichever rank the image falls to
+    slide = ("--model.init_args.eval_mode", "slide", "--model.init_args.window", "64",
+             "--model.init_args.stride", "48")  # fmt: skip
+    ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path, *slide)
+    single = validate_single(run_vtk, capsys, recipe, ckpt, *slide)
     for key in ("val/mIoU", "val/pixel_acc"):
         assert metric(single, key) == ddp[key], key
     assert 0 < ddp["val/mIoU"] < 1
