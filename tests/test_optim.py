@@ -27,6 +27,12 @@ def test_poly_is_deeplabs_formula() -> None:
         assert lrs[step] == pytest.approx(0.1 * (1 - step / 100) ** 0.9)
 
 
+def test_poly_with_a_floor_is_mmsegmentations_formula() -> None:
+    lrs = _lrs(WarmupPolyLR, 100, power=0.9, min_factor=0.01)  # lr 0.1, min_lr 0.001
+    for step in (0, 10, 50, 99):
+        assert lrs[step] == pytest.approx((0.1 - 0.001) * (1 - step / 100) ** 0.9 + 0.001)
+
+
 def test_linear_warmup_then_the_schedule() -> None:
     lrs = _lrs(WarmupPolyLR, 100, power=1.0, warmup_steps=10, warmup_factor=0.01)
     assert lrs[0] == pytest.approx(0.1 * 0.01)

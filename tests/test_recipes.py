@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from vtk.recipe import installed_recipes, strip_weights
+from vtk.recipe import Recipe, installed_recipes, strip_weights
 
 RECIPES = installed_recipes()
 
@@ -55,3 +56,32 @@ def test_recipe_builds_and_steps_on_demo_data(recipe: Path, tmp_path: Path, run_
         "--trainer.devices", "1", "--trainer.precision", "32-true",
     )  # fmt: skip
     assert code == 0, code
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_parses_with_its_own_data_section(recipe: Path) -> None:
+    """The step above swaps the data for demo data: here every key of the recipe's own data
+    (and model) section must exist in the signatures."""
+    loaded = Recipe.load(recipe.stem, weights=False)
+    assert (
+        loaded.config["data"]["class_path"]
+        == yaml.safe_load(recipe.read_text())["data"]["class_path"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "num_classes", "ignore_index", "crop"),
+    [
+        ("deeplabv3plus_resnet101_cityscapes", 19, 255, (512, 1024)),
+        ("deeplabv3_resnet50_ade20k", 150, 255, 512),
+        ("deeplabv3plus_resnet50_camvid", 11, 11, (360, 480)),
+    ],
+)
+def test_segmentation_recipes_read_their_datasets_conventions(
+    recipe: str, num_classes: int, ignore_index: int, crop
+) -> None:
+    task, data = Recipe.load(recipe, weights=False).build()  # the data's files are read at setup
+    assert data.num_classes == task.num_classes == num_classes
+    assert data.ignore_index == task.ignore_index == ignore_index
+    assert tuple(np.atleast_1d(data.crop_size)) == tuple(np.atleast_1d(crop))
+    assert len(data.class_names) == num_classes

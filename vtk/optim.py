@@ -65,7 +65,9 @@ class _WarmupLR(LRScheduler):
 
 
 class WarmupPolyLR(_WarmupLR):
-    """DeepLab's "poly" policy: ``(1 - step / total_steps) ** power`` (DeepLabv3 §4.1)."""
+    """DeepLab's "poly" policy: ``(1 - step / total_steps) ** power`` (DeepLabv3 §4.1), down
+    to ``min_factor`` of the base LR at the end (mmsegmentation's ``min_lr``: 1e-4 for a base
+    of 0.01 is ``min_factor: 0.01``)."""
 
     def __init__(
         self,
@@ -75,12 +77,14 @@ class WarmupPolyLR(_WarmupLR):
         warmup_steps: int = 0,
         warmup_factor: float = 0.001,
         last_epoch: int = -1,
+        min_factor: float = 0.0,
     ) -> None:
-        self.power = power
+        self.power, self.min_factor = power, min_factor
         super().__init__(optimizer, total_steps, warmup_steps, warmup_factor, last_epoch)
 
     def factor(self, step: int) -> float:
-        return (1 - step / self.total_steps) ** self.power
+        poly = (1 - step / self.total_steps) ** self.power
+        return (1 - self.min_factor) * poly + self.min_factor
 
 
 class WarmupCosineLR(_WarmupLR):

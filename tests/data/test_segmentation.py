@@ -121,6 +121,20 @@ def test_size_mismatch_stops_the_setup_before_training(voc_root) -> None:
         _voc(voc_root).setup("fit")
 
 
+def test_size_mismatch_with_skip_leaves_the_pair_out_and_says_so(voc_root, caplog) -> None:
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(
+        voc_root / "SegmentationClass" / "2007_000005.png"
+    )
+    dm = _voc(voc_root, on_bad_image="skip")
+    total = len(voc_samples(voc_root, "train"))
+    with caplog.at_level("WARNING", logger="vtk"):
+        dm.setup("fit")
+    assert len(dm.datasets["train"]) == total - 1
+    assert "2007_000005" not in {s.id for s in dm.datasets["train"].samples}
+    assert "leaving out 1 pairs whose mask and image differ in size" in caplog.text
+    assert "2007_000005.png is 12x10, its image 48x40" in caplog.text
+
+
 def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
     bad = np.zeros((40, 48), np.uint8)
     bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX

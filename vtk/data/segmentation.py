@@ -181,7 +181,8 @@ def folder_samples(
 
 def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -> list[Sample]:
     """Compare each image's size with its mask's from the file headers (no decoding); returns
-    the samples, less those whose header cannot be read when ``on_bad_image="skip"``.
+    the samples, less those whose header cannot be read or whose sizes differ when
+    ``on_bad_image="skip"`` (each one logged).
 
     Done when a split is set up, so a mismatched pair stops the run before training starts
     rather than hours into it.
@@ -206,10 +207,18 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
         listing = "; ".join(
             f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}" for m, is_, ms in bad[:3]
         )
-        raise DataError(
-            f"{len(bad)} masks differ in size from their images (width x height): {listing}"
-            f"{' ...' if len(bad) > 3 else ''}. Re-export these pairs at one size or remove them."
-        )
+        more = " ..." if len(bad) > 3 else ""
+        if on_bad_image == "error":
+            raise DataError(
+                f"{len(bad)} masks differ in size from their images (width x height): {listing}"
+                f"{more}. Re-export these pairs at one size or remove them (or set "
+                "on_bad_image: skip to leave them out)."
+            )
+        log.warning(
+            "leaving out %d pairs whose mask and image differ in size (width x height): %s%s",
+            len(bad), listing, more,
+        )  # fmt: skip
+        unreadable += [b[0] for b in bad]
     return [s for s in samples if s not in unreadable]
 
 
