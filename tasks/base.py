@@ -62,6 +62,10 @@ class VisionTask(LightningModule):
             ``input_spec``); default :meth:`default_input_spec`.
     """
 
+    #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
+    #: ``vtk`` command takes them from this run's recipe and command line, not the checkpoint
+    eval_options: tuple[str, ...] = ()
+
     def __init__(
         self,
         model: nn.Module,

@@ -62,6 +62,8 @@ class SegmentationTask(VisionTask):
         slide_batch: windows run at once (memory holds one such batch).
         tta_scales, tta_flip: test-time augmentation for test and prediction (DeepLabv3's
             multi-scale + flip: ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]`` and ``true``).
+            These evaluation arguments (:attr:`eval_options`) come from the recipe and command
+            line of a ``vtk validate/test/predict`` run, also with ``--ckpt_path``.
         class_names: names for the per-class metrics (linked from the data).
         category_ids: the dataset's own class ids (linked from the data).
         ignore_index: the label of unscored pixels (linked from the data; 255 by default).
@@ -73,6 +75,8 @@ class SegmentationTask(VisionTask):
     (``confusion_matrix.csv``, and ``.png`` with matplotlib). A prediction is ``{"labels"}``,
     an ``(H, W)`` class map at the image's own size.
     """
+
+    eval_options = ("eval_mode", "window", "stride", "slide_batch", "tta_scales", "tta_flip")
 
     def __init__(
         self,

@@ -40,6 +40,14 @@ def test_segmentation_checkpoint_predicts_a_map_at_the_image_size(fit_demo) -> N
     ckpt = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)
     labels = vtk.load(ckpt).predict(np.zeros((70, 90, 3), np.uint8))["labels"]
     assert labels.shape == (70, 90) and labels.max() < 4
+    # evaluation settings other than the checkpoint's: sliding windows and flip TTA
+    model = vtk.load(ckpt, eval_mode="slide", window=48, stride=32, tta_flip=True)
+    assert (model.task.eval_mode, model.task.window, model.task.tta_flip) == ("slide", 48, True)
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    mirrored = model.predict(image[:, ::-1].copy())["labels"]
+    assert np.array_equal(model.predict(image)["labels"], mirrored[:, ::-1])  # flip-averaged
+    with pytest.raises(ConfigError, match="SegmentationTask has no evaluation option score_thresh"):
+        vtk.load(ckpt, score_thresh=0.5)
 
 
 def _write_cifar10(root: Path, per_batch: int = 4) -> Path:

@@ -185,6 +185,32 @@ def test_a_bad_mask_is_one_clean_message(vtk_process, tmp_path, make_voc, audit)
     assert "Traceback" not in result.stderr
 
 
+def test_evaluation_options_of_the_test_run_win_over_the_checkpoints(
+    run_vtk, fit_demo, monkeypatch
+) -> None:
+    """A checkpoint trained with whole-image evaluation and no TTA is tested with sliding
+    windows and flip + two scales, as given on the command line (Lightning would otherwise
+    restore every task argument from the checkpoint)."""
+    from vtk.tasks import SegmentationTask
+
+    ckpt = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)
+    seen: list[tuple] = []
+    logits = SegmentationTask.logits
+
+    def spy(self, images, augment=False):
+        seen.append((augment, self.eval_mode, self.window, self.tta_scales, self.tta_flip))
+        return logits(self, images, augment)
+
+    monkeypatch.setattr(SegmentationTask, "logits", spy)
+    code = run_vtk(
+        "test", "demo_segmentation", "--ckpt_path", ckpt, *QUIET, "--trainer.limit_test_batches", 1,
+        "--data.val_batch_size", 1, "--model.init_args.eval_mode", "slide", "--model.init_args.window", "48",
+        "--model.init_args.tta_scales", "[0.5,1.0]", "--model.init_args.tta_flip", "true",
+    )  # fmt: skip
+    assert code == 0
+    assert seen and set(seen) == {(True, "slide", 48, (0.5, 1.0), True)}
+
+
 def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
     assert run_vtk("list") == 0
     out = capsys.readouterr().out

@@ -9,20 +9,28 @@
     python tools/benchmark.py inference --arch fcos_resnet50_fpn --batch 2 --size 384
     python tools/benchmark.py eval                               # pycocotools vs faster-coco-eval
     python tools/benchmark.py data --workers 2                   # data pipeline vs model
+    python tools/benchmark.py slide                              # 2048x1024: slide vs whole
+    python tools/benchmark.py slide --tta                        # and the multi-scale+flip cost
 
 For each model a train step is forward, loss, backward and an SGD step, timed after warm-up;
 the models' steps alternate (A B, B A, ...) so all see the same machine state. The ratio is
 vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hold the same weights.
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
+``slide`` times DeepLabV3-ResNet-50 inference on one large image, sliding windows against the
+whole image at once, with the peak memory of each (CUDA: the allocator's peak; CPU, Linux:
+the peak resident memory of a fresh process running that mode once, above what it held before).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -366,12 +374,117 @@ def benchmark_data(args: argparse.Namespace) -> None:
         )
 
 
+def _deeplabv3_resnet50(num_classes: int = 19) -> nn.Module:
+    """DeepLabV3-ResNet50 as torchvision's ``deeplabv3_resnet50`` (OS 8), Cityscapes' classes."""
+    torch.manual_seed(0)
+    return Segmenter(
+        ResNet("resnet50", output_stride=8),
+        head=partial(DeepLabV3Head, atrous_rates=(12, 24, 36)),
+        num_classes=num_classes,
+    ).eval()
+
+
+TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def _slide_modes(args: argparse.Namespace, network: Callable) -> dict[str, Callable]:
+    from vtk.models import inference
+
+    modes = {
+        "whole": lambda x: inference.whole(network, x),
+        "slide": lambda x: inference.slide(
+            network, x, args.window, args.stride, batch=args.slide_batch
+        ),
+    }
+    if args.tta:
+        modes["whole+TTA"] = lambda x: inference.augmented(modes["whole"], x, TTA_SCALES, flip=True)
+    return modes
+
+
+def _status_mib(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process, from Linux's /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Set the peak resident memory to the current one (Linux >= 4.0: clear_refs 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _cpu_peak(args: argparse.Namespace, mode: str) -> float:
+    """Peak resident memory (MiB) of a fresh process running ``mode`` once, above the model's."""
+    cmd = [sys.executable, __file__, "slide", "--_memory_of", mode, "--height", str(args.height),
+           "--width", str(args.width), "--window", str(args.window), "--stride",
+           str(args.stride), "--slide_batch", str(args.slide_batch)]  # fmt: skip
+    if args.tta:
+        cmd.append("--tta")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def benchmark_slide(args: argparse.Namespace) -> None:
+    """Whole-image against sliding-window inference of one large image (and the TTA cost)."""
+    device = torch.device(args.device)
+    model = _deeplabv3_resnet50().to(device)
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        return model(x)["out"]
+
+    modes = _slide_modes(args, network)
+    x = torch.randn(1, 3, args.height, args.width, device=device)
+    if args._memory_of:  # the child process of _cpu_peak
+        _reset_peak_rss()
+        before = _status_mib("VmRSS")
+        with torch.inference_mode():
+            modes[args._memory_of](x)
+        print(_status_mib("VmHWM") - before)
+        return
+    cuda = device.type == "cuda"
+    peaks: dict[str, float] = {}
+
+    def step_for(name: str) -> Callable[[], None]:
+        def step() -> None:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            with torch.inference_mode():
+                modes[name](x)
+            if cuda:
+                peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
+
+        return step
+
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    times = time_alternating({k: step_for(k) for k in modes}, args.steps, args.warmup, sync)
+    if not cuda:
+        peaks = {k: _cpu_peak(args, k) for k in modes}
+    med = _report(
+        f"DeepLabV3-ResNet50 (OS 8) inference of one {args.width}x{args.height} image, "
+        f"{args.device}; slide: {args.window} windows, stride {args.stride}, "
+        f"{args.slide_batch} at a time; median of {args.steps}:",
+        times,
+        "whole",
+    )
+    kind = "allocated" if cuda else "resident"
+    print(f"  peak {kind} memory: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()))
+    print(f"  ratio slide/whole memory = {peaks['slide'] / peaks['whole']:.3f}")
+    if args.tta:
+        print(
+            f"  TTA ({len(TTA_SCALES)} scales x flip) cost factor = "
+            f"{med['whole+TTA'] / med['whole']:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "task", choices=["segmentation", "detection", "necks", "inference", "eval", "data"]
+        "task",
+        choices=["segmentation", "detection", "necks", "inference", "eval", "data", "slide"],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=2)
@@ -389,6 +502,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="eval: images")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--height", type=int, default=1024, help="slide: image height")
+    parser.add_argument("--width", type=int, default=2048, help="slide: image width")
+    parser.add_argument("--window", type=int, default=769, help="slide: window side")
+    parser.add_argument("--stride", type=int, default=513, help="slide: window stride")
+    parser.add_argument("--slide_batch", type=int, default=1, help="slide: windows at a time")
+    parser.add_argument("--tta", action="store_true", help="slide: also whole + TTA")
+    parser.add_argument("--_memory_of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size is None:
         args.size = {"segmentation": 256, "inference": 224}.get(args.task, 384)
@@ -401,6 +521,7 @@ def main() -> None:
         "inference": benchmark_inference,
         "eval": benchmark_eval,
         "data": benchmark_data,
+        "slide": benchmark_slide,
     }
     tasks[args.task](args)
 

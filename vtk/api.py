@@ -68,8 +68,13 @@ def _rgb(image: ImageLike) -> np.ndarray:
     return array
 
 
-def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
-    """The task saved in ``checkpoint`` (by ``vtk fit``), ready to :meth:`~Predictor.predict`."""
+def load(checkpoint: str | Path, device: str = "cpu", **eval_options: Any) -> Predictor:
+    """The task saved in ``checkpoint`` (by ``vtk fit``), ready to :meth:`~Predictor.predict`.
+
+    ``eval_options`` replace the checkpoint's evaluation settings, those the task lists in its
+    ``eval_options`` (segmentation: ``eval_mode``, ``window``, ``stride``, ``slide_batch``,
+    ``tta_scales``, ``tta_flip``): ``vtk.load(path, tta_flip=True)``.
+    """
     path = Path(checkpoint)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist.")
@@ -83,7 +88,14 @@ def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
         )
     module, name = class_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
+    unknown = sorted(set(eval_options) - set(getattr(cls, "eval_options", ())))
+    if unknown:
+        raise ConfigError(
+            f"{name} has no evaluation option {', '.join(unknown)}; it has "
+            f"{', '.join(getattr(cls, 'eval_options', ())) or 'none'}."
+        )
     task = cls.load_from_checkpoint(
-        path, map_location="cpu", model=strip_weights(hparams["model"]), weights_only=True
-    )
+        path, map_location="cpu", model=strip_weights(hparams["model"]), weights_only=True,
+        **eval_options,
+    )  # fmt: skip
     return Predictor(task, device)

@@ -15,6 +15,7 @@ A recipe after the subcommand (a path, or the name of a recipe installed with vt
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -88,6 +89,7 @@ class VTKCLI(LightningCLI):
         if sub is None:
             return
         config = self.config[sub]
+        self._eval_options = _eval_options(config.model)
         if config.get("ckpt_path") in ("last", "auto"):
             config.ckpt_path = self._resume_path(config)
         if sub == "fit" and config.get("ckpt_path"):
@@ -98,6 +100,10 @@ class VTKCLI(LightningCLI):
         sub = self.config.get("subcommand")
         if sub is not None and self.config[sub].get("ckpt_path"):
             strip_weights(self.config[sub].model)
+            # Lightning put the checkpoint's hyper-parameters over the recipe's; how to evaluate
+            # is this run's choice (mmsegmentation's test config, a --tta flag), as given
+            for key, value in getattr(self, "_eval_options", {}).items():
+                self.config[sub].model.init_args[key] = value
 
     def _resume_path(self, config: Any) -> str | None:
         trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
@@ -140,6 +146,20 @@ class VTKCLI(LightningCLI):
                 f"{f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''}. Resume with the "
                 "recipe that made it, or start from its weights with the model's weights argument."
             )
+
+
+def _eval_options(model: Any) -> dict[str, Any]:
+    """The task's :attr:`~vtk.tasks.VisionTask.eval_options` as this run's config sets them."""
+    class_path = model.get("class_path") if model is not None else None
+    init_args = model.get("init_args") if model is not None else None
+    if not class_path or init_args is None:
+        return {}
+    module, _, name = class_path.rpartition(".")
+    try:
+        task = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return {}
+    return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}
 
 
 def rewrite_recipe_argv(argv: list[str]) -> None:

@@ -37,3 +37,13 @@ def test_data_benchmark_builds_each_demo_recipe_and_trains_a_step(monkeypatch, c
     assert [ln.split(":")[0] for ln in lines] == [
         "demo_classification", "demo_segmentation", "demo_detection"
     ]  # fmt: skip
+
+
+def test_slide_prints_time_memory_and_tta_ratios(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "slide", "--height", "64", "--width", "96", "--window", "64",
+               "--stride", "32", "--steps", "1", "--warmup", "0", "--tta")  # fmt: skip
+    assert "ratio slide/whole = " in out and "ratio whole+TTA/whole = " in out
+    memory = next(ln for ln in out.splitlines() if "peak resident memory" in ln)
+    values = [float(part.split()[-2]) for part in memory.split(":", 1)[1].split(",")]
+    assert len(values) == 3 and all(v >= 0 for v in values)  # MiB of each mode's own process
+    assert "TTA (6 scales x flip) cost factor = " in out
