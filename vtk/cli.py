@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from vtk.checkpoint import AtomicCheckpointIO, find_resume_checkpoint, network_differences
 from vtk.errors import VTKError
 from vtk.recipe import find_recipe, installed_recipes, link_data_to_task, recipes_dir, strip_weights
+from vtk.trainer import Trainer as VTKTrainer
 
 log = logging.getLogger("vtk")
 
@@ -272,6 +273,7 @@ def main() -> None:
     try:
         rewrite_recipe_argv(sys.argv)
         VTKCLI(
+            trainer_class=VTKTrainer,  # Lightning's, with precision: auto
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,  # the tasks take optimizer / lr_scheduler themselves

@@ -90,8 +90,10 @@ def link_data_to_task(parser: Any) -> None:
 
 def _parser() -> Any:
     from jsonargparse import ActionConfigFile
-    from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+    from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningArgumentParser
+
+    from vtk.trainer import Trainer  # the vtk command's (precision: auto)
 
     parser = LightningArgumentParser(exit_on_error=False, parser_mode="yaml")
     parser.add_argument("--config", action=ActionConfigFile)
