@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from lightning.pytorch import Trainer
+from PIL import Image
 
 #: the repository (tests read its recipes and tools by absolute path; they never write here)
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,13 @@ def quiet_trainer(root: Path, **kwargs: Any) -> Trainer:
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
     )  # fmt: skip
     return Trainer(**{**defaults, **kwargs})
+
+
+def write_sideways_jpeg(path, orientation: int = 6) -> None:
+    """A 64x48 JPEG stored sideways, with a white block at its stored top-left, whose EXIF tag
+    says: shown rotated 90 degrees clockwise (a phone held upright)."""
+    a = np.zeros((48, 64, 3), np.uint8)
+    a[:16, :16] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(path, exif=exif, quality=95)

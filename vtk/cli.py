@@ -6,6 +6,7 @@
     vtk fit demo_segmentation --print_config
     vtk list                       # backbones, plug-ins, necks, heads, tasks, data, recipes
     vtk analyze resnet50_imagenet  # per stage: stride, channels, parameters, MACs, receptive field
+    vtk convert yolo data.yaml --split train --out train.json   # VOC XML, YOLO txt -> COCO JSON
 
 A recipe after the subcommand (a path, or the name of a recipe installed with vtk) means
 ``--config RECIPE``; any key can be overridden on the command line. What the data says once
@@ -261,6 +262,11 @@ def main() -> None:
     )
     if sys.argv[1:2] == ["list"]:
         print(list_components())
+        return
+    if sys.argv[1:2] == ["convert"]:
+        from vtk.data.convert import main as convert
+
+        convert(sys.argv[2:])
         return
     if sys.argv[1:2] == ["analyze"]:
         from vtk.analysis import analyze

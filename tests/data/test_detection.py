@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import write_sideways_jpeg
 from PIL import Image
 
 from vtk.data import CocoDetectionDataModule
@@ -176,3 +177,21 @@ def test_splits_must_share_categories(tmp_path) -> None:
     )
     with pytest.raises(DataError, match="differ from the validation file's"):
         dm.setup("fit")
+
+
+def test_exif_rotated_image_with_the_stored_size_in_the_json_is_reported(tmp_path) -> None:
+    """A phone photo stored 64x48 with 'rotate 90' in its EXIF is read upright (48x64); an
+    annotation file that gives the stored size is named, with both fixes."""
+    images = [{"id": 1, "file_name": "im1.jpg", "width": 48, "height": 64}]
+    root = write_coco(tmp_path, [_box(1, 1, 1, [1, 1, 5, 5])], images=images)
+    write_sideways_jpeg(root / "images" / "im1.jpg")
+    dm = _dm(root)
+    dm.setup("validate")
+    assert tuple(dm.datasets["val"][0]["image"].shape) == (3, 64, 48)  # upright, as the JSON says
+    raw = json.loads((root / "ann.json").read_text())
+    raw["images"][0].update(width=64, height=48)  # the stored size, as a tool ignoring EXIF writes
+    (root / "ann.json").write_text(json.dumps(raw))
+    dm = _dm(root)
+    dm.setup("validate")
+    with pytest.raises(DataError, match=r"im1.jpg\) is stored sideways with an EXIF orientation"):
+        dm.datasets["val"][0]

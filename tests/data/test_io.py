@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import write_sideways_jpeg
 from PIL import Image
 
 from vtk.data.io import read_image, read_mask
@@ -61,3 +62,20 @@ def test_masks_keep_their_indices(tmp_path) -> None:
     np.testing.assert_array_equal(read_mask(tmp_path / "p.png"), values)
     np.testing.assert_array_equal(read_mask(tmp_path / "l.png"), values)
     np.testing.assert_array_equal(read_mask(tmp_path / "16.png"), values.astype(np.uint16) * 100)
+
+
+def test_images_are_read_upright_as_their_exif_orientation_says(tmp_path) -> None:
+    write_sideways_jpeg(tmp_path / "phone.jpg")
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (64, 48, 3)  # shown 48 wide, 64 high
+    assert image[:16, -16:].mean() > 240 and image[:16, :16].mean() < 15  # now top-right
+    assert read_mask_shape_unchanged(tmp_path)
+
+
+def read_mask_shape_unchanged(tmp_path) -> bool:
+    """Masks are class indices as stored: no EXIF rotation (as mmcv reads them, 'unchanged')."""
+    mask = Image.fromarray(np.zeros((48, 64), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    mask.save(tmp_path / "mask.png", exif=exif)
+    return read_mask(tmp_path / "mask.png").shape == (48, 64)

@@ -231,3 +231,23 @@ def test_bad_classes_csv(tmp_path) -> None:
     path.write_text("Pixel Value, Class\n0, background\n2, road\n")
     with pytest.raises(DataError, match="without gaps"):
         read_classes_csv(path)
+
+
+def test_exif_rotated_image_is_checked_upright_against_its_mask(voc_root) -> None:
+    """A 48x40 JPEG stored sideways (40x48 with 'rotate 90' in EXIF) is read upright, so its
+    48x40 mask fits; a mask at the stored size is named, with the reason."""
+    stored = Image.fromarray(np.zeros((48, 40, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(voc_root / "JPEGImages" / "2007_000005.jpg", exif=exif)
+    dm = _voc(voc_root)
+    dm.setup("fit")  # the 48x40 mask fits the upright image
+    item = next(s for s in dm.datasets["train"].samples if s.id == "2007_000005")
+    assert item is not None
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(
+        voc_root / "SegmentationClass" / "2007_000005.png"
+    )
+    with pytest.raises(
+        DataError, match=r"2007_000005.png is 40x48, its image 48x40 \(read upright as its EXIF"
+    ):
+        _voc(voc_root).setup("fit")

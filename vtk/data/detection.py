@@ -30,6 +30,7 @@ from torch import Tensor
 
 from vtk.data import transforms as T
 from vtk.data.base import ImageFileDataset, VisionDataModule, list_collate
+from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
 
@@ -51,7 +52,7 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
         if not isinstance(data.get(key), list):
             raise DataError(
                 f"{path} is not a COCO annotation file: it has no {key!r} list (a COCO file has "
-                "'images', 'annotations' and 'categories'). Convert VOC XML with tools/voc_to_coco.py."
+                "'images', 'annotations' and 'categories'). Convert VOC XML or YOLO labels with vtk convert."
             )
     for what, required in (("images", ("id", "file_name")), ("categories", ("id", "name")),
                            ("annotations", ("id", "image_id", "category_id", "bbox"))):  # fmt: skip
@@ -63,6 +64,23 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
                 )
     categories = {c["id"] for c in data["categories"]}
     images = {im["id"] for im in data["images"]}
+    if len(images) != len(data["images"]):
+        seen: set = set()
+        twice = next(im["id"] for im in data["images"] if im["id"] in seen or seen.add(im["id"]))
+        raise DataError(
+            f"{path}: image id {twice} is given to more than one image; each image needs its own id."
+        )
+    ann_ids = [a["id"] for a in data["annotations"]]
+    if 0 in ann_ids or len(set(ann_ids)) != len(ann_ids):
+        # pycocotools' COCOeval records a detection's match as the annotation's id and reads 0 as
+        # "unmatched" (and indexes annotations by id): torchmetrics renumbers, COCOeval does not
+        log.warning(
+            "%s: annotation ids %s: pycocotools' COCOeval on this file counts a detection matched "
+            "to annotation 0 as a false positive (and keeps one annotation per id), so its AP "
+            "will be lower than vtk's, which renumbers. `vtk convert coco %s --out FIXED.json` "
+            "writes the file with ids from 1.",
+            path, "start at 0" if 0 in ann_ids else "repeat", path,
+        )  # fmt: skip
     for ann in data["annotations"]:
         if ann["category_id"] not in categories:
             raise DataError(
@@ -211,6 +229,15 @@ class CocoDetectionDataset(ImageFileDataset):
 
     def item(self, r: ImageRecord, image: np.ndarray) -> dict[str, Any]:
         if r.size is not None and image.shape[:2] != r.size:
+            if image.shape[1::-1] == r.size and exif_orientation(r.path) in SWAPPING_ORIENTATIONS:
+                raise DataError(
+                    f"image {r.image_id} ({r.path}) is stored sideways with an EXIF orientation "
+                    f"tag: read upright (as vtk, OpenCV and annotation tools show it) it is "
+                    f"{image.shape[1]}x{image.shape[0]}, but the annotation file gives the stored "
+                    f"size {r.size[1]}x{r.size[0]}. If the boxes were drawn on the upright image, "
+                    "swap its width and height in the file; if on the stored one, re-save the "
+                    "image without the tag (PIL: ImageOps.exif_transpose, then rotate back)."
+                )
             raise DataError(
                 f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "
                 f"file says {r.size[1]}x{r.size[0]}; its boxes would be misplaced. Fix width/height."

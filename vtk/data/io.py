@@ -1,7 +1,9 @@
 """Reading images and label masks the way real files come: any mode, with clear errors.
 
-Images become 8-bit RGB whatever they are on disk (grayscale, palette, RGBA, 16-bit), and a
-file that is not an image says so with its path. Masks stay class indices (PIL modes ``L``,
+Images become 8-bit RGB whatever they are on disk (grayscale, palette, RGBA, 16-bit), upright
+as their EXIF orientation says (a phone photo stored sideways is read as it is shown, as
+OpenCV's ``imread``, mmcv and ultralytics read it), and a file that is not an image says so
+with its path. Masks stay class indices (PIL modes ``L``,
 ``P``, ``I;16``, ``I``); a colour mask is refused, since its colours are not class ids.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vtk.errors import DataError
 
@@ -33,9 +35,29 @@ def open_image(path: str | Path) -> Image.Image:
     return img
 
 
+#: EXIF orientations that swap width and height (rotations by 90 or 270 degrees)
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1, upright, when there is none)."""
+    try:
+        with Image.open(path) as img:
+            return int(img.getexif().get(0x0112, 1) or 1)
+    except (OSError, ValueError, UnidentifiedImageError):
+        return 1
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as :func:`read_image` gives it (EXIF applied)."""
+    w, h = img.size
+    return (h, w) if int(img.getexif().get(0x0112, 1) or 1) in SWAPPING_ORIENTATIONS else (w, h)
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array."""
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied)."""
     img = open_image(path)
+    img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255 as PIL would
         a = np.asarray(img, dtype=np.float64)

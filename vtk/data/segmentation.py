@@ -37,7 +37,7 @@ from torch import Tensor
 
 from vtk.data import transforms as T
 from vtk.data.base import STAGE_SPLITS, ImageFileDataset, OnBadImage, VisionDataModule, list_collate
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, upright_size
 from vtk.data.masks import (
     MaskDecoder,
     SplitCounts,
@@ -191,8 +191,10 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
     for s in samples:
         try:
             with Image.open(s.image) as image, Image.open(s.mask) as mask:
-                if image.size != mask.size:
-                    bad.append((s, image.size, mask.size))
+                if upright_size(image) != mask.size:  # images are read upright (EXIF)
+                    bad.append(
+                        (s, upright_size(image), mask.size, upright_size(image) != image.size)
+                    )
         except (OSError, ValueError) as e:
             if on_bad_image == "error":
                 raise DataError(
@@ -205,7 +207,9 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
             )
     if bad:
         listing = "; ".join(
-            f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}" for m, is_, ms in bad[:3]
+            f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}"
+            + (" (read upright as its EXIF orientation says; stored sideways)" if turned else "")
+            for m, is_, ms, turned in bad[:3]
         )
         more = " ..." if len(bad) > 3 else ""
         if on_bad_image == "error":
