@@ -60,6 +60,13 @@ class VisionTask(LightningModule):
         input_spec: how images are prepared for evaluation and prediction
             (:class:`~vtk.data.transforms.InputSpec` as a dict; linked from the data's
             ``input_spec``); default :meth:`default_input_spec`.
+        backbone_lr_mult: the backbone's LR as a multiple of the optimizer's (mmdetection's
+            ``custom_keys={'backbone': {'lr_mult': ...}}``): 0.1 is common when fine-tuning a
+            pretrained backbone under a new head. The backbone is the model's
+            :class:`~vtk.models.backbones.base.Backbone` (for a detector its body, not the FPN).
+        norm_bias_decay: apply the optimizer's weight decay to normalisation layers' parameters
+            and to biases; ``False`` exempts them (torchvision's ``--norm-weight-decay 0`` and
+            ``--bias-weight-decay 0``, mmdetection's ``norm_decay_mult=0, bias_decay_mult=0``).
     """
 
     #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
@@ -75,6 +82,8 @@ class VisionTask(LightningModule):
         category_ids: Sequence[int] | None = None,
         ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
@@ -103,6 +112,10 @@ class VisionTask(LightningModule):
         )
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        if backbone_lr_mult < 0:
+            raise ConfigError(f"backbone_lr_mult must be 0 or more, got {backbone_lr_mult}.")
+        self.backbone_lr_mult = float(backbone_lr_mult)
+        self.norm_bias_decay = bool(norm_bias_decay)
         #: the total batch the recipe's LR is for (``vtk fit --scale_lr_from N``): the LR is
         #: scaled linearly to this run's total batch; not a hyper-parameter (set by the CLI)
         self.lr_base_batch: int | None = None
@@ -189,12 +202,50 @@ class VisionTask(LightningModule):
             return Path(self.output_dir)
         return Path(self.trainer.log_dir or self.trainer.default_root_dir) / default
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters in optimizer groups, each with a ``name`` and an
+        ``lr_mult``: ``rest`` (full LR) first, then ``backbone`` (``backbone_lr_mult``), each
+        split into a ``/no_decay`` group (weight decay 0) when ``norm_bias_decay`` is off.
+        Empty groups are left out."""
+        backbone = _find_backbone(self.model) if self.backbone_lr_mult != 1.0 else None
+        in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        if self.backbone_lr_mult != 1.0 and backbone is None:
+            raise ConfigError(
+                f"backbone_lr_mult: {type(self.model).__name__} has no backbone "
+                "(a vtk.models.backbones.Backbone or a 'backbone' attribute)."
+            )
+        exempt: set[int] = set()
+        if not self.norm_bias_decay:
+            for module in self.model.modules():
+                is_norm = isinstance(module, NORM_LAYERS)
+                for name, p in module.named_parameters(recurse=False):
+                    if is_norm or name == "bias":
+                        exempt.add(id(p))
+        groups: dict[str, dict[str, Any]] = {}
+        for p in self.parameters():
+            if not p.requires_grad:
+                continue
+            part = "backbone" if id(p) in in_backbone else "rest"
+            name = part + ("/no_decay" if id(p) in exempt else "")
+            group = groups.setdefault(
+                name,
+                {"params": [], "name": name,
+                 "lr_mult": self.backbone_lr_mult if part == "backbone" else 1.0},
+            )  # fmt: skip
+            if id(p) in exempt:
+                group["weight_decay"] = 0.0
+            group["params"].append(p)
+        order = ["rest", "rest/no_decay", "backbone", "backbone/no_decay"]
+        return [groups[n] for n in order if n in groups]
+
     def configure_optimizers(self) -> dict:
-        params = [p for p in self.parameters() if p.requires_grad]
+        groups = self.parameter_groups()
         if self.optimizer_factory is not None:
-            optimizer = self.optimizer_factory(params)
+            optimizer = self.optimizer_factory(groups)
         else:
-            optimizer = SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+            optimizer = SGD(groups, lr=0.01, momentum=0.9, weight_decay=1e-4)
+        for group in optimizer.param_groups:  # before the scheduler reads the initial LRs
+            group["lr"] *= group.get("lr_mult", 1.0)
         if self.lr_base_batch:
             self._scale_lr(optimizer, self.lr_base_batch)
         total = self.trainer.estimated_stepping_batches
@@ -276,8 +327,32 @@ class VisionTask(LightningModule):
         )
 
     def log_lr(self) -> None:
+        """``train/lr`` (the full LR), and ``train/lr_backbone`` when it differs."""
         optimizer = self.optimizers(use_pl_optimizer=False)
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        groups = optimizer.param_groups
+        self.log("train/lr", groups[0]["lr"], on_step=True, on_epoch=False)
+        backbone = [g for g in groups if str(g.get("name", "")).startswith("backbone")]
+        if backbone and self.backbone_lr_mult != 1.0:
+            self.log("train/lr_backbone", backbone[0]["lr"], on_step=True, on_epoch=False)
+
+
+#: the layers whose parameters ``norm_bias_decay=False`` exempts from weight decay
+NORM_LAYERS = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LocalResponseNorm,
+)
+
+
+def _find_backbone(model: nn.Module) -> nn.Module | None:
+    """The model's pretrained feature extractor: its first
+    :class:`~vtk.models.backbones.base.Backbone`, else its ``backbone`` attribute."""
+    from vtk.models.backbones.base import Backbone
+
+    found = next((m for m in model.modules() if isinstance(m, Backbone)), None)
+    return found if found is not None else getattr(model, "backbone", None)
 
 
 def _side(size: int | Sequence[int] | None) -> int | None:

@@ -33,6 +33,8 @@ class ClassificationTask(VisionTask):
         category_ids: the dataset's own class ids (linked from the data).
         ignore_index: not used (segmentation's; linked from the data like the rest).
         input_spec: resize, crop and normalisation for prediction (linked from the data).
+        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
+            :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
     ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
@@ -50,10 +52,13 @@ class ClassificationTask(VisionTask):
         category_ids: Sequence[int] | None = None,
         ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
-        )
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            backbone_lr_mult, norm_bias_decay,
+        )  # fmt: skip
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)
         metrics = MetricCollection(

@@ -63,6 +63,8 @@ class DetectionTask(VisionTask):
             faster-coco-eval``; same numbers, faster on large sets).
         input_spec: how images reach the detector (linked from the data: RGB in [0, 1], the
             detector resizes and normalises them itself).
+        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
+            :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``; the same
@@ -82,10 +84,13 @@ class DetectionTask(VisionTask):
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
-        )
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            backbone_lr_mult, norm_bias_decay,
+        )  # fmt: skip
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "

@@ -68,6 +68,8 @@ class SegmentationTask(VisionTask):
         category_ids: the dataset's own class ids (linked from the data).
         ignore_index: the label of unscored pixels (linked from the data; 255 by default).
         input_spec: normalisation (linked from the data).
+        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
+            :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
     ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``,
@@ -95,10 +97,13 @@ class SegmentationTask(VisionTask):
         category_ids: Sequence[int] | None = None,
         ignore_index: int | None = IGNORE_INDEX,
         input_spec: dict[str, Any] | None = None,
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec
-        )
+            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            backbone_lr_mult, norm_bias_decay,
+        )  # fmt: skip
         if eval_mode not in ("whole", "slide"):
             raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")
         self.ignore_index: int = IGNORE_INDEX if ignore_index is None else ignore_index

@@ -1,0 +1,84 @@
+"""VisionTask's parameter groups: a lower backbone LR and no weight decay on norm layers and
+biases, for every task, through the optimizer and LR schedule of a real run."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from helpers import quiet_trainer
+from torch import nn
+
+from vtk.data import DemoClassificationDataModule
+from vtk.errors import ConfigError
+from vtk.models import FCOS, Classifier, ResNet
+from vtk.tasks import ClassificationTask, DetectionTask
+from vtk.tasks.base import NORM_LAYERS
+
+
+def _optimizer_after_a_step(task, tmp_path, demo) -> torch.optim.Optimizer:
+    trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(task, datamodule=demo)
+    return trainer.optimizers[0]
+
+
+def test_backbone_lr_mult_and_no_decay_on_norm_and_bias(tmp_path) -> None:
+    demo = DemoClassificationDataModule(image_size=32, batch_size=4, num_workers=0)
+    model = Classifier(ResNet("resnet18"), demo.num_classes)
+    task = ClassificationTask(
+        model, optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05),
+        backbone_lr_mult=0.1, norm_bias_decay=False,
+    )  # fmt: skip
+    optimizer = _optimizer_after_a_step(task, tmp_path, demo)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert list(groups) == ["rest", "rest/no_decay", "backbone", "backbone/no_decay"]
+    # every trainable parameter in exactly one group
+    grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in task.parameters() if p.requires_grad)
+    backbone = {id(p) for p in model.backbone.parameters()}
+    exempt = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS)
+              for p in m.parameters(recurse=False)}  # fmt: skip
+    exempt |= {id(p) for n, p in model.named_parameters() if n.endswith(".bias")}
+    for name, g in groups.items():
+        assert all((id(p) in backbone) == name.startswith("backbone") for p in g["params"]), name
+        assert all((id(p) in exempt) == name.endswith("no_decay") for p in g["params"]), name
+        assert g["weight_decay"] == (0.0 if name.endswith("no_decay") else 0.05)
+    # the schedule scales every group alike: the backbone stays at a tenth of the rest
+    assert groups["backbone"]["lr"] == pytest.approx(0.1 * groups["rest"]["lr"])
+    assert groups["backbone"]["initial_lr"] == pytest.approx(1e-4)
+    assert groups["rest"]["initial_lr"] == pytest.approx(1e-3)
+    assert groups["rest"]["params"] == [model.head.fc.weight]  # the one decayed non-backbone tensor
+
+
+def test_defaults_keep_one_group(tmp_path) -> None:
+    demo = DemoClassificationDataModule(image_size=32, batch_size=4, num_workers=0)
+    task = ClassificationTask(Classifier(ResNet("resnet18"), demo.num_classes))
+    (group,) = _optimizer_after_a_step(task, tmp_path, demo).param_groups
+    assert group["name"] == "rest" and group["weight_decay"] == 1e-4
+
+
+def test_a_detectors_backbone_is_its_body_not_the_fpn() -> None:
+    body = ResNet("resnet18", out_indices=(1, 2, 3))
+    task = DetectionTask(FCOS(body, 3, min_size=64, max_size=64),
+                         backbone_lr_mult=0.1)  # fmt: skip
+    groups = {g["name"]: g for g in task.parameter_groups()}
+    assert {id(p) for p in groups["backbone"]["params"]} == {
+        id(p) for p in body.parameters() if p.requires_grad
+    }
+    fpn = {id(p) for p in task.model.backbone.fpn.parameters()}
+    assert fpn <= {id(p) for p in groups["rest"]["params"]}
+
+
+def test_backbone_lr_mult_without_a_backbone_is_a_clear_error() -> None:
+    class Plain(nn.Module):
+        num_classes = 2
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+    with pytest.raises(ConfigError, match="Plain has no backbone"):
+        ClassificationTask(Plain(), backbone_lr_mult=0.1).parameter_groups()
+    with pytest.raises(ConfigError, match="backbone_lr_mult must be 0 or more"):
+        ClassificationTask(Plain(), backbone_lr_mult=-1)
