@@ -28,6 +28,8 @@ from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
 from vtk.data.transforms import InputSpec
 from vtk.errors import ConfigError
+from vtk.metrics import DetectionConfusionMatrix
+from vtk.reports import write_confusion_matrix, write_pr_curves
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
@@ -42,6 +44,22 @@ COCO_METRICS = {
     "map": "AP", "map_50": "AP50", "map_75": "AP75",
     "map_small": "APs", "map_medium": "APm", "map_large": "APl", "mar_100": "AR100",
 }  # fmt: skip
+
+
+def per_class_ap(result: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """``{"AP": {class: AP}, "AP50": {...}}`` from torchmetrics' result with
+    ``extended_summary``: COCOeval's precision array ``(T, R, K, A, M)`` averaged as
+    ``COCOeval.summarize`` does for one category (all areas, the last max-detections setting;
+    -1 entries, recall levels never reached, left out; -1 when there are none)."""
+    precision, classes = result.get("precision"), result.get("classes")
+    if precision is None or classes is None or precision.ndim != 5:
+        return {}
+    out: dict[str, dict[int, float]] = {"AP": {}, "AP50": {}}
+    for k, c in enumerate(classes.tolist()):
+        for name, p in (("AP", precision[:, :, k, 0, -1]), ("AP50", precision[0, :, k, 0, -1])):
+            valid = p[p > -1]
+            out[name][int(c)] = float(valid.double().mean()) if valid.numel() else -1.0
+    return out
 
 
 class CocoMeanAveragePrecision(GatheredListStates, MeanAveragePrecision):
@@ -61,15 +79,19 @@ class DetectionTask(VisionTask):
             and predictions (linked from the data; default the class indices).
         map_backend: ``pycocotools`` (default) or ``faster_coco_eval`` (``pip install
             faster-coco-eval``; same numbers, faster on large sets).
+        confusion_score_thresh, confusion_iou_thresh: the detections that count in the confusion
+            matrix ``vtk test`` writes, and the IoU that matches them to objects
+            (:class:`~vtk.metrics.DetectionConfusionMatrix`).
         input_spec: how images reach the detector (linked from the data: RGB in [0, 1], the
             detector resizes and normalises them itself).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
-    ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``; the same
-    under ``test/`` plus ``test/AP/<class>``. ``vtk test`` also writes ``coco_results.json``
-    (original image and category ids) to ``--output_dir`` or the run folder. A prediction is
+    ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
+    ``val/AP/<class>``, ``val/AP50/<class>``; the same under ``test/``. ``vtk test`` also writes
+    ``coco_results.json`` (original image and category ids), ``confusion_matrix.csv`` / ``.png``
+    and ``pr_curves.csv`` / ``.png`` (per class, IoU 0.5) to ``--output_dir`` or the run folder. A prediction is
     ``{"boxes"}`` (x1, y1, x2, y2 in the image's pixels), ``"labels"``, ``"names"``,
     ``"category_ids"``, ``"scores"``.
     """
@@ -82,6 +104,8 @@ class DetectionTask(VisionTask):
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        confusion_score_thresh: float = 0.25,
+        confusion_iou_thresh: float = 0.5,
         ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
@@ -105,12 +129,18 @@ class DetectionTask(VisionTask):
             if category_ids is None
             else [int(c) for c in category_ids]
         )
+        # extended_summary: COCOeval's precision array, from which per-class AP and AP50 and the
+        # PR curves are read (one evaluation; class_metrics would re-run it once per class)
         kwargs = dict(
             box_format="xyxy", iou_type="bbox", backend=map_backend,
             iou_thresholds=COCO_IOU_THRESHOLDS, rec_thresholds=COCO_REC_THRESHOLDS,
+            extended_summary=True,
         )  # fmt: skip
         self.val_map = CocoMeanAveragePrecision(**kwargs)
-        self.test_map = CocoMeanAveragePrecision(class_metrics=True, **kwargs)
+        self.test_map = CocoMeanAveragePrecision(**kwargs)
+        self.test_confusion = DetectionConfusionMatrix(
+            self.num_classes, confusion_score_thresh, confusion_iou_thresh
+        )
         self._results: list[dict[str, Any]] = []
 
     def default_input_spec(self) -> InputSpec:
@@ -133,16 +163,17 @@ class DetectionTask(VisionTask):
         )
         return detections
 
-    def _log_map(self, stage: str, metric: MeanAveragePrecision) -> None:
+    def _log_map(self, stage: str, metric: MeanAveragePrecision) -> dict[str, Any]:
         result = metric.compute()  # synchronised across processes by torchmetrics
         self.log_dict(
             {f"{stage}/{name}": result[key] for key, name in COCO_METRICS.items()},
             prog_bar=stage == "val",
         )  # already synchronised by torchmetrics: the same on every process
-        if stage == "test" and result["map_per_class"].numel() > 1:
-            for c, ap in zip(result["classes"].tolist(), result["map_per_class"].tolist()):
-                self.log(f"test/AP/{self.class_names[c]}", ap)
+        for name, values in per_class_ap(result).items():
+            for c, value in values.items():
+                self.log(f"{stage}/{name}/{self.class_names[c]}", value)
         metric.reset()
+        return result
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.val_map)
@@ -151,7 +182,9 @@ class DetectionTask(VisionTask):
         self._log_map("val", self.val_map)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        for image_id, det in zip(batch["image_id"], self._evaluate(batch, self.test_map)):
+        detections = self._evaluate(batch, self.test_map)
+        self.test_confusion.update(detections, batch["eval_target"])
+        for image_id, det in zip(batch["image_id"], detections):
             # x, y, w, h in float32, as torchmetrics converts them: the written file then scores
             # exactly as the logged metric under pycocotools
             boxes = box_convert(det["boxes"].float(), "xyxy", "xywh").cpu().tolist()
@@ -166,7 +199,19 @@ class DetectionTask(VisionTask):
                 )
 
     def on_test_epoch_end(self) -> None:
-        self._log_map("test", self.test_map)
+        result = self._log_map("test", self.test_map)
+        matrix = self.test_confusion.compute().cpu().numpy()  # summed across processes
+        self.test_confusion.reset()
+        if self.trainer.is_global_zero:
+            folder = self.output_path(".")
+            write_confusion_matrix(matrix, [*self.class_names, "background"], folder, "objects")
+            if "precision" in result:
+                # IoU 0.5 (the first threshold), all areas, 100 detections; classes the split
+                # has neither in its objects nor in its detections are not in COCOeval's table
+                curves = np.full((len(COCO_REC_THRESHOLDS), self.num_classes), -1.0)
+                for k, c in enumerate(result["classes"].tolist()):
+                    curves[:, c] = result["precision"][0, :, k, 0, -1].cpu().numpy()
+                write_pr_curves(curves, COCO_REC_THRESHOLDS, self.class_names, folder)
         results = self._results
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
             gathered: list[list[dict[str, Any]]] = [[] for _ in range(self.trainer.world_size)]

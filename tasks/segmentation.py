@@ -15,7 +15,6 @@ and ``tta_flip`` (logits of rescaled and mirrored copies averaged at the image's
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from vtk.data.transforms import IGNORE_INDEX
 from vtk.errors import ConfigError
 from vtk.losses import CrossEntropyLoss, PixelLoss
 from vtk.models import inference
+from vtk.reports import write_confusion_matrix
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
@@ -272,39 +272,6 @@ class SegmentationTask(VisionTask):
         masks = [dataset[i]["mask"].numpy() for i in range(n)]
         sides = mask_object_sizes(masks, self.ignore_index)
         return sides, f"the class regions of {n} validation masks"
-
-
-def write_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], folder: Path) -> None:
-    """``confusion_matrix.csv`` (rows: true class, columns: predicted, pixel counts) and, with
-    matplotlib, ``confusion_matrix.png`` (rows normalised to 1, class names on the axes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "confusion_matrix.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, matrix):
-            writer.writerow([name, *(int(v) for v in row)])
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
-        return
-    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    n = len(class_names)
-    fig, ax = plt.subplots(figsize=(max(4, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
-    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), class_names, rotation=90, fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's pixels")
-    fig.tight_layout()
-    fig.savefig(folder / "confusion_matrix.png", dpi=100)
-    plt.close(fig)
-    log.info("wrote %s and confusion_matrix.png", path)
 
 
 class _Logits(nn.Module):

@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import quiet_trainer
@@ -90,8 +91,9 @@ def test_ground_truth_as_predictions_gives_ap_1(demo, tmp_path) -> None:
 
 def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
     task = DetectionTask(
-        Oracle(demo.num_classes, _answers(demo, noisy=True)), category_ids=demo.category_ids
-    )
+        Oracle(demo.num_classes, _answers(demo, noisy=True)), class_names=demo.class_names,
+        category_ids=demo.category_ids,
+    )  # fmt: skip
     task.output_dir = str(tmp_path)
     (result,) = quiet_trainer(tmp_path).test(task, datamodule=demo, verbose=False)
     results = json.loads((tmp_path / "coco_results.json").read_text())
@@ -106,6 +108,63 @@ def test_logged_ap_equals_cocoeval_on_the_written_json(demo, tmp_path) -> None:
     assert 0.1 < stats[0] < 0.9  # a meaningful, not degenerate, score
     for key, index in (("AP", 0), ("AP50", 1), ("AP75", 2), ("APs", 3), ("APm", 4), ("AR100", 8)):
         assert result[f"test/{key}"] == pytest.approx(stats[index], abs=1e-6), key
+    # per class: AP and AP50 as COCOeval's precision array gives them for each category, and
+    # the PR curves written are that array's IoU-0.5 rows
+    precision = evaluation.eval["precision"]  # (T, R, K, A, M), K in sorted category-id order
+    curves = np.loadtxt(tmp_path / "pr_curves.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(curves[:, 0], np.linspace(0, 1, 101), atol=1e-9)
+    for k, (cat, name) in enumerate(zip(demo.category_ids, demo.class_names)):
+        assert evaluation.params.catIds[k] == cat
+        ap, ap50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
+        assert result[f"test/AP/{name}"] == pytest.approx(ap[ap > -1].mean(), abs=1e-6), name
+        assert result[f"test/AP50/{name}"] == pytest.approx(ap50[ap50 > -1].mean(), abs=1e-6)
+        np.testing.assert_allclose(curves[:, 1 + k], ap50, atol=1e-6)
+    assert (tmp_path / "confusion_matrix.csv").is_file()
+
+
+def test_per_class_ap_is_logged_at_every_validation(demo, tmp_path) -> None:
+    task = DetectionTask(
+        Oracle(demo.num_classes, _answers(demo, noisy=True)), class_names=demo.class_names,
+        category_ids=demo.category_ids,
+    )  # fmt: skip
+    (result,) = quiet_trainer(tmp_path).validate(task, datamodule=demo, verbose=False)
+    for name in demo.class_names:
+        assert 0 < result[f"val/AP/{name}"] < result[f"val/AP50/{name}"] <= 1, name
+    # the mean over classes is the AP COCOeval reports (every class has objects here)
+    mean = np.mean([result[f"val/AP/{n}"] for n in demo.class_names])
+    assert result["val/AP"] == pytest.approx(mean, abs=1e-6)
+
+
+def test_confusion_matrix_counted_by_hand(tmp_path) -> None:
+    """Two classes (0 cat, 1 dog) + background; score threshold 0.25, IoU 0.5."""
+    from vtk.metrics import DetectionConfusionMatrix
+
+    def t(*rows):
+        return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+
+    targets = [
+        {"boxes": t([0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 60, 60]),
+         "labels": torch.tensor([0, 1, 1]), "iscrowd": torch.tensor([0, 0, 1])},
+        {"boxes": t([0, 0, 10, 10]), "labels": torch.tensor([1]), "iscrowd": torch.tensor([0])},
+    ]  # fmt: skip
+    detections = [
+        {"boxes": t([0, 0, 10, 11],  # the cat, as a cat
+                    [0, 0, 10, 9],  # the cat again: the object is taken -> a false positive cat
+                    [20, 20, 30, 31],  # the dog, as a cat
+                    [70, 0, 80, 10],  # nothing there -> a false positive dog
+                    [45, 45, 55, 55],  # on the crowd region -> counts nowhere
+                    [20, 20, 30, 30]),  # the dog again, but below the score threshold
+         "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.1]),
+         "labels": torch.tensor([0, 0, 0, 1, 1, 1])},
+        {"boxes": t(), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)},
+    ]  # fmt: skip
+    metric = DetectionConfusionMatrix(2, score_thresh=0.25, iou_thresh=0.5)
+    metric.update(detections, targets)
+    #                 pred: cat dog bg     (rows: true cat, dog, background)
+    expected = torch.tensor([[1, 0, 0],
+                             [1, 0, 1],  # a dog seen as a cat; the second image's dog missed
+                             [1, 1, 0]])  # fmt: skip
+    assert torch.equal(metric.compute(), expected)
 
 
 def test_category_ids_other_than_the_datas_are_refused(demo, tmp_path) -> None:

@@ -1,0 +1,84 @@
+"""Metrics that torchmetrics and pycocotools do not have.
+
+:class:`DetectionConfusionMatrix`: which class each ground-truth object was detected as, across
+classes, with a background row (false positives) and column (missed objects). COCOeval matches
+detections to objects of their own category only, so it cannot say "this dog was detected as a
+cat"; this matrix is what ultralytics' and mmdetection's confusion-matrix tools compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchvision.ops import box_area, box_iou
+
+
+class DetectionConfusionMatrix(Metric):
+    """``(K + 1) x (K + 1)`` counts: rows the true class, columns the predicted one, index ``K``
+    the background.
+
+    Per image, detections scoring at least ``score_thresh`` are matched to the (non-crowd)
+    objects one to one, whatever their classes, greedily by IoU (highest first) among the pairs
+    with IoU >= ``iou_thresh``. A matched pair counts at ``[true, predicted]``; an unmatched
+    object at ``[true, K]`` (missed); an unmatched detection at ``[K, predicted]`` (a false
+    positive) unless it lies on a crowd region (intersection over its own area >=
+    ``iou_thresh``, COCO's rule), where it counts nowhere. States are summed across processes.
+    """
+
+    full_state_update = False
+
+    def __init__(
+        self, num_classes: int, score_thresh: float = 0.25, iou_thresh: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.score_thresh = score_thresh
+        self.iou_thresh = iou_thresh
+        n = num_classes + 1
+        self.add_state("matrix", torch.zeros(n, n, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(
+        self, detections: Sequence[dict[str, Tensor]], targets: Sequence[dict[str, Tensor]]
+    ) -> None:
+        background = self.num_classes
+        for det, target in zip(detections, targets):
+            keep = det["scores"] >= self.score_thresh
+            boxes, labels = det["boxes"][keep].float(), det["labels"][keep].long()
+            crowd = target.get("iscrowd", torch.zeros(len(target["labels"]))).bool()
+            gt_boxes = target["boxes"][~crowd].float().to(boxes.device)
+            gt_labels = target["labels"][~crowd].long().to(boxes.device)
+            det_matched = torch.zeros(len(boxes), dtype=torch.bool)
+            gt_matched = torch.zeros(len(gt_boxes), dtype=torch.bool)
+            if len(boxes) and len(gt_boxes):
+                iou = box_iou(gt_boxes, boxes)
+                pairs = (iou >= self.iou_thresh).nonzero()
+                order = iou[pairs[:, 0], pairs[:, 1]].argsort(descending=True, stable=True)
+                for g, d in pairs[order].tolist():
+                    if not gt_matched[g] and not det_matched[d]:
+                        gt_matched[g] = det_matched[d] = True
+                        self.matrix[gt_labels[g], labels[d]] += 1
+            for g in (~gt_matched).nonzero().flatten().tolist():
+                self.matrix[gt_labels[g], background] += 1
+            unmatched = (~det_matched).nonzero().flatten()
+            if crowd.any() and len(unmatched):
+                crowd_boxes = target["boxes"][crowd].float().to(boxes.device)
+                on_crowd = (
+                    _intersection_over_first(boxes[unmatched], crowd_boxes) >= self.iou_thresh
+                )
+                unmatched = unmatched[~on_crowd.any(1)]
+            for d in unmatched.tolist():
+                self.matrix[background, labels[d]] += 1
+
+    def compute(self) -> Tensor:
+        return self.matrix
+
+
+def _intersection_over_first(a: Tensor, b: Tensor) -> Tensor:
+    """``(len(a), len(b))``: the area of each intersection over the area of the ``a`` box."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    return inter / box_area(a)[:, None].clamp(min=1e-9)

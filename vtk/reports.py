@@ -1,0 +1,107 @@
+"""Result files that ``vtk test`` writes beside its metrics: confusion matrices and
+precision-recall curves, as CSV (always) and PNG (with matplotlib: ``pip install -e ".[tools]"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("vtk")
+
+
+def _pyplot() -> Any | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def write_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], folder: Path, unit: str = "pixels"
+) -> None:
+    """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``) and,
+    with matplotlib, ``confusion_matrix.png`` (rows normalised to 1, class names on the axes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "confusion_matrix.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, matrix):
+            writer.writerow([name, *(int(v) for v in row)])
+    plt = _pyplot()
+    if plt is None:
+        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
+        return
+    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:  # the counts themselves, where they fit
+        for (i, j), v in np.ndenumerate(matrix):
+            if v:
+                ax.text(j, i, int(v), ha="center", va="center", fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, fraction=0.046, label=f"share of the true class's {unit}")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+    log.info("wrote %s and confusion_matrix.png", path)
+
+
+def write_pr_curves(
+    precision: np.ndarray,
+    recall_thresholds: Sequence[float],
+    class_names: Sequence[str],
+    folder: Path,
+    iou: float = 0.5,
+) -> None:
+    """``pr_curves.csv`` (recall, then each class's precision; -1 where COCOeval has none) and,
+    with matplotlib, ``pr_curves.png`` (one curve per class, its AP at this IoU in the legend).
+
+    ``precision``: ``(R, K)``, COCOeval's interpolated precision at the recall thresholds for
+    one IoU threshold, all areas, the largest max-detections setting."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pr_curves.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["recall", *class_names])
+        for r, row in zip(recall_thresholds, precision):
+            writer.writerow([f"{r:.2f}", *(f"{v:.6f}" for v in row)])
+    plt = _pyplot()
+    if plt is None:
+        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
+        return
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for k, name in enumerate(class_names):
+        p = precision[:, k]
+        if (p > -1).any():
+            ax.plot(
+                recall_thresholds,
+                np.where(p > -1, p, np.nan),
+                label=f"{name} {p[p > -1].mean():.3f}",
+            )
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"precision-recall at IoU {iou:g} (COCOeval, 101 points; AP in the legend)")
+    if len(class_names) <= 20:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(folder / "pr_curves.png", dpi=100)
+    plt.close(fig)
+    log.info("wrote %s and pr_curves.png", path)
