@@ -96,6 +96,8 @@ class DetectionTask(VisionTask):
     ``"category_ids"``, ``"scores"``.
     """
 
+    eval_options = ("confusion_score_thresh", "confusion_iou_thresh")
+
     def __init__(
         self,
         model: nn.Module,
