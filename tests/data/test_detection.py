@@ -195,3 +195,32 @@ def test_exif_rotated_image_with_the_stored_size_in_the_json_is_reported(tmp_pat
     dm.setup("validate")
     with pytest.raises(DataError, match=r"im1.jpg\) is stored sideways with an EXIF orientation"):
         dm.datasets["val"][0]
+
+
+def test_aspect_ratio_groups_and_repeat_factors_from_the_annotations(tmp_path, caplog) -> None:
+    """Two landscape and two portrait images (sizes from the JSON); 'dog' in one image of four:
+    with t = 0.5 its image is repeated sqrt(0.5 / 0.25) = 1.41 times per epoch."""
+    images = [{"id": i, "file_name": f"im{i}.jpg", "width": w, "height": h}
+              for i, (w, h) in enumerate([(80, 60), (80, 60), (60, 80), (60, 80)], start=1)]  # fmt: skip
+    root = write_coco(tmp_path, [_box(i, i, 1, [1, 1, 20, 20]) for i in (1, 2, 3, 4)]
+                      + [_box(5, 3, 2, [5, 5, 20, 20])], images=images)  # fmt: skip
+    for im in images:  # the files at the JSON's sizes
+        Image.new("RGB", (im["width"], im["height"])).save(root / "images" / im["file_name"])
+    dm = _dm(root, aspect_ratio_groups=1, repeat_factor_threshold=0.5, batch_size=2)
+    with caplog.at_level(logging.INFO, logger="vtk"):
+        dm.setup("fit")
+        options = dm.train_sampler_options(dm.datasets["train"])
+    assert options["groups"].tolist() == [2, 2, 1, 1]  # bins 0.5, 1, 2: 4/3 above 1, 3/4 below
+    np.testing.assert_allclose(options["repeat_factors"], [1, 1, np.sqrt(2), 1])
+    assert "aspect-ratio groups" in caplog.text and "repeat-factor sampling (t=0.5)" in caplog.text
+    loader = dm.train_dataloader()
+    for batch in loader:  # every batch of one orientation
+        assert len({tuple(im.shape[1:]) for im in batch["image"]}) == 1
+
+
+def test_sampling_options_out_of_range_are_clear_errors(tmp_path) -> None:
+    root = write_coco(tmp_path, [_box(1, 1, 1, [1, 1, 5, 5])])
+    with pytest.raises(DataError, match="repeat_factor_threshold must be in"):
+        _dm(root, repeat_factor_threshold=2.0)
+    with pytest.raises(DataError, match="aspect_ratio_groups must be 0"):
+        _dm(root, aspect_ratio_groups=-1)

@@ -74,3 +74,41 @@ def test_a_run_resumed_mid_epoch_sees_the_same_data_and_lr(tmp_path) -> None:
     assert sorted(resumed.steps) == [5, 6, 7]  # continues at the checkpoint's global step
     for step in (5, 6, 7):
         assert resumed.steps[step] == whole.steps[step], step  # same samples, same LR
+
+
+def _grouped(rank: int, epoch: int = 0, world: int = 2) -> TrainSampler:
+    groups = [0] * 12 + [1] * 8  # e.g. 12 landscape and 8 portrait images
+    sampler = TrainSampler(list(range(20)), world, rank, seed=3, groups=groups, batch_size=4)
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def test_grouped_batches_hold_one_group_and_shard_without_repeats() -> None:
+    seen = []
+    for rank in (0, 1):
+        order = list(_grouped(rank))
+        assert len(order) == len(_grouped(rank)) == 8  # 20 // (4 x 2) = 2 batches per rank
+        for k in range(0, len(order), 4):
+            assert len({i >= 12 for i in order[k : k + 4]}) == 1, order  # one group per batch
+        seen += order
+    assert len(set(seen)) == len(seen)  # no image twice in the epoch
+    assert list(_grouped(0)) == list(_grouped(0))  # seeded: every rank, and a resumed run, agree
+    assert list(_grouped(0, epoch=1)) != list(_grouped(0))
+    resumed = _grouped(1)
+    resumed.resume_at(epoch=0, batches=1, batch_size=4)
+    assert list(resumed) == list(_grouped(1))[4:]
+
+
+def test_repeat_factor_sampling_repeats_rare_images_as_often_as_their_factor() -> None:
+    factors = [1.0] * 18 + [2.5, 2.5]
+    counts = []
+    for epoch in range(200):
+        sampler = TrainSampler(list(range(20)), 1, 0, seed=0, repeat_factors=factors)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler) == 23  # round(18 + 2 x 2.5)
+        counts.append([order.count(i) for i in (0, 18)])
+    counts = torch.tensor(counts, dtype=torch.float64)
+    assert set(counts[:, 1].tolist()) <= {1.0, 2.0, 3.0}  # wrapped or cut epochs can lose one
+    assert abs(counts[:, 1].mean().item() - 2.5) < 0.15
+    assert abs(counts[:, 0].mean().item() - 1.0) < 0.1

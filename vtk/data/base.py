@@ -247,8 +247,13 @@ class VisionDataModule(LightningDataModule):
             )
         return make_loader(
             self, dataset, batch_size, train, self.num_workers, self.collate(split),
-            split in ("train", "val"),
+            split in ("train", "val"), self.train_sampler_options(dataset) if train else None,
         )  # fmt: skip
+
+    def train_sampler_options(self, dataset: Any) -> dict[str, Any]:
+        """Options of the training :class:`~vtk.data.loading.TrainSampler` (``groups``,
+        ``repeat_factors``) for ``dataset``; none by default."""
+        return {}
 
     def collate(self, split: str) -> Callable[[list[Any]], Any]:
         """How the samples of ``split`` become a batch: :attr:`collate_fn`, and lists for

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from vtk.data import transforms as T
 from vtk.data.base import ImageFileDataset, VisionDataModule, list_collate
-from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation
+from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation, upright_size
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
 
@@ -216,6 +217,35 @@ def coco_records(
     return records
 
 
+def _ratio_bins(k: int) -> list[float]:
+    return (2 ** np.linspace(-1, 1, 2 * k + 1)).tolist()
+
+
+def aspect_ratio_groups(records: Sequence[ImageRecord], k: int) -> np.ndarray:
+    """Each image's group: its width / height binned as torchvision's reference
+    ``create_aspect_ratio_groups(k)`` bins it (size from the JSON, else the file's header)."""
+    ratios = []
+    for r in records:
+        if r.size is not None:
+            h, w = r.size
+        else:
+            with Image.open(r.path) as img:
+                w, h = upright_size(img)
+        ratios.append(w / h)
+    return np.digitize(np.asarray(ratios), _ratio_bins(k)).astype(np.int64)
+
+
+def repeat_factors(records: Sequence[ImageRecord], num_classes: int, t: float) -> np.ndarray:
+    """LVIS's repeat factor per image: ``max(1, sqrt(t / f(c)))`` of its rarest class c, where
+    ``f(c)`` is the share of the images that hold c (1 for images without objects)."""
+    holds = np.zeros((len(records), num_classes), dtype=bool)
+    for i, r in enumerate(records):
+        holds[i, r.labels] = True
+    share = holds.mean(0)
+    per_class = np.maximum(1.0, np.sqrt(t / np.maximum(share, 1e-12)))
+    return np.array([per_class[h].max() if h.any() else 1.0 for h in holds])
+
+
 class CocoDetectionDataset(ImageFileDataset):
     """Images with their boxes: ``{"image", "target", "eval_target", "image_id", "path"}``.
 
@@ -275,6 +305,14 @@ class CocoDetectionDataModule(VisionDataModule):
         zoom_out_crop: SSD's sampling in training: a zoom out of up to 4x (half the time) then a
             patch with a minimum IoU with the objects (SSD §2.2, §3.6; what SSD and RFB Net
             train with). The zoomed-out canvas is filled with ImageNet's mean colour.
+        aspect_ratio_groups: batch training images of like shape together, so fewer padded
+            pixels are computed: ``k`` as torchvision's reference ``--aspect-ratio-group-factor``
+            (width / height cut at ``2 ** linspace(-1, 1, 2k + 1)``: 3 gives 8 groups, 1 still
+            parts portrait from landscape); 0 (default) mixes them.
+        repeat_factor_threshold: repeat-factor sampling for long-tailed classes (LVIS, Gupta et
+            al. 2019 §3.2): an image is repeated ``max(1, sqrt(t / f))`` times per epoch (in
+            expectation), ``f`` the share of training images that hold its rarest class; ``t``
+            is typically 0.001 (LVIS) or up to 0.1 for small sets. None (default): off.
         batch_size: images per process and step (per GPU under DDP).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
             ``num_workers``, ``on_bad_image``, ``predict_dir``).
@@ -296,6 +334,8 @@ class CocoDetectionDataModule(VisionDataModule):
         hflip: float = 0.5,
         photometric: bool = False,
         zoom_out_crop: bool = False,
+        aspect_ratio_groups: int = 0,
+        repeat_factor_threshold: float | None = None,
         batch_size: int = 2,
         **kwargs: Any,
     ) -> None:
@@ -317,6 +357,37 @@ class CocoDetectionDataModule(VisionDataModule):
         self._cache = {str(Path(val_annotations)): val}
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
         self.zoom_out_crop = zoom_out_crop
+        if aspect_ratio_groups < 0:
+            raise DataError(
+                f"aspect_ratio_groups must be 0 (off) or more, got {aspect_ratio_groups}."
+            )
+        if repeat_factor_threshold is not None and not 0 < repeat_factor_threshold <= 1:
+            raise DataError(
+                f"repeat_factor_threshold must be in (0, 1], got {repeat_factor_threshold}."
+            )
+        self.aspect_ratio_groups = aspect_ratio_groups
+        self.repeat_factor_threshold = repeat_factor_threshold
+
+    def train_sampler_options(self, dataset: Any) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        records = dataset.records
+        if self.aspect_ratio_groups:
+            options["groups"] = aspect_ratio_groups(records, self.aspect_ratio_groups)
+            counts = np.bincount(options["groups"])
+            log.info(
+                "aspect-ratio groups (width/height bins %s): %s images",
+                [round(b, 2) for b in _ratio_bins(self.aspect_ratio_groups)],
+                counts.tolist(),
+            )
+        if self.repeat_factor_threshold is not None:
+            factors = repeat_factors(records, self.num_classes, self.repeat_factor_threshold)
+            options["repeat_factors"] = factors
+            log.info(
+                "repeat-factor sampling (t=%g): an epoch is %d samples from %d images; "
+                "factors 1 to %.2f",
+                self.repeat_factor_threshold, round(factors.sum()), len(factors), factors.max(),
+            )  # fmt: skip
+        return options
 
     def _records(self, split: str) -> list[ImageRecord]:
         images, annotations = self.paths[split]

@@ -16,11 +16,13 @@ subclasses, so Lightning leaves them in place):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -48,19 +50,84 @@ class TrainSampler(DistributedSampler):
 
     ``resume_at(epoch, batches, batch_size)`` makes the iteration of that epoch start after
     its first ``batches`` batches of this rank; other epochs are unaffected.
+
+    Two options change what an epoch holds (both seeded by seed + epoch, so every rank draws the
+    same epoch and a resumed run the same order):
+
+    * ``repeat_factors`` (one float >= 1 per sample): repeat-factor sampling (Gupta et al.,
+      LVIS, 2019 §3.2): sample i appears ``floor(r_i)`` times plus once more with probability
+      ``r_i - floor(r_i)``; an epoch is ``round(sum(r))`` samples (wrapped or cut to that).
+    * ``groups`` (one int per sample) with ``batch_size``: every batch of a rank holds samples
+      of one group (torchvision's reference ``GroupedBatchSampler`` idea, here as the index order
+      the DataLoader batches): each group's shuffled samples are cut into full batches, the
+      batches shuffled and dealt to the ranks in turn. A group's last incomplete batch waits
+      for the next epoch's shuffle; the epoch's batch count is fixed (the full batches the
+      epoch's samples make), wrapped around when the groups leave fewer.
     """
 
     def __init__(
-        self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        repeat_factors: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._resume: tuple[int, int] | None = None  # (epoch, samples to skip)
+        n = len(dataset)  # type: ignore[arg-type]
+        self.repeat_factors = None if repeat_factors is None else np.asarray(repeat_factors, float)
+        self.groups = None if groups is None else np.asarray(groups)
+        self.batch_size = batch_size
+        if self.repeat_factors is not None and len(self.repeat_factors) != n:
+            raise ValueError(f"{len(self.repeat_factors)} repeat factors for {n} samples")
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"{len(self.groups)} groups for {n} samples")
+        epoch_size = n if self.repeat_factors is None else max(1, round(self.repeat_factors.sum()))
+        if self.groups is not None and epoch_size >= batch_size * num_replicas:
+            self.batches_per_rank = epoch_size // (batch_size * num_replicas)
+            self.num_samples = self.batches_per_rank * batch_size
+        else:
+            self.groups = None  # fewer samples than one batch per rank: nothing to group
+            self.num_samples = math.ceil(epoch_size / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def _epoch_order(self) -> list[int]:
+        """This rank's indices for this epoch, with the options above."""
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        n = len(self.dataset)  # type: ignore[arg-type]
+        pool = np.arange(n)
+        if self.repeat_factors is not None:
+            r = self.repeat_factors
+            whole = np.floor(r).astype(np.int64)
+            extra = torch.rand(n, generator=g, dtype=torch.float64).numpy() < (r - whole)
+            pool = np.repeat(pool, whole + extra)
+        pool = pool[torch.randperm(len(pool), generator=g).numpy()]
+        if self.groups is None:
+            return np.resize(pool, self.total_size)[self.rank :: self.num_replicas].tolist()
+        size = self.batch_size
+        batches = []
+        for group in np.unique(self.groups[pool]):
+            members = pool[self.groups[pool] == group]
+            batches += [members[i : i + size] for i in range(0, len(members) - size + 1, size)]
+        if not batches:  # no group fills a batch: mixed batches
+            batches = [pool[i : i + size] for i in range(0, len(pool) - size + 1, size)]
+        order = torch.randperm(len(batches), generator=g).tolist()
+        need = self.batches_per_rank * self.num_replicas
+        dealt = [batches[order[k % len(order)]] for k in range(need)]
+        return np.concatenate(dealt[self.rank :: self.num_replicas]).tolist()
 
     def resume_at(self, epoch: int, batches: int, batch_size: int) -> None:
         self._resume = (epoch, batches * batch_size) if batches > 0 else None
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
+        if self.repeat_factors is None and self.groups is None:
+            indices = list(super().__iter__())
+        else:
+            indices = self._epoch_order()
         if self._resume is not None and self._resume[0] == self.epoch:
             skip = self._resume[1]
             self._resume = None
@@ -113,11 +180,13 @@ def make_loader(
     num_workers: int,
     collate_fn: Callable[[list[Any]], Any],
     persistent: bool,
+    sampler_options: dict[str, Any] | None = None,
 ) -> DataLoader:
     """A DataLoader for ``dataset`` with vtk's samplers (see the module docstring).
 
     Training drops the last incomplete batch (a batch of one breaks BatchNorm) when the shard
-    holds at least one full batch.
+    holds at least one full batch. ``sampler_options`` go to the :class:`TrainSampler`
+    (``repeat_factors``, ``groups``).
     """
     world_size, rank = _placement(datamodule)
     options = dict(
@@ -129,7 +198,10 @@ def make_loader(
     )
     if not train:
         return DataLoader(dataset, sampler=EvalSampler(dataset, world_size, rank), **options)
-    sampler = TrainSampler(dataset, world_size, rank, int(os.environ.get("PL_GLOBAL_SEED", 0)))
+    sampler = TrainSampler(
+        dataset, world_size, rank, int(os.environ.get("PL_GLOBAL_SEED", 0)),
+        batch_size=batch_size, **(sampler_options or {}),
+    )  # fmt: skip
     trainer = getattr(datamodule, "trainer", None)
     return ResumableLoader(
         dataset,
