@@ -16,6 +16,7 @@ For each model a train step is forward, loss, backward and an SGD step, timed af
 the models' steps alternate (A B, B A, ...) so all see the same machine state. The ratio is
 vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hold the same weights.
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
+``grouping`` measures what aspect-ratio grouped batches save on a mixed-orientation set.
 ``slide`` times DeepLabV3-ResNet-50 inference on one large image, sliding windows against the
 whole image at once, with the peak memory of each (CUDA: the allocator's peak; CPU, Linux:
 the peak resident memory of a fresh process running that mode once, above what it held before).
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -220,6 +222,67 @@ def benchmark_detection(args: argparse.Namespace) -> None:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     times = time_alternating(steps, args.steps, args.warmup, sync)
     _report(f"FCOS-ResNet50-FPN train step, {_setting(args)}:", times, "torchvision")
+
+
+def benchmark_grouping(args: argparse.Namespace) -> None:
+    """Aspect-ratio grouped batches against mixed ones on a mixed-orientation set (half 640x480,
+    half 480x640, as COCO's photos): the padded share of the pixels the detector computes (its
+    resize, batches padded to the largest image and to 32), and the FCOS train step time on the
+    same epoch's first batches."""
+    from vtk.data.loading import TrainSampler
+
+    n = args.images
+    sizes = [(480, 640) if i % 2 else (640, 480) for i in range(n)]  # (height, width)
+    groups = np.digitize([w / h for h, w in sizes], (2 ** np.linspace(-1, 1, 7)).tolist())
+    scale_of = {s: min(args.size / min(s), args.max_size / max(s)) for s in set(sizes)}
+
+    def resized(i: int) -> tuple[int, int]:
+        h, w = sizes[i]
+        return round(h * scale_of[sizes[i]]), round(w * scale_of[sizes[i]])
+
+    def batches(grouped: bool) -> list[list[int]]:
+        sampler = TrainSampler(list(range(n)), 1, 0, seed=0, batch_size=args.batch,
+                               groups=groups if grouped else None)  # fmt: skip
+        order = list(sampler)
+        return [
+            order[k : k + args.batch] for k in range(0, len(order) - args.batch + 1, args.batch)
+        ]
+
+    def padded_share(batch_list: list[list[int]]) -> float:
+        real = padded = 0
+        for b in batch_list:
+            hw = [resized(i) for i in b]
+            ph, pw = (-(-max(v) // 32) * 32 for v in zip(*hw))
+            real += sum(h * w for h, w in hw)
+            padded += len(b) * ph * pw
+        return 1 - real / padded
+
+    shares = {name: padded_share(batches(name == "grouped")) for name in ("mixed", "grouped")}
+    print(f"Padded share of the computed pixels, {n} images (half portrait), batch {args.batch}, "
+          f"shorter side {args.size} (longer at most {args.max_size}):")  # fmt: skip
+    for name, share in shares.items():
+        print(f"  {name:8s} {share:.1%}")
+    torch.manual_seed(0)
+    model = FCOS(ResNet("resnet18", out_indices=(1, 2, 3)), 91, neck=FPN,
+                 min_size=args.size, max_size=args.max_size).train()  # fmt: skip
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    box = {"boxes": torch.tensor([[10.0, 10.0, 200.0, 150.0]]), "labels": torch.tensor([1])}
+
+    def step_for(name: str) -> Callable[[], None]:
+        todo = iter(batches(name == "grouped") * 2)
+
+        def step() -> None:
+            b = next(todo)
+            images = [torch.rand(3, *sizes[i], generator=g) for i in b]
+            detection_step(model, optimizer, images, [box] * len(b))
+
+        return step
+
+    times = time_alternating({k: step_for(k) for k in ("grouped", "mixed")}, args.steps,
+                             args.warmup, lambda: None)  # fmt: skip
+    _report(f"FCOS-ResNet18-FPN train step, batch {args.batch}, CPU fp32, median of {args.steps}:",
+            times, "mixed")  # fmt: skip
 
 
 def benchmark_necks(args: argparse.Namespace) -> None:
@@ -497,7 +560,16 @@ def main() -> None:
     )
     parser.add_argument(
         "task",
-        choices=["segmentation", "detection", "necks", "inference", "eval", "data", "slide"],
+        choices=[
+            "segmentation",
+            "detection",
+            "necks",
+            "inference",
+            "eval",
+            "data",
+            "slide",
+            "grouping",
+        ],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=2)
@@ -512,7 +584,8 @@ def main() -> None:
         choices=["resnet50", "deeplabv3_resnet101", "fcos_resnet50_fpn"],
         help="inference: which task's reference architecture",
     )
-    parser.add_argument("--images", type=int, default=500, help="eval: images")
+    parser.add_argument("--images", type=int, default=500, help="eval, grouping: images")
+    parser.add_argument("--max_size", type=int, default=1333, help="grouping: longer side cap")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--height", type=int, default=1024, help="slide: image height")
@@ -535,6 +608,7 @@ def main() -> None:
         "eval": benchmark_eval,
         "data": benchmark_data,
         "slide": benchmark_slide,
+        "grouping": benchmark_grouping,
     }
     tasks[args.task](args)
 

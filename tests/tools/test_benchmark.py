@@ -48,3 +48,12 @@ def test_slide_prints_time_memory_and_tta_ratios(monkeypatch, capsys) -> None:
     values = [float(part.split()[-2]) for part in memory.split(":", 1)[1].split(",")]
     assert len(values) == 3 and all(v >= 0 for v in values)  # MiB of each mode's own process
     assert "TTA (6 scales x flip) cost factor = " in out
+
+
+def test_grouping_benchmark_prints_padding_and_step_ratio(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "grouping", "--images", "8", "--batch", "2", "--size", "32",
+               "--max_size", "48", "--steps", "1", "--warmup", "0")  # fmt: skip
+    shares = {ln.split()[0]: float(ln.split()[1].rstrip("%")) for ln in out.splitlines()
+              if ln.strip().startswith(("mixed", "grouped")) and ln.strip().endswith("%")}  # fmt: skip
+    assert shares["grouped"] < shares["mixed"]
+    assert "ratio grouped/mixed = " in out
