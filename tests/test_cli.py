@@ -186,7 +186,7 @@ def test_a_bad_mask_is_one_clean_message(vtk_process, tmp_path, make_voc, audit)
 
 
 def test_evaluation_options_of_the_test_run_win_over_the_checkpoints(
-    run_vtk, fit_demo, monkeypatch
+    run_vtk, fit_demo, monkeypatch, tmp_path
 ) -> None:
     """A checkpoint trained with whole-image evaluation and no TTA is tested with sliding
     windows and flip + two scales, as given on the command line (Lightning would otherwise
@@ -209,6 +209,15 @@ def test_evaluation_options_of_the_test_run_win_over_the_checkpoints(
     )  # fmt: skip
     assert code == 0
     assert seen and set(seen) == {(True, "slide", 48, (0.5, 1.0), True)}
+    # the checkpoint alone predicts too (the recipe's data, masks and audit not needed)
+    images = tmp_path / "images"
+    images.mkdir()
+    demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_segmentation"
+    for p in sorted(demo.rglob("*.jpg"))[:2]:
+        (images / p.name).write_bytes(p.read_bytes())
+    assert run_vtk("predict", ckpt, images, "--output_dir", tmp_path / "pred") == 0
+    written = sorted(p.name for p in (tmp_path / "pred").rglob("*.png"))
+    assert written and all(Path(n).stem in {p.stem for p in images.iterdir()} for n in written)
 
 
 def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
@@ -245,7 +254,7 @@ def test_classification_fit_then_predict_writes_a_csv(run_vtk, fit_demo, tmp_pat
 
 @pytest.mark.slow
 def test_detection_fit_test_predict_and_a_foreign_checkpoint(
-    run_vtk, vtk_process, fit_demo, capsys, tmp_path, vtk_log
+    run_vtk, vtk_process, fit_demo, capsys, tmp_path, vtk_log, monkeypatch
 ) -> None:
     recipe = "demo_detection"
     small = ("--model.init_args.model.init_args.min_size", "96",
@@ -281,6 +290,14 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
     assert (
         "broken.jpg" in vtk_log.text and "skipping an image that cannot be decoded" in vtk_log.text
     )
+    # the checkpoint alone, from an empty folder and with no data anywhere: the same detections
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.setenv("VTK_DATA_DIR", str(empty / "no_data"))
+    assert run_vtk("predict", last, str(images), cwd=empty) == 0
+    alone = json.loads((empty / "predictions" / "predictions.json").read_text())
+    assert alone == predictions
+    assert not (empty / "no_data").exists()
 
     # the checkpoint (3 classes) against a COCO set with 2 categories: one clean message
     other = tmp_path / "other"

@@ -3,6 +3,7 @@
     vtk fit demo_segmentation                                   # an installed recipe, by name
     vtk fit recipes/deeplab_resnet101_aspp.yaml --trainer.devices 8 --data.batch_size 2
     vtk test demo_segmentation --ckpt_path runs/.../checkpoints/last.ckpt
+    vtk predict runs/.../checkpoints/last.ckpt my_images/   # the checkpoint alone: no recipe, no data
     vtk fit demo_segmentation --print_config
     vtk list                       # backbones, plug-ins, necks, heads, tasks, data, recipes
     vtk analyze resnet50_imagenet  # per stage: stride, channels, parameters, MACs, receptive field
@@ -173,11 +174,53 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
     """
     if len(argv) < 3 or argv[1] not in SUBCOMMANDS:
         return
+    if argv[1] == "predict" and argv[2].endswith(".ckpt"):
+        _checkpoint_only_predict(argv)
+        return
     if not argv[2].startswith("-"):
         argv.insert(2, "--config")
     for i, arg in enumerate(argv[:-1]):
         if arg == "--config" and not Path(argv[i + 1]).is_file():
             argv[i + 1] = str(find_recipe(argv[i + 1]))
+
+
+def _checkpoint_only_predict(argv: list[str]) -> None:
+    """``vtk predict CKPT [DIR] ...`` -> ``vtk predict --config <from the checkpoint> --ckpt_path
+    CKPT [--data.predict_dir DIR] ...``: the model as the checkpoint's recipe built it, and a
+    :class:`~vtk.data.PredictFolderDataModule` with the checkpoint's classes, ids and input
+    spec, so no training data is read. Predictions go to ``./predictions`` (or --output_dir)."""
+    import yaml
+
+    path = Path(argv[2])
+    if not path.is_file():
+        raise SystemExit(f"vtk: error: checkpoint {path} does not exist.")
+    hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+    if not hparams.get("_class_path") or "model" not in hparams:
+        raise SystemExit(
+            f"vtk: error: {path} was not saved by `vtk fit` (it has no recipe config); give the "
+            "recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
+        )
+    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    strip_weights(init_args)
+    names = init_args.get("class_names")
+    config = {
+        "trainer": {"logger": False, "default_root_dir": "."},
+        "model": {"class_path": hparams["_class_path"], "init_args": init_args},
+        "data": {
+            "class_path": "vtk.data.PredictFolderDataModule",
+            "init_args": {
+                "num_classes": len(names) if names else 1,
+                **{
+                    k: init_args.get(k)
+                    for k in ("class_names", "category_ids", "input_spec", "ignore_index")
+                },
+            },
+        },
+    }
+    rest = argv[3:]
+    if rest and not rest[0].startswith("-"):  # vtk predict CKPT DIR
+        rest = ["--data.predict_dir", *rest]
+    argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
 
 
 def _find_user_error(error: BaseException) -> VTKError | None:

@@ -1,6 +1,6 @@
 """Datasets, albumentations pipelines, LightningDataModules and the embedded demo data."""
 
-from vtk.data.base import VisionDataModule
+from vtk.data.base import PredictFolderDataModule, VisionDataModule
 from vtk.data.classification import (
     CIFAR10DataModule,
     ClassificationDataModule,
@@ -36,6 +36,7 @@ __all__ = [
     "DemoSegmentationDataModule",
     "ImageFolderDataModule",
     "MaskFolderDataModule",
+    "PredictFolderDataModule",
     "SegmentationDataModule",
     "SegmentationDataset",
     "VOCSegmentationDataModule",

@@ -278,3 +278,44 @@ class VisionDataModule(LightningDataModule):
             log.info("prediction prepares images with the checkpoint's input spec: %s", spec)
             self.datasets["predict"].transform = spec.transform()
         return self._loader("predict", self.val_batch_size)
+
+
+class PredictFolderDataModule(VisionDataModule):
+    """Only a folder of images to predict, with what a checkpoint says about its classes and
+    input: what ``vtk predict CHECKPOINT --data.predict_dir DIR`` builds, so no training data
+    (annotation files, mask folders) is needed to predict.
+
+    Args:
+        predict_dir: the folder of images.
+        num_classes, class_names, category_ids, ignore_index: the checkpoint's.
+        input_spec: the checkpoint's (:class:`~vtk.data.transforms.InputSpec` as a dict).
+        batch_size, num_workers: as for every DataModule.
+    """
+
+    collate_fn = staticmethod(list_collate)
+
+    def __init__(
+        self,
+        predict_dir: str,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        input_spec: dict[str, Any] | None = None,
+        ignore_index: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+    ) -> None:
+        super().__init__(
+            num_classes, class_names, category_ids, batch_size=batch_size,
+            num_workers=num_workers, predict_dir=predict_dir,
+        )  # fmt: skip
+        self.ignore_index = ignore_index
+        self._spec = InputSpec.from_dict(input_spec) if input_spec else InputSpec()
+
+    def eval_spec(self) -> InputSpec:
+        return self._spec
+
+    def make_dataset(self, split: str) -> Dataset:
+        raise DataError(
+            f"this DataModule only predicts (no {split} data): give the recipe to fit or test."
+        )
