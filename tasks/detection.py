@@ -55,7 +55,7 @@ def per_class_ap(result: dict[str, Any]) -> dict[str, dict[int, float]]:
     if precision is None or classes is None or precision.ndim != 5:
         return {}
     out: dict[str, dict[int, float]] = {"AP": {}, "AP50": {}}
-    for k, c in enumerate(classes.tolist()):
+    for k, c in enumerate(classes.flatten().tolist()):  # a 0-d tensor for one class
         for name, p in (("AP", precision[:, :, k, 0, -1]), ("AP50", precision[0, :, k, 0, -1])):
             valid = p[p > -1]
             out[name][int(c)] = float(valid.double().mean()) if valid.numel() else -1.0
@@ -155,10 +155,26 @@ class DetectionTask(VisionTask):
         losses = self.model(batch["image"], batch["target"])
         return {"loss": sum(losses.values()), **losses}
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        data = getattr(self.trainer, "datamodule", None)
+        transform = getattr(self.model, "transform", None)
+        if not getattr(data, "jpeg_draft", False) or transform is None:
+            return
+        # the data decodes large JPEGs no smaller than this model resizes them to
+        fit = (int(max(transform.min_size)), int(transform.max_size))
+        for dataset in data.datasets.values():
+            if hasattr(dataset, "decode_fit"):
+                dataset.decode_fit = fit
+        log.info("JPEG draft decoding: no smaller than shorter side %d, longer %d", *fit)
+
     def _evaluate(
         self, batch: dict[str, Any], metric: MeanAveragePrecision
     ) -> list[dict[str, Tensor]]:
         detections = self.model(batch["image"])
+        for d, (sx, sy) in zip(detections, batch.get("scale") or []):
+            if (sx, sy) != (1.0, 1.0):  # draft-decoded: back to the file's pixels
+                d["boxes"] = d["boxes"] * d["boxes"].new_tensor([sx, sy, sx, sy])
         metric.update(
             [{k: d[k] for k in ("boxes", "scores", "labels")} for d in detections],
             batch["eval_target"],
@@ -211,7 +227,7 @@ class DetectionTask(VisionTask):
                 # IoU 0.5 (the first threshold), all areas, 100 detections; classes the split
                 # has neither in its objects nor in its detections are not in COCOeval's table
                 curves = np.full((len(COCO_REC_THRESHOLDS), self.num_classes), -1.0)
-                for k, c in enumerate(result["classes"].tolist()):
+                for k, c in enumerate(result["classes"].flatten().tolist()):
                     curves[:, c] = result["precision"][0, :, k, 0, -1].cpu().numpy()
                 write_pr_curves(curves, COCO_REC_THRESHOLDS, self.class_names, folder)
         results = self._results

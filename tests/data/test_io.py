@@ -79,3 +79,13 @@ def read_mask_shape_unchanged(tmp_path) -> bool:
     exif[0x0112] = 6
     mask.save(tmp_path / "mask.png", exif=exif)
     return read_mask(tmp_path / "mask.png").shape == (48, 64)
+
+
+def test_jpeg_draft_decodes_no_smaller_than_the_detectors_resize(tmp_path) -> None:
+    Image.fromarray(np.full((1200, 1600, 3), 128, np.uint8)).save(tmp_path / "big.jpg")
+    assert read_image(tmp_path / "big.jpg").shape == (1200, 1600, 3)
+    # shorter side 200 (longer at most 333): 1/4 (400x300) is the smallest draft not below it
+    assert read_image(tmp_path / "big.jpg", fit=(200, 333)).shape == (300, 400, 3)
+    assert read_image(tmp_path / "big.jpg", fit=(800, 1333)).shape == (1200, 1600, 3)
+    Image.fromarray(np.full((1200, 1600, 3), 128, np.uint8)).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", fit=(200, 333)).shape == (1200, 1600, 3)  # not JPEG

@@ -221,3 +221,61 @@ def test_faster_coco_eval_missing_is_a_clear_error(monkeypatch) -> None:
     )
     with pytest.raises(ConfigError, match="pip install faster-coco-eval"):
         DetectionTask(Oracle(3, {}), map_backend="faster_coco_eval")
+
+
+class Quarter(nn.Module):
+    """A 'detector' that finds one box over the middle half of every image it is shown, and
+    resizes as an FCOS with min_size 200 / max_size 333 would."""
+
+    num_classes = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.transform = type("T", (), {"min_size": (200,), "max_size": 333})()
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, images, targets=None):
+        out = []
+        for im in images:
+            h, w = im.shape[1:]
+            self.seen.append((h, w))
+            out.append({"boxes": torch.tensor([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]]),
+                        "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)})  # fmt: skip
+        return out
+
+
+def test_jpeg_draft_images_are_scored_in_the_files_pixels(tmp_path) -> None:
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (1600, 1200), (90, 90, 90)).save(tmp_path / "images" / "big.jpg")
+    coco = {"images": [{"id": 1, "file_name": "big.jpg", "width": 1600, "height": 1200}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [400, 300, 800, 600],
+                             "area": 480000, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "thing"}]}  # fmt: skip
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    from vtk.data import CocoDetectionDataModule
+
+    a, im = str(tmp_path / "ann.json"), str(tmp_path / "images")
+    dm = CocoDetectionDataModule(im, a, a, jpeg_draft=True, num_workers=0, batch_size=1)
+    model = Quarter()
+    task = DetectionTask(model, class_names=dm.class_names, category_ids=dm.category_ids)
+    (result,) = quiet_trainer(tmp_path).validate(task, datamodule=dm, verbose=False)
+    assert model.seen == [(300, 400)]  # decoded at a quarter: 400x300 >= the 267x200 resize
+    assert result["val/AP"] == pytest.approx(1.0)  # its box, scaled back x4, is the object's
+    task.output_dir = str(tmp_path / "test")  # one class: the test files too
+    (result,) = quiet_trainer(tmp_path).test(task, datamodule=dm, verbose=False)
+    assert result["test/AP/thing"] == pytest.approx(1.0)
+    assert (tmp_path / "test" / "confusion_matrix.csv").read_text().splitlines()[1:] == [
+        "thing,1,0", "background,0,0"
+    ]  # fmt: skip
+    results = json.loads((tmp_path / "test" / "coco_results.json").read_text())
+    assert results[0]["bbox"] == pytest.approx([400, 300, 800, 600])
+    dm.setup("fit")
+    dm.datasets["train"].decode_fit = (200, 333)
+    item = dm.datasets["train"][0]
+    assert tuple(item["image"].shape[1:]) == (300, 400) and item["scale"] == (4.0, 4.0)
+    # the training box follows the image (a flip may mirror it: x1 is 100 or 200)
+    box = item["target"]["boxes"][0].tolist()
+    assert box[1::2] == [75.0, 225.0] and box[2] - box[0] == 200.0

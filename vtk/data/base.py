@@ -59,11 +59,14 @@ def resolve_class_names(num_classes: int, class_names: Sequence[str] | None) -> 
     return [str(n) for n in class_names]
 
 
-def load_image(path: str | Path, on_bad_image: OnBadImage) -> np.ndarray | None:
+def load_image(
+    path: str | Path, on_bad_image: OnBadImage, fit: tuple[int, int] | None = None
+) -> np.ndarray | None:
     """The image as ``(H, W, 3)`` uint8 RGB; one that cannot be decoded stops the run with its
-    path (``"error"``) or is logged by path and left out (``"skip"``: None)."""
+    path (``"error"``) or is logged by path and left out (``"skip"``: None). ``fit``: JPEG
+    draft decoding (:func:`vtk.data.io.open_image`)."""
     try:
-        return read_image(path)
+        return read_image(path, fit)
     except DataError as e:
         if on_bad_image == "error":
             raise DataError(f"{e} (set on_bad_image: skip to leave such images out)") from None
@@ -113,13 +116,15 @@ class ImageFileDataset(Dataset):
         self.samples = list(samples)
         self.transform = transform
         self.on_bad_image = on_bad_image
+        #: (shorter side, longer-side cap) to decode JPEGs at (draft mode), or None: whole
+        self.decode_fit: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.samples[index]
-        image = load_image(self.image_path(sample), self.on_bad_image)
+        image = load_image(self.image_path(sample), self.on_bad_image, self.decode_fit)
         return None if image is None else self.item(sample, image)
 
     def image_path(self, sample: Any) -> Path:

@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,14 @@ def coco_records(
     return records
 
 
+def _drafted_scale(size: tuple[int, int], got: tuple[int, ...]) -> int | None:
+    """The JPEG draft reduction (2, 4 or 8) that turns ``size`` (h, w) into ``got``, or None."""
+    for s in (2, 4, 8):
+        if got == (math.ceil(size[0] / s), math.ceil(size[1] / s)):
+            return s
+    return None
+
+
 def _ratio_bins(k: int) -> list[float]:
     return (2 ** np.linspace(-1, 1, 2 * k + 1)).tolist()
 
@@ -258,7 +267,14 @@ class CocoDetectionDataset(ImageFileDataset):
         return self.samples
 
     def item(self, r: ImageRecord, image: np.ndarray) -> dict[str, Any]:
-        if r.size is not None and image.shape[:2] != r.size:
+        boxes_in, scale = r.boxes, (1.0, 1.0)
+        if self.decode_fit is not None and r.size is not None and image.shape[:2] != r.size:
+            drafted = _drafted_scale(r.size, image.shape[:2])
+            if drafted is not None:  # decoded at 1/2, 1/4 or 1/8: boxes follow, results go back
+                fx, fy = image.shape[1] / r.size[1], image.shape[0] / r.size[0]
+                boxes_in = r.boxes * np.asarray([fx, fy, fx, fy], np.float32)
+                scale = (1 / fx, 1 / fy)
+        if r.size is not None and image.shape[:2] != r.size and scale == (1.0, 1.0):
             if image.shape[1::-1] == r.size and exif_orientation(r.path) in SWAPPING_ORIENTATIONS:
                 raise DataError(
                     f"image {r.image_id} ({r.path}) is stored sideways with an EXIF orientation "
@@ -272,7 +288,7 @@ class CocoDetectionDataset(ImageFileDataset):
                 f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "
                 f"file says {r.size[1]}x{r.size[0]}; its boxes would be misplaced. Fix width/height."
             )
-        out = self.transform(image=image, bboxes=r.boxes, labels=r.labels)
+        out = self.transform(image=image, bboxes=boxes_in, labels=r.labels)
         boxes = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
         labels = torch.as_tensor(np.asarray(out["labels"], np.int64))
         return {
@@ -286,6 +302,7 @@ class CocoDetectionDataset(ImageFileDataset):
             },
             "image_id": r.image_id,
             "path": str(r.path),
+            "scale": scale,  # image pixels -> the file's pixels (not 1 when draft-decoded)
         }
 
 
@@ -313,6 +330,10 @@ class CocoDetectionDataModule(VisionDataModule):
             al. 2019 §3.2): an image is repeated ``max(1, sqrt(t / f))`` times per epoch (in
             expectation), ``f`` the share of training images that hold its rarest class; ``t``
             is typically 0.001 (LVIS) or up to 0.1 for small sets. None (default): off.
+        jpeg_draft: decode large JPEGs at no less than the size the detector resizes them to
+            (JPEG draft mode: 1/2, 1/4 or 1/8 of the photo, in the DCT) for training and
+            evaluation; boxes are scaled with the image, detections back to the file's pixels
+            (the detector's ``min_size`` / ``max_size`` are told by the task at setup).
         batch_size: images per process and step (per GPU under DDP).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
             ``num_workers``, ``on_bad_image``, ``predict_dir``).
@@ -336,6 +357,7 @@ class CocoDetectionDataModule(VisionDataModule):
         zoom_out_crop: bool = False,
         aspect_ratio_groups: int = 0,
         repeat_factor_threshold: float | None = None,
+        jpeg_draft: bool = False,
         batch_size: int = 2,
         **kwargs: Any,
     ) -> None:
@@ -366,6 +388,7 @@ class CocoDetectionDataModule(VisionDataModule):
                 f"repeat_factor_threshold must be in (0, 1], got {repeat_factor_threshold}."
             )
         self.aspect_ratio_groups = aspect_ratio_groups
+        self.jpeg_draft = jpeg_draft
         self.repeat_factor_threshold = repeat_factor_threshold
 
     def train_sampler_options(self, dataset: Any) -> dict[str, Any]:

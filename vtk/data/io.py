@@ -9,12 +9,16 @@ with its path. Masks stay class indices (PIL modes ``L``,
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vtk.errors import DataError
+
+#: EXIF orientations that swap width and height (rotations by 90 or 270 degrees)
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -23,20 +27,36 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """PIL's image of ``path``, decoded now (a truncated file fails here, with its path)."""
+def draft_request(size: tuple[int, int], fit: tuple[int, int]) -> tuple[int, int] | None:
+    """The (width, height) to ask JPEG draft mode for, so an image of ``size`` (width, height)
+    decodes no smaller than a detector's resize makes it: shorter side ``fit[0]``, longer at
+    most ``fit[1]`` (torchvision's rule). None when the resize does not shrink it by 2 or more."""
+    w, h = size
+    scale = min(fit[0] / min(w, h), fit[1] / max(w, h))
+    if scale > 0.5:
+        return None
+    return math.ceil(w * scale), math.ceil(h * scale)
+
+
+def open_image(path: str | Path, fit: tuple[int, int] | None = None) -> Image.Image:
+    """PIL's image of ``path``, decoded now (a truncated file fails here, with its path).
+
+    ``fit`` (shorter side, longer-side cap): a JPEG is decoded at 1/2, 1/4 or 1/8 of its size
+    (draft mode, in the DCT: cheaper than decoding it whole) as long as it stays at least as
+    large as that resize makes it."""
     try:
         img = Image.open(path)
+        if fit is not None and img.format == "JPEG":
+            w, h = img.size
+            request = draft_request((w, h), fit)  # symmetric in the sides: EXIF does not matter
+            if request is not None:
+                img.draft("RGB", request)
         img.load()  # decode now, so a truncated file fails here, with its path
     except FileNotFoundError:
         raise DataError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"cannot decode {path}: {e}. Remove or replace the file.") from None
     return img
-
-
-#: EXIF orientations that swap width and height (rotations by 90 or 270 degrees)
-SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 def exif_orientation(path: str | Path) -> int:
@@ -54,9 +74,10 @@ def upright_size(img: Image.Image) -> tuple[int, int]:
     return (h, w) if int(img.getexif().get(0x0112, 1) or 1) in SWAPPING_ORIENTATIONS else (w, h)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied)."""
-    img = open_image(path)
+def read_image(path: str | Path, fit: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied);
+    ``fit``: JPEG draft decoding (see :func:`open_image`)."""
+    img = open_image(path, fit)
     img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255 as PIL would
