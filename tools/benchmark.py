@@ -17,6 +17,7 @@ the models' steps alternate (A B, B A, ...) so all see the same machine state. T
 vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hold the same weights.
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
 ``grouping`` measures what aspect-ratio grouped batches save on a mixed-orientation set.
+``decode`` compares JPEG decoding of large photos (whole vs draft) with the detector's rate.
 ``slide`` times DeepLabV3-ResNet-50 inference on one large image, sliding windows against the
 whole image at once, with the peak memory of each (CUDA: the allocator's peak; CPU, Linux:
 the peak resident memory of a fresh process running that mode once, above what it held before).
@@ -283,6 +284,56 @@ def benchmark_grouping(args: argparse.Namespace) -> None:
                              args.warmup, lambda: None)  # fmt: skip
     _report(f"FCOS-ResNet18-FPN train step, batch {args.batch}, CPU fp32, median of {args.steps}:",
             times, "mixed")  # fmt: skip
+
+
+def benchmark_decode(args: argparse.Namespace) -> None:
+    """Large photos (``--width`` x ``--height`` JPEGs, written to a temporary folder): images per
+    second one loader process decodes them whole and in JPEG draft mode at the detector's size
+    (shorter side ``--size``, longer at most ``--max_size``), against the images per second the
+    FCOS-ResNet50-FPN train step consumes at that size."""
+    import tempfile
+
+    from PIL import Image
+
+    from vtk.data.io import read_image
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i in range(args.images):
+            # smooth content (as photos are) so the JPEG's size is a photo's, not noise's
+            small = rng.integers(0, 255, (args.height // 16, args.width // 16, 3), dtype=np.uint8)
+            image = Image.fromarray(small).resize((args.width, args.height), Image.BILINEAR)
+            paths.append(Path(folder) / f"{i}.jpg")
+            image.save(paths[-1], quality=90)
+        fit = (args.size, args.max_size)
+        rates, shapes = {}, {}
+        for name, kwargs in (("whole", {}), ("draft", {"fit": fit})):
+            start = time.perf_counter()
+            for p in paths:
+                shapes[name] = read_image(p, **kwargs).shape
+            rates[name] = len(paths) / (time.perf_counter() - start)
+    torch.manual_seed(0)
+    model = fcos_resnet50(FPN, args.size, num_classes=91)
+    model.transform.max_size = args.max_size
+    h, w = shapes["draft"][:2]
+    images = [torch.rand(3, h, w) for _ in range(args.batch)]
+    box = {"boxes": torch.tensor([[10.0, 10.0, 200.0, 150.0]]), "labels": torch.tensor([1])}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    times = time_alternating(
+        {"train step": lambda: detection_step(model, optimizer, images, [box] * args.batch)},
+        args.steps, args.warmup, lambda: None,
+    )  # fmt: skip
+    model_rate = args.batch / statistics.median(times["train step"])
+    print(f"{args.images} JPEGs of {args.width}x{args.height}, detector resize {args.size} "
+          f"(longer at most {args.max_size}), one loader process, {args.device}:")  # fmt: skip
+    for name in ("whole", "draft"):
+        print(f"  decode {name:5s} -> {shapes[name][1]}x{shapes[name][0]}: "
+              f"{rates[name]:.1f} images/s")  # fmt: skip
+    print(f"  ratio draft/whole decode rate = {rates['draft'] / rates['whole']:.2f}")
+    print(f"  FCOS-ResNet50-FPN train step, batch {args.batch}: {model_rate:.2f} images/s; one "
+          f"loader process decodes {rates['draft'] / model_rate:.0f}x that (draft), "
+          f"{rates['whole'] / model_rate:.0f}x (whole)")  # fmt: skip
 
 
 def benchmark_necks(args: argparse.Namespace) -> None:
@@ -569,6 +620,7 @@ def main() -> None:
             "data",
             "slide",
             "grouping",
+            "decode",
         ],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -588,8 +640,8 @@ def main() -> None:
     parser.add_argument("--max_size", type=int, default=1333, help="grouping: longer side cap")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
-    parser.add_argument("--height", type=int, default=1024, help="slide: image height")
-    parser.add_argument("--width", type=int, default=2048, help="slide: image width")
+    parser.add_argument("--height", type=int, default=1024, help="slide, decode: image height")
+    parser.add_argument("--width", type=int, default=2048, help="slide, decode: image width")
     parser.add_argument("--window", type=int, default=769, help="slide: window side")
     parser.add_argument("--stride", type=int, default=513, help="slide: window stride")
     parser.add_argument("--slide_batch", type=int, default=1, help="slide: windows at a time")
@@ -609,6 +661,7 @@ def main() -> None:
         "data": benchmark_data,
         "slide": benchmark_slide,
         "grouping": benchmark_grouping,
+        "decode": benchmark_decode,
     }
     tasks[args.task](args)
 

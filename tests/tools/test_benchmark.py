@@ -57,3 +57,10 @@ def test_grouping_benchmark_prints_padding_and_step_ratio(monkeypatch, capsys) -
               if ln.strip().startswith(("mixed", "grouped")) and ln.strip().endswith("%")}  # fmt: skip
     assert shares["grouped"] < shares["mixed"]
     assert "ratio grouped/mixed = " in out
+
+
+def test_decode_benchmark_compares_draft_with_whole_and_the_model(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "decode", "--images", "2", "--width", "640", "--height", "480",
+               "--size", "64", "--max_size", "96", "--batch", "1", "--steps", "1", "--warmup", "0")  # fmt: skip
+    assert "decode whole -> 640x480" in out and "decode draft -> 160x120" in out
+    assert "ratio draft/whole decode rate = " in out and "images/s; one loader process" in out
