@@ -27,9 +27,10 @@ from torchvision.ops import box_convert
 from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
 from vtk.data.transforms import InputSpec
+from vtk.drawing import draw_detections
 from vtk.errors import ConfigError
 from vtk.metrics import DetectionConfusionMatrix
-from vtk.reports import write_confusion_matrix, write_pr_curves
+from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
@@ -60,6 +61,19 @@ def per_class_ap(result: dict[str, Any]) -> dict[str, dict[int, float]]:
             valid = p[p > -1]
             out[name][int(c)] = float(valid.double().mean()) if valid.numel() else -1.0
     return out
+
+
+def _tensorboard(task: VisionTask) -> Any | None:
+    """The SummaryWriter of the run's TensorBoard logger, if it has one."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    trainer = task._trainer
+    if trainer is None:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
 
 
 class CocoMeanAveragePrecision(GatheredListStates, MeanAveragePrecision):
@@ -140,9 +154,13 @@ class DetectionTask(VisionTask):
         )  # fmt: skip
         self.val_map = CocoMeanAveragePrecision(**kwargs)
         self.test_map = CocoMeanAveragePrecision(**kwargs)
+        self.val_confusion = DetectionConfusionMatrix(
+            self.num_classes, confusion_score_thresh, confusion_iou_thresh
+        )
         self.test_confusion = DetectionConfusionMatrix(
             self.num_classes, confusion_score_thresh, confusion_iou_thresh
         )
+        self._shown: list[tuple[Tensor, dict[str, Tensor]]] = []
         self._results: list[dict[str, Any]] = []
 
     def default_input_spec(self) -> InputSpec:
@@ -194,10 +212,60 @@ class DetectionTask(VisionTask):
         return result
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_map)
+        detections = self._evaluate(batch, self.val_map)
+        self.val_confusion.update(detections, batch["eval_target"])
+        if batch_idx == 0 and _tensorboard(self) is not None:  # a few images to draw
+            scales = batch.get("scale") or [(1.0, 1.0)] * len(detections)
+            for image, det, target, (sx, sy) in list(
+                zip(batch["image"], detections, batch["eval_target"], scales)
+            )[: self.TENSORBOARD_IMAGES]:
+                # boxes are in the file's pixels (draft decoding): back to this image's
+                to_image = torch.tensor([sx, sy, sx, sy])
+                drawn = {
+                    "boxes": det["boxes"].detach().float().cpu() / to_image,
+                    "labels": det["labels"].cpu(), "scores": det["scores"].float().cpu(),
+                    "truth": target["boxes"].float().cpu() / to_image,
+                    "truth_labels": target["labels"].cpu(),
+                }  # fmt: skip
+                self._shown.append((image.detach().cpu(), drawn))
+
+    #: validation images drawn into TensorBoard at each validation (rank 0's first batch)
+    TENSORBOARD_IMAGES = 4
 
     def on_validation_epoch_end(self) -> None:
-        self._log_map("val", self.val_map)
+        result = self._log_map("val", self.val_map)
+        matrix = self.val_confusion.compute().cpu().numpy()  # summed across processes
+        self.val_confusion.reset()
+        shown, self._shown = self._shown, []
+        writer = _tensorboard(self)
+        if writer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        step = self.global_step
+        names = [*self.class_names, "background"]
+        for tag, fig in (("val/confusion_matrix", confusion_figure(matrix, names, "objects")),
+                         ("val/pr_curves", pr_figure(self._pr_table(result),
+                                                     COCO_REC_THRESHOLDS, self.class_names))):  # fmt: skip
+            if fig is not None:
+                writer.add_figure(tag, fig, step)  # closes the figure
+        for i, (image, d) in enumerate(shown):  # predictions left, ground truth right
+            uint8 = (image.clamp(0, 1) * 255).to(torch.uint8)
+            predicted = draw_detections(
+                uint8, d["boxes"], d["labels"].tolist(), d["scores"].tolist(), self.class_names
+            )
+            truth = draw_detections(
+                uint8, d["truth"], d["truth_labels"].tolist(), [1.0] * len(d["truth"]),
+                self.class_names,
+            )  # fmt: skip
+            writer.add_image(f"val/image_{i}", torch.cat([predicted, truth], 2), step)
+
+    def _pr_table(self, result: dict[str, Any]) -> np.ndarray:
+        """``(R, K)``: each class's COCOeval precision at IoU 0.5, all areas, 100 detections;
+        -1 for classes the split has neither in its objects nor in its detections."""
+        curves = np.full((len(COCO_REC_THRESHOLDS), self.num_classes), -1.0)
+        if "precision" in result:
+            for k, c in enumerate(result["classes"].flatten().tolist()):
+                curves[:, c] = result["precision"][0, :, k, 0, -1].cpu().numpy()
+        return curves
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         detections = self._evaluate(batch, self.test_map)
@@ -224,12 +292,9 @@ class DetectionTask(VisionTask):
             folder = self.output_path(".")
             write_confusion_matrix(matrix, [*self.class_names, "background"], folder, "objects")
             if "precision" in result:
-                # IoU 0.5 (the first threshold), all areas, 100 detections; classes the split
-                # has neither in its objects nor in its detections are not in COCOeval's table
-                curves = np.full((len(COCO_REC_THRESHOLDS), self.num_classes), -1.0)
-                for k, c in enumerate(result["classes"].flatten().tolist()):
-                    curves[:, c] = result["precision"][0, :, k, 0, -1].cpu().numpy()
-                write_pr_curves(curves, COCO_REC_THRESHOLDS, self.class_names, folder)
+                write_pr_curves(
+                    self._pr_table(result), COCO_REC_THRESHOLDS, self.class_names, folder
+                )
         results = self._results
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
             gathered: list[list[dict[str, Any]]] = [[] for _ in range(self.trainer.world_size)]

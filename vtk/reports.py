@@ -26,22 +26,12 @@ def _pyplot() -> Any | None:
     return plt
 
 
-def write_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], folder: Path, unit: str = "pixels"
-) -> None:
-    """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``) and,
-    with matplotlib, ``confusion_matrix.png`` (rows normalised to 1, class names on the axes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "confusion_matrix.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, matrix):
-            writer.writerow([name, *(int(v) for v in row)])
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str = "pixels") -> Any:
+    """The confusion matrix drawn (rows normalised to 1, counts where they fit), or None
+    without matplotlib."""
     plt = _pyplot()
     if plt is None:
-        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
-        return
+        return None
     rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
@@ -57,9 +47,54 @@ def write_confusion_matrix(
                         color="white" if rows[i, j] > 0.5 else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, fraction=0.046, label=f"share of the true class's {unit}")
     fig.tight_layout()
+    return fig
+
+
+def write_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], folder: Path, unit: str = "pixels"
+) -> None:
+    """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``) and,
+    with matplotlib, ``confusion_matrix.png`` (:func:`confusion_figure`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "confusion_matrix.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, matrix):
+            writer.writerow([name, *(int(v) for v in row)])
+    fig = confusion_figure(matrix, class_names, unit)
+    if fig is None:
+        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
+        return
     fig.savefig(folder / "confusion_matrix.png", dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     log.info("wrote %s and confusion_matrix.png", path)
+
+
+def pr_figure(
+    precision: np.ndarray, recall_thresholds: Sequence[float], class_names: Sequence[str],
+    iou: float = 0.5,
+) -> Any:  # fmt: skip
+    """Each class's precision-recall curve (``precision``: ``(R, K)``, -1 where COCOeval has
+    none), its AP at this IoU in the legend; None without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for k, name in enumerate(class_names):
+        p = precision[:, k]
+        if (p > -1).any():
+            ax.plot(recall_thresholds, np.where(p > -1, p, np.nan),
+                    label=f"{name} {p[p > -1].mean():.3f}")  # fmt: skip
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"precision-recall at IoU {iou:g} (COCOeval, 101 points; AP in the legend)")
+    if len(class_names) <= 20:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 def write_pr_curves(
@@ -70,7 +105,7 @@ def write_pr_curves(
     iou: float = 0.5,
 ) -> None:
     """``pr_curves.csv`` (recall, then each class's precision; -1 where COCOeval has none) and,
-    with matplotlib, ``pr_curves.png`` (one curve per class, its AP at this IoU in the legend).
+    with matplotlib, ``pr_curves.png`` (:func:`pr_figure`).
 
     ``precision``: ``(R, K)``, COCOeval's interpolated precision at the recall thresholds for
     one IoU threshold, all areas, the largest max-detections setting."""
@@ -81,27 +116,10 @@ def write_pr_curves(
         writer.writerow(["recall", *class_names])
         for r, row in zip(recall_thresholds, precision):
             writer.writerow([f"{r:.2f}", *(f"{v:.6f}" for v in row)])
-    plt = _pyplot()
-    if plt is None:
+    fig = pr_figure(precision, recall_thresholds, class_names, iou)
+    if fig is None:
         log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
         return
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for k, name in enumerate(class_names):
-        p = precision[:, k]
-        if (p > -1).any():
-            ax.plot(
-                recall_thresholds,
-                np.where(p > -1, p, np.nan),
-                label=f"{name} {p[p > -1].mean():.3f}",
-            )
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"precision-recall at IoU {iou:g} (COCOeval, 101 points; AP in the legend)")
-    if len(class_names) <= 20:
-        ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
     fig.savefig(folder / "pr_curves.png", dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     log.info("wrote %s and pr_curves.png", path)

@@ -279,3 +279,25 @@ def test_jpeg_draft_images_are_scored_in_the_files_pixels(tmp_path) -> None:
     # the training box follows the image (a flip may mirror it: x1 is 100 or 200)
     box = item["target"]["boxes"][0].tolist()
     assert box[1::2] == [75.0, 225.0] and box[2] - box[0] == 200.0
+
+
+def test_tensorboard_gets_the_figures_and_drawn_images_at_validation(demo, tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    task = DetectionTask(
+        Oracle(demo.num_classes, _answers(demo, noisy=True)), class_names=demo.class_names,
+        category_ids=demo.category_ids,
+    )  # fmt: skip
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    quiet_trainer(tmp_path, logger=logger, limit_val_batches=2).validate(task, datamodule=demo)
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    images = events.Tags()["images"]
+    assert {"val/confusion_matrix", "val/pr_curves"} <= set(images), images
+    drawn = [t for t in images if t.startswith("val/image_")]
+    assert len(drawn) == DetectionTask.TENSORBOARD_IMAGES
+    first = events.Images("val/image_0")[0]
+    assert first.width == 2 * 128 and first.height == 128  # prediction | ground truth
+    assert "val/AP/circle" in events.Tags()["scalars"]
