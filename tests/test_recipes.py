@@ -91,3 +91,23 @@ def test_segmentation_recipes_read_their_datasets_conventions(
     assert data.ignore_index == task.ignore_index == ignore_index
     assert tuple(np.atleast_1d(data.crop_size)) == tuple(np.atleast_1d(crop))
     assert len(data.class_names) == num_classes
+
+
+def test_the_readme_finetune_command_runs_on_a_cpu(tmp_path: Path, run_vtk, vtk_log) -> None:
+    """The README's fine-tune command as written (three paths; offline: weights null), on a
+    COCO-format set, two steps: on a CPU the recipe's precision is fp32, not bf16."""
+    from vtk.data.demo import make_demo_detection
+
+    data = make_demo_detection(tmp_path / "set", num_train=8, num_val=4)
+    small = "--model.init_args.model.init_args."
+    code = run_vtk(
+        "fit", "finetune_fcos_resnet50_custom_coco",  # the installed recipe, run in tmp_path
+        "--data.train_images", data / "train", "--data.val_images", data / "val",
+        "--data.train_annotations", data / "annotations/train.json",
+        "--data.val_annotations", data / "annotations/val.json",
+        f"{small}weights", "null", f"{small}min_size", "96", f"{small}max_size", "128",
+        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--data.num_workers", "0",
+        "--data.batch_size", "2", "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    assert code == 0, code
+    assert "precision auto -> 32-true on cpu" in vtk_log.text
