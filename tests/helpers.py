@@ -10,6 +10,9 @@ import numpy as np
 from lightning.pytorch import Trainer
 from PIL import Image
 
+from vtk.models.attention import ATTENTION
+from vtk.models.layers import DEFORM_CONV
+
 #: the repository (tests read its recipes and tools by absolute path; they never write here)
 ROOT = Path(__file__).resolve().parents[1]
 #: the installed `vtk` command beside this Python
@@ -38,3 +41,25 @@ def write_sideways_jpeg(path, orientation: int = 6) -> None:
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(a).save(path, exif=exif, quality=95)
+
+
+#: the plug-in matrix: one small variant per backbone family (and block type), with an input
+#: size that suits it, and every plug-in kind (built from the registries)
+FAMILIES = {  # one small variant per family (and block type), with an input size that suits it
+    "resnet18": 64,
+    "resnet50": 64,
+    "resnext50_32x4d": 64,
+    "resnet20": 32,  # CIFAR
+    "vgg11_bn": 64,
+    "vgg16_c": 64,
+    "densenet121": 64,
+}
+PLUGINS = {
+    "none": {},
+    **{f"attention={name}": {"attention": name} for name in ATTENTION},
+    **{f"deform={v}": {"deform": v, "deform_stages": [1, 2]} for v in DEFORM_CONV},
+    "non_local": {"non_local": {1: [0], 2: [0]}},
+    "blur_pool": {"blur_pool": 3},
+    "blur_pool_5": {"blur_pool": 5},
+    "stn": {"stn": True},
+}

@@ -8,29 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import FAMILIES, PLUGINS
 
-from vtk.models.attention import ATTENTION
 from vtk.models.backbones import create_backbone
-from vtk.models.layers import DEFORM_CONV
-
-FAMILIES = {  # one small variant per family (and block type), with an input size that suits it
-    "resnet18": 64,
-    "resnet50": 64,
-    "resnext50_32x4d": 64,
-    "resnet20": 32,  # CIFAR
-    "vgg11_bn": 64,
-    "vgg16_c": 64,
-    "densenet121": 64,
-}
-PLUGINS = {
-    "none": {},
-    **{f"attention={name}": {"attention": name} for name in ATTENTION},
-    **{f"deform={v}": {"deform": v, "deform_stages": [1, 2]} for v in DEFORM_CONV},
-    "non_local": {"non_local": {1: [0], 2: [0]}},
-    "blur_pool": {"blur_pool": 3},
-    "blur_pool_5": {"blur_pool": 5},
-    "stn": {"stn": True},
-}
 
 
 @pytest.mark.parametrize("plugin", list(PLUGINS))
