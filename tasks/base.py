@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric.utilities import move_data_to_device
 from lightning.pytorch import Callback, LightningModule
 from torch import Tensor, nn
 from torch.optim import SGD, Optimizer
@@ -36,6 +37,7 @@ from vtk._compat import recipe_config_given
 from vtk.data.base import resolve_class_names
 from vtk.data.transforms import InputSpec
 from vtk.errors import ConfigError
+from vtk.models.fuse import fold_batchnorm
 from vtk.optim import WarmupPolyLR
 
 log = logging.getLogger("vtk")
@@ -122,6 +124,9 @@ class VisionTask(LightningModule):
         #: where ``vtk test`` / ``vtk predict`` write files (``--output_dir``); default the run
         #: folder (test) and ``<run folder>/predictions`` (predict)
         self.output_dir: str | None = None
+        #: ``trainer.predict`` runs the fast path (:meth:`fold_batchnorm`, channels_last), as
+        #: :class:`vtk.api.Predictor` does (``vtk predict --fast false`` turns it off)
+        self.fast_predict = True
 
     # -- the task's contract --------------------------------------------------------------------
     def default_input_spec(self) -> InputSpec:
@@ -160,6 +165,39 @@ class VisionTask(LightningModule):
             "output_names": ["logits"],
             "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"}},
         }
+
+    def fold_batchnorm(self) -> dict[str, Any]:
+        """Fold the network's BatchNorms into their convolutions for inference (in place: the
+        task then predicts, it no longer trains as before), checked on :meth:`fold_example`;
+        returns the report (``pairs``, ``max_abs_diff``). A network that cannot be folded
+        exactly stays as it is, and the report says why (``error``)."""
+        example, run = self.fold_example()
+        example = move_data_to_device(example, self.device)
+        try:
+            folded, report = fold_batchnorm(self.model, example, run)
+        except (ValueError, RuntimeError) as e:
+            log.warning("BatchNorm not folded (%s): the network runs as trained", e)
+            return {"pairs": 0, "error": str(e)}
+        self.model = folded
+        return report
+
+    def on_predict_start(self) -> None:
+        if not self.fast_predict or getattr(self, "_folded", False):
+            return
+        report = self.fold_batchnorm()
+        self._folded = True
+        if self.device.type in ("cpu", "cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.trainer.is_global_zero:
+            log.info(
+                "fast path: %d BatchNorms folded (max difference %.2g), channels_last",
+                report["pairs"], report.get("max_abs_diff", 0.0),
+            )  # fmt: skip
+
+    def fold_example(self) -> tuple[Any, Any]:
+        """An input on which the folded network is checked, and how to run it (None: the
+        network's forward): a small random batch at :meth:`default_size` (at most 128)."""
+        return self.example_input(min(self.default_size(), 128), batch=1), None
 
     def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
         """The longer sides (pixels at the network's input) of the objects of the validation

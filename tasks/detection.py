@@ -338,6 +338,13 @@ class DetectionTask(VisionTask):
         g = torch.Generator().manual_seed(0)
         return [torch.rand(3, side, side, generator=g) for _ in range(batch)]
 
+    def fold_example(self) -> tuple[Any, Any]:
+        """A normalised batch through the backbone and neck (where a detector's BatchNorms are;
+        the heads have GroupNorm or none), compared before NMS."""
+        side = min(self.default_size(), 128)
+        example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+        return example, lambda m, x: m.backbone(x)
+
     def export_spec(self, size: int) -> dict[str, Any]:
         """torchvision's export path: one image (3, H, W) in [0, 1] -> boxes, scores, labels."""
         return {

@@ -116,3 +116,59 @@ def test_a_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path) -> None:
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
     with pytest.raises(ConfigError, match="was not saved by `vtk fit`"):
         vtk.load(tmp_path / "plain.ckpt")
+
+
+def _images(folder: Path, source: Path, pattern: str, n: int) -> Path:
+    folder.mkdir()
+    for p in sorted(source.rglob(pattern))[:n]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
+def test_fast_batched_and_folder_predictions_agree_with_the_plain_network_and_vtk_predict(
+    fit_demo, run_vtk, tmp_path, vtk_log
+) -> None:
+    import csv
+    import os
+
+    ckpt = fit_demo("demo_classification", "--data.image_size", "32", steps=2)
+    demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val"
+    folder = _images(tmp_path / "images", demo, "*.png", 6)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    fast, plain = vtk.load(ckpt, device="cpu"), vtk.load(ckpt, device="cpu", fast=False)
+    assert fast.fold_report["pairs"] == 20  # ResNet-18: every conv has its BatchNorm
+    paths = sorted(p for p in folder.glob("*.png"))
+    batched = fast.predict(paths)
+    one_by_one = [fast.predict(p) for p in paths]
+    unfolded = plain.predict(paths)
+    for a, b, c in zip(batched, one_by_one, unfolded):
+        assert a["names"] == b["names"] == c["names"]
+        np.testing.assert_allclose(a["scores"], c["scores"], atol=1e-5)
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    streamed = list(fast.predict_folder(folder, batch_size=4, num_workers=0, progress=False))
+    assert [r["id"] for r in streamed] == [p.stem for p in paths]  # broken.jpg and notes.txt out
+    assert "notes.txt" in vtk_log.text and "broken.jpg" in vtk_log.text
+    assert [r["names"] for r in streamed] == [r["names"] for r in batched]
+    # vtk predict (the fast path too, through Lightning) names the same classes
+    assert run_vtk("predict", ckpt, folder, "--output_dir", tmp_path / "out") == 0
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        rows = {r["id"]: r["class1"] for r in csv.DictReader(f)}
+    assert rows == {r["id"]: r["names"][0] for r in streamed}
+    assert "fast path: 20 BatchNorms folded" in vtk_log.text
+
+
+def test_detector_fast_path_gives_the_same_detections(fit_demo, tmp_path) -> None:
+    import os
+
+    small = ("--model.init_args.model.init_args.min_size", "96",
+             "--model.init_args.model.init_args.max_size", "96")  # fmt: skip
+    ckpt = fit_demo("demo_detection", *small, steps=2)
+    demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_detection" / "val"
+    paths = sorted(demo.glob("*.jpg"))[:3]
+    fast, plain = vtk.load(ckpt, device="cpu"), vtk.load(ckpt, device="cpu", fast=False)
+    assert fast.fold_report["pairs"] > 0
+    for a, b in zip(fast.predict(paths), plain.predict(paths)):
+        assert a["labels"][:10] == b["labels"][:10]
+        np.testing.assert_allclose(a["scores"][:10], b["scores"][:10], atol=1e-4)
+        np.testing.assert_allclose(a["boxes"][:10], b["boxes"][:10], atol=1e-2)

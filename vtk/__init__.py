@@ -8,8 +8,9 @@ command that trains them from YAML recipes.
 __version__ = "0.1.0"
 
 
-def load(checkpoint, device: str = "cpu", **eval_options):
-    """A checkpoint saved by ``vtk fit``, ready to ``.predict(image)``: see :func:`vtk.api.load`."""
+def load(checkpoint, device: str = "auto", fast: bool = True, **options):
+    """A checkpoint saved by ``vtk fit``, ready to ``.predict(image)`` and
+    ``.predict_folder(dir)``: see :func:`vtk.api.load`."""
     from vtk.api import load as _load
 
-    return _load(checkpoint, device, **eval_options)
+    return _load(checkpoint, device, fast, **options)

@@ -65,6 +65,13 @@ class VTKCLI(LightningCLI):
             "is scaled linearly to this run's batch_size x processes x accumulate_grad_batches.",
         )
         parser.add_argument(
+            "--fast",
+            type=bool,
+            default=True,
+            help="vtk predict: BatchNorm folded into the convolutions and channels_last (the "
+            "same results up to float rounding); false runs the network as trained.",
+        )
+        parser.add_argument(
             "--output_dir",
             type=str | None,
             default=None,
@@ -77,6 +84,7 @@ class VTKCLI(LightningCLI):
         if self.subcommand is not None:
             self.model.output_dir = self.config[self.subcommand].get("output_dir")
             self.model.lr_base_batch = self.config[self.subcommand].get("scale_lr_from")
+            self.model.fast_predict = bool(self.config[self.subcommand].get("fast", True))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
