@@ -373,41 +373,64 @@ def _inference_pair(arch: str, size: int) -> tuple[nn.Module, nn.Module, str]:
 
 
 def benchmark_inference(args: argparse.Namespace) -> None:
-    """Inference of each task's reference architecture, vtk against torchvision."""
+    """Inference of each task's reference architecture: vtk's fast path (BatchNorm folded,
+    channels_last, inference mode: what ``vtk.load`` and ``vtk predict`` run) and vtk eager
+    against torchvision eager fp32, with the GFLOP/s each achieves."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vtk.models.fuse import fold_batchnorm
+
     device = torch.device(args.device)
     ours, reference, title = _inference_pair(args.arch, args.size)
-    models = {"vtk": ours.to(device).eval(), "torchvision": reference.to(device).eval()}
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    if args.arch == "fcos_resnet50_fpn":
-        x = [t.clamp(0, 1) for t in x.abs()]  # a list of images in [0, 1], as detectors take
-    elif args.channels_last:
-        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
-        x = x.contiguous(memory_format=torch.channels_last)
+    ours, reference = ours.eval(), reference.eval()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    detector = args.arch == "fcos_resnet50_fpn"
+    fold_run = (lambda m, t: m.backbone(t)) if detector else None
+    fast, report = fold_batchnorm(ours, x[:1], fold_run)
+    fast = fast.to(device, memory_format=torch.channels_last)
+    models = {"vtk fast": fast, "vtk eager": ours.to(device), "torchvision": reference.to(device)}
+    x = x.to(device)
+    inputs = {name: x for name in models}
+    if detector:  # a list of images in [0, 1], as detectors take
+        images = [t.clamp(0, 1) for t in x.abs()]
+        inputs = {name: images for name in models}
+    else:
+        inputs["vtk fast"] = x.contiguous(memory_format=torch.channels_last)
+        if args.channels_last:  # the references in channels_last too
+            for name in ("vtk eager", "torchvision"):
+                models[name] = models[name].to(memory_format=torch.channels_last)
+                inputs[name] = inputs["vtk fast"]
     if args.compile:
         models = {k: torch.compile(m) for k, m in models.items()}
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        reference(inputs["torchvision"])
+    flops = counter.get_total_flops()
 
-    def step_for(model: nn.Module) -> Callable[[], None]:
+    def step_for(name: str) -> Callable[[], None]:
+        model, inp = models[name], inputs[name]
+
         def step() -> None:
             with torch.inference_mode(), amp:
-                model(x)
+                model(inp)
 
         return step
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = time_alternating(
-        {k: step_for(m) for k, m in models.items()}, args.steps, args.warmup, sync
-    )
+    times = time_alternating({k: step_for(k) for k in models}, args.steps, args.warmup, sync)
     flags = "".join(
-        f", {f}" for f, on in (("channels_last", args.channels_last), ("compile", args.compile),
-                               ("bf16", args.bf16)) if on
+        f", {f}" for f, on in (("references channels_last", args.channels_last),
+                               ("compile", args.compile), ("bf16", args.bf16)) if on
     )  # fmt: skip
     _report(
         f"{title} inference, batch {args.batch} x {args.size}^2, {args.device}{flags}, "
-        f"median of {args.steps}:",
+        f"median of {args.steps} ({report['pairs']} BatchNorms folded):",
         times,
         "torchvision",
     )
+    for name, ts in times.items():
+        print(f"  {name:12s} {flops / statistics.median(ts) / 1e9:.1f} GFLOP/s "
+              f"({flops / 1e9:.1f} GFLOP per batch, torchvision's count)")  # fmt: skip
 
 
 def benchmark_eval(args: argparse.Namespace) -> None:

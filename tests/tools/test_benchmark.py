@@ -20,7 +20,7 @@ def _run(monkeypatch, capsys, *args: str) -> str:
 def test_inference_prints_a_ratio_against_torchvision(monkeypatch, capsys, arch) -> None:
     out = _run(monkeypatch, capsys, "inference", "--arch", arch, "--batch", "1", "--size", "64",
                "--steps", "1", "--warmup", "0")  # fmt: skip
-    assert "inference" in out and "ratio vtk/torchvision = " in out
+    assert "inference" in out and "ratio vtk fast/torchvision = " in out and "GFLOP/s" in out
 
 
 def test_coco_eval_backends_and_per_class_modes_agree(monkeypatch, capsys) -> None:
