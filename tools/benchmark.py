@@ -18,6 +18,7 @@ vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hol
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
 ``grouping`` measures what aspect-ratio grouped batches save on a mixed-orientation set.
 ``decode`` compares JPEG decoding of large photos (whole vs draft) with the detector's rate.
+``onnx`` times onnxruntime against the PyTorch fast path on the same folded network.
 ``slide`` times DeepLabV3-ResNet-50 inference on one large image, sliding windows against the
 whole image at once, with the peak memory of each (CUDA: the allocator's peak; CPU, Linux:
 the peak resident memory of a fresh process running that mode once, above what it held before).
@@ -433,6 +434,56 @@ def benchmark_inference(args: argparse.Namespace) -> None:
               f"({flops / 1e9:.1f} GFLOP per batch, torchvision's count)")  # fmt: skip
 
 
+def benchmark_onnx(args: argparse.Namespace) -> None:
+    """onnxruntime (CPU) against the PyTorch fast path on the same folded network and inputs:
+    what ``vtk export`` writes and ``vtk.load("model.onnx")`` runs, against ``vtk.load(ckpt)``."""
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    from vtk.models.fuse import fold_batchnorm
+
+    if args.arch == "fcos_resnet50_fpn":
+        raise SystemExit("onnx: --arch resnet50 or deeplabv3_resnet101")
+    ours, _, title = _inference_pair(args.arch, args.size)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    fast, _ = fold_batchnorm(ours.eval(), x[:1])
+    net = fast if args.arch == "resnet50" else _OutOnly(fast)
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "m.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), path, dynamo=False, opset_version=17,
+                              input_names=["image"], output_names=["out"],
+                              dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})  # fmt: skip
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        net = net.to(memory_format=torch.channels_last)
+        xc, xn = x.contiguous(memory_format=torch.channels_last), x.numpy()
+
+        def torch_step() -> None:
+            with torch.inference_mode():
+                net(xc)
+
+        times = time_alternating({"onnxruntime": lambda: session.run(None, {"image": xn}),
+                                  "PyTorch fast": torch_step}, args.steps, args.warmup,
+                                 lambda: None)  # fmt: skip
+        with torch.inference_mode():
+            diff = float(np.abs(session.run(None, {"image": xn})[0] - net(xc).numpy()).max())
+    _report(f"{title} inference, batch {args.batch} x {args.size}^2, CPU, median of "
+            f"{args.steps} (the same folded network; max abs difference {diff:.1e}):",
+            times, "PyTorch fast")  # fmt: skip
+
+
+class _OutOnly(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
+
+
 def benchmark_eval(args: argparse.Namespace) -> None:
     """COCO mAP of the same synthetic detections: pycocotools against faster-coco-eval."""
     import importlib.util
@@ -644,6 +695,7 @@ def main() -> None:
             "slide",
             "grouping",
             "decode",
+            "onnx",
         ],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -685,6 +737,7 @@ def main() -> None:
         "slide": benchmark_slide,
         "grouping": benchmark_grouping,
         "decode": benchmark_decode,
+        "onnx": benchmark_onnx,
     }
     tasks[args.task](args)
 

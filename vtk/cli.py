@@ -8,6 +8,7 @@
     vtk list                       # backbones, plug-ins, necks, heads, tasks, data, recipes
     vtk analyze resnet50_imagenet  # per stage: stride, channels, parameters, MACs, receptive field
     vtk convert yolo data.yaml --split train --out train.json   # VOC XML, YOLO txt -> COCO JSON
+    vtk export runs/.../last.ckpt --format onnx --out model.onnx  # folded, preprocessing inside
 
 A recipe after the subcommand (a path, or the name of a recipe installed with vtk) means
 ``--config RECIPE``; any key can be overridden on the command line. What the data says once
@@ -313,6 +314,11 @@ def main() -> None:
     )
     if sys.argv[1:2] == ["list"]:
         print(list_components())
+        return
+    if sys.argv[1:2] == ["export"]:
+        from vtk.export import main as export
+
+        export(sys.argv[2:])
         return
     if sys.argv[1:2] == ["convert"]:
         from vtk.data.convert import main as convert

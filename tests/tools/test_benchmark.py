@@ -64,3 +64,12 @@ def test_decode_benchmark_compares_draft_with_whole_and_the_model(monkeypatch, c
                "--size", "64", "--max_size", "96", "--batch", "1", "--steps", "1", "--warmup", "0")  # fmt: skip
     assert "decode whole -> 640x480" in out and "decode draft -> 160x120" in out
     assert "ratio draft/whole decode rate = " in out and "images/s; one loader process" in out
+
+
+def test_onnx_benchmark_times_onnxruntime_against_the_fast_path(monkeypatch, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    out = _run(monkeypatch, capsys, "onnx", "--batch", "1", "--size", "32", "--steps", "1",
+               "--warmup", "0")  # fmt: skip
+    assert "ratio onnxruntime/PyTorch fast = " in out
+    diff = float(out.split("max abs difference ")[1].split(")")[0])
+    assert diff < 1e-3

@@ -1,5 +1,5 @@
-"""The scripts in tools/: ONNX export (checked by onnxruntime), the augmented-sample grid,
-log curves — each on the demo recipes, and their bad inputs."""
+"""The scripts in tools/: the augmented-sample grid, log curves — each on the demo recipes,
+and their bad inputs."""
 
 from __future__ import annotations
 
@@ -10,42 +10,9 @@ import torch
 from helpers import ROOT
 from PIL import Image
 
-from vtk.errors import ConfigError
-from vtk.export import export_onnx
-from vtk.models import Classifier, ResNet
-from vtk.tasks import ClassificationTask
-
 
 def tool(name: str):
     return runpy.run_path(str(ROOT / "tools" / f"{name}.py"), run_name="tool")["main"]
-
-
-@pytest.mark.parametrize(
-    "recipe,extra,size",
-    [
-        ("demo_classification", ("--data.image_size", "32"), 32),
-        ("demo_segmentation", ("--data.crop_size", "64"), 64),
-        ("demo_detection", ("--model.init_args.model.init_args.min_size", "96",
-                            "--model.init_args.model.init_args.max_size", "96"), 96),
-    ],
-    ids=["classification", "segmentation", "detection"],
-)  # fmt: skip
-def test_export_onnx_matches_onnxruntime(fit_demo, tmp_path, capsys, recipe, extra, size) -> None:
-    pytest.importorskip("onnxruntime")
-    ckpt = fit_demo(recipe, *extra)
-    tool("export_onnx")([str(ckpt), "--out", str(tmp_path / "m.onnx"), "--size", str(size)])
-    out = capsys.readouterr().out
-    assert (tmp_path / "m.onnx").stat().st_size > 1000
-    assert "onnxruntime matches PyTorch" in out
-
-
-def test_an_operator_onnx_cannot_express_is_named(tmp_path) -> None:
-    pytest.importorskip("onnx")
-    task = ClassificationTask(Classifier(ResNet("resnet18", deform="v2", deform_stages=[3]), 4))
-    with pytest.raises(
-        ConfigError, match=r"cannot express the operator torchvision::deform_conv2d"
-    ):
-        export_onnx(task, tmp_path / "m.onnx", size=32)
 
 
 def test_plot_logs_draws_a_run(fit_demo, tmp_path) -> None:
