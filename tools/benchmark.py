@@ -449,7 +449,7 @@ def benchmark_onnx(args: argparse.Namespace) -> None:
     ours, _, title = _inference_pair(args.arch, args.size)
     x = torch.randn(args.batch, 3, args.size, args.size)
     fast, _ = fold_batchnorm(ours.eval(), x[:1])
-    net = fast if args.arch == "resnet50" else _OutOnly(fast)
+    net = (fast if args.arch == "resnet50" else _OutOnly(fast)).eval()
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "m.onnx")
         with warnings.catch_warnings():
@@ -458,7 +458,7 @@ def benchmark_onnx(args: argparse.Namespace) -> None:
                               input_names=["image"], output_names=["out"],
                               dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})  # fmt: skip
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        net = net.to(memory_format=torch.channels_last)
+        net = net.eval().to(memory_format=torch.channels_last)  # export restores modes
         xc, xn = x.contiguous(memory_format=torch.channels_last), x.numpy()
 
         def torch_step() -> None:
@@ -469,9 +469,11 @@ def benchmark_onnx(args: argparse.Namespace) -> None:
                                   "PyTorch fast": torch_step}, args.steps, args.warmup,
                                  lambda: None)  # fmt: skip
         with torch.inference_mode():
-            diff = float(np.abs(session.run(None, {"image": xn})[0] - net(xc).numpy()).max())
+            want = net(xc).numpy()
+            diff = float(np.abs(session.run(None, {"image": xn})[0] - want).max())
     _report(f"{title} inference, batch {args.batch} x {args.size}^2, CPU, median of "
-            f"{args.steps} (the same folded network; max abs difference {diff:.1e}):",
+            f"{args.steps} (the same folded network; max abs difference {diff:.1e}, "
+            f"relative {diff / max(float(np.abs(want).max()), 1e-12):.1e}):",
             times, "PyTorch fast")  # fmt: skip
 
 
