@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from helpers import QUIET, ROOT
@@ -218,6 +219,13 @@ def test_evaluation_options_of_the_test_run_win_over_the_checkpoints(
     assert run_vtk("predict", ckpt, images, "--output_dir", tmp_path / "pred") == 0
     written = sorted(p.name for p in (tmp_path / "pred").rglob("*.png"))
     assert written and all(Path(n).stem in {p.stem for p in images.iterdir()} for n in written)
+    # vtk.load's predictor (the same fast path) draws the same class maps
+    import vtk
+
+    model = vtk.load(ckpt, device="cpu")
+    for p in sorted(images.iterdir()):
+        saved = np.asarray(Image.open(tmp_path / "pred" / f"{p.stem}.png"))
+        assert np.array_equal(saved, model.predict(p)["labels"]), p.name
 
 
 def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
@@ -298,6 +306,16 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
     alone = json.loads((empty / "predictions" / "predictions.json").read_text())
     assert alone == predictions
     assert not (empty / "no_data").exists()
+    # vtk.load's predictor (the same fast path) finds the same detections
+    import vtk
+
+    streamed = list(vtk.load(last, device="cpu").predict_folder(images, num_workers=0,
+                                                                progress=False))  # fmt: skip
+    assert len(streamed) == 3
+    for r in streamed:  # every detection, in the same order, with the same score (5 digits)
+        mine = [p for p in predictions if p["file_name"] == Path(r["path"]).name]
+        assert [p["category_id"] for p in mine] == r["category_ids"]
+        assert [p["score"] for p in mine] == pytest.approx(r["scores"], abs=1e-4)
 
     # the checkpoint (3 classes) against a COCO set with 2 categories: one clean message
     other = tmp_path / "other"
