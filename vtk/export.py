@@ -23,25 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from vtk.errors import ConfigError
+from vtk.models.fuse import tensors_of
 
 #: what to tell a user about operators ONNX cannot express
 KNOWN_OPS = {
     "torchvision::deform_conv2d": "deformable convs (the backbone's deform: v1/v2)",
 }
-
-
-def _tensors(x: Any) -> list[Tensor]:
-    """The tensors of a (nested) output or input, in the order ONNX flattens them."""
-    if isinstance(x, Tensor):
-        return [x]
-    if isinstance(x, dict):
-        return [t for v in x.values() for t in _tensors(v)]
-    if isinstance(x, list | tuple):
-        return [t for v in x for t in _tensors(v)]
-    return []
 
 
 #: task class name -> the kind the ONNX predictor knows
@@ -155,9 +144,9 @@ def export_onnx(task: Any, path: str | Path, size: int = 224, opset: int = 17) -
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = dict(zip(spec["input_names"], (t.numpy() for t in _tensors(example))))
+    feeds = dict(zip(spec["input_names"], (t.numpy() for t in tensors_of(example))))
     with torch.no_grad():
-        want = [t.numpy() for t in _tensors(net(example))]
+        want = [t.numpy() for t in tensors_of(net(example))]
     got = session.run(None, feeds)
     error, scale = 0.0, 1.0
     for name, a, b in zip(spec["output_names"], got, want):

@@ -24,18 +24,19 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["fold_batchnorm", "foldable_pairs"]
+__all__ = ["fold_batchnorm", "foldable_pairs", "tensors_of"]
 
 _NORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
 
 
-def _tensors(x: Any) -> list[Tensor]:
+def tensors_of(x: Any) -> list[Tensor]:
+    """The tensors of a (nested) output or input, in the order ONNX flattens them."""
     if isinstance(x, Tensor):
         return [x]
     if isinstance(x, dict):
-        return [t for v in x.values() for t in _tensors(v)]
+        return [t for v in x.values() for t in tensors_of(v)]
     if isinstance(x, list | tuple):
-        return [t for v in x for t in _tensors(v)]
+        return [t for v in x for t in tensors_of(v)]
     return []
 
 
@@ -117,7 +118,7 @@ def fold_batchnorm(
         _fold(conv, norm)
         _replace(folded, norm, nn.Identity())
     with torch.no_grad():
-        want, got = _tensors(run(original, example)), _tensors(run(folded, example))
+        want, got = tensors_of(run(original, example)), tensors_of(run(folded, example))
     diff, scale = 0.0, 1.0
     for a, b in zip(want, got):
         if a.numel() and a.is_floating_point():
