@@ -71,5 +71,5 @@ def test_onnx_benchmark_times_onnxruntime_against_the_fast_path(monkeypatch, cap
     out = _run(monkeypatch, capsys, "onnx", "--batch", "1", "--size", "32", "--steps", "1",
                "--warmup", "0")  # fmt: skip
     assert "ratio onnxruntime/PyTorch fast = " in out
-    diff = float(out.split("max abs difference ")[1].split(")")[0])
+    diff = float(out.split("max abs difference ")[1].split(",")[0])
     assert diff < 1e-3
