@@ -194,6 +194,10 @@ class VisionTask(LightningModule):
                 report["pairs"], report.get("max_abs_diff", 0.0),
             )  # fmt: skip
 
+    def compile_network(self, compile: Callable[[nn.Module], nn.Module]) -> None:
+        """Compile the part of the network that compiles well (``compile(module)``): all of it."""
+        self.model = compile(self.model)
+
     def fold_example(self) -> tuple[Any, Any]:
         """An input on which the folded network is checked, and how to run it (None: the
         network's forward): a small random batch at :meth:`default_size` (at most 128)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -337,6 +337,12 @@ class DetectionTask(VisionTask):
         side = size or self.default_size()
         g = torch.Generator().manual_seed(0)
         return [torch.rand(3, side, side, generator=g) for _ in range(batch)]
+
+    def compile_network(self, compile: Callable[[nn.Module], nn.Module]) -> None:
+        """The backbone and neck only: torchvision's transform and post-processing batch and
+        select data-dependently (with Inductor's freezing the whole FCOS failed to compile in
+        PyTorch 2.14, measured), and the convolutions are in the backbone and neck."""
+        self.model.backbone = compile(self.model.backbone)
 
     def fold_example(self) -> tuple[Any, Any]:
         """A normalised batch through the backbone and neck (where a detector's BatchNorms are;

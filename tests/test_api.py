@@ -172,3 +172,15 @@ def test_detector_fast_path_gives_the_same_detections(fit_demo, tmp_path) -> Non
         assert a["labels"][:10] == b["labels"][:10]
         np.testing.assert_allclose(a["scores"][:10], b["scores"][:10], atol=1e-4)
         np.testing.assert_allclose(a["boxes"][:10], b["boxes"][:10], atol=1e-2)
+
+
+def test_compiled_fast_path_gives_the_same_predictions(fit_demo, tmp_path) -> None:
+    """``compile=True``: torch.compile with Inductor's freezing, on top of the folded network."""
+    ckpt = fit_demo("demo_classification", "--data.image_size", "32", steps=1)
+    images = [np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+              for i in range(3)]  # fmt: skip
+    compiled = vtk.load(ckpt, device="cpu", compile=True).predict(images)
+    plain = vtk.load(ckpt, device="cpu", fast=False).predict(images)
+    for a, b in zip(compiled, plain):
+        assert a["names"][0] == b["names"][0]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
