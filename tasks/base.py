@@ -20,6 +20,7 @@ A task is the only place that knows its batch schema. What the tools ask of it:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -127,6 +128,19 @@ class VisionTask(LightningModule):
         #: ``trainer.predict`` runs the fast path (:meth:`fold_batchnorm`, channels_last), as
         #: :class:`vtk.api.Predictor` does (``vtk predict --fast false`` turns it off)
         self.fast_predict = True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VisionTask:
+        """A copy without the run (as LightningModule pickles) whose optimizer and scheduler
+        factories are shared, not copied: they are stateless callables from the recipe, and
+        under the vtk command's DDP they reach objects that cannot be copied (a copy is what
+        Lightning's EMAWeightAveraging makes)."""
+        for factory in (self.optimizer_factory, self.lr_scheduler_factory):
+            if factory is not None:
+                memo[id(factory)] = factory
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return copied
 
     # -- the task's contract --------------------------------------------------------------------
     def default_input_spec(self) -> InputSpec:

@@ -97,10 +97,19 @@ def test_classification_ddp_top1_equals_single_process(
 
 
 def test_detection_ddp_map_equals_single_process(tmp_path, vtk_process, run_vtk, capsys) -> None:
+    """With EMA of the weights (the fine-tune recipe's callback) under Lightning's own DDP
+    launcher: validation used the EMA weights, the checkpoint holds them, and one process
+    validating the checkpoint gets DDP's numbers."""
+    import torch
+
     recipe = "demo_detection"  # 101 validation images: odd
     small = ("--model.init_args.model.init_args.min_size", "96",
              "--model.init_args.model.init_args.max_size", "96")  # fmt: skip
-    ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path, *small, "--data.batch_size", "4")
+    ema = ("--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5")
+    ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path, *small, "--data.batch_size", "4", *ema)
+    saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+    name = "model.head.classification_head.cls_logits.weight"
+    assert not torch.equal(saved["state_dict"][name], saved["current_model_state"][name])
     single = validate_single(run_vtk, capsys, recipe, ckpt)
     for key in ("val/AP", "val/AP50", "val/AR100"):
         assert metric(single, key) == pytest.approx(ddp[key], abs=1e-6), key
