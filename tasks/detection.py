@@ -26,6 +26,7 @@ from torchvision.ops import box_convert
 
 from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
+from vtk.data.io import resize_scale
 from vtk.data.transforms import InputSpec
 from vtk.drawing import draw_detections
 from vtk.errors import ConfigError
@@ -136,15 +137,6 @@ class DetectionTask(VisionTask):
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
                 '(or pip install -e ".[fast-eval]"), or use map_backend: pycocotools.'
             )
-        if category_ids is not None and len(category_ids) != self.num_classes:
-            raise ConfigError(
-                f"{len(category_ids)} category_ids for a model with num_classes={self.num_classes}."
-            )
-        self.category_ids = (
-            list(range(self.num_classes))
-            if category_ids is None
-            else [int(c) for c in category_ids]
-        )
         # extended_summary: COCOeval's precision array, from which per-class AP and AP50 and the
         # PR curves are read (one evaluation; class_metrics would re-run it once per class)
         kwargs = dict(
@@ -369,7 +361,7 @@ class DetectionTask(VisionTask):
         sides: list[float] = []
         for r in datamodule.datasets["val"].records:
             h, w = r.size or (min_size, min_size)
-            scale = min(min_size / min(h, w), max_size / max(h, w))
+            scale = resize_scale((h, w), min_size, max_size)
             wh = (r.eval_boxes[:, 2:] - r.eval_boxes[:, :2])[r.eval_crowd == 0]
             sides += (wh.max(axis=1) * scale).tolist() if len(wh) else []
         return np.asarray(sides), f"the {len(sides)} validation boxes (after the detector's resize)"

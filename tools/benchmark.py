@@ -232,12 +232,14 @@ def benchmark_grouping(args: argparse.Namespace) -> None:
     half 480x640, as COCO's photos): the padded share of the pixels the detector computes (its
     resize, batches padded to the largest image and to 32), and the FCOS train step time on the
     same epoch's first batches."""
+    from vtk.data.detection import aspect_ratio_bins
+    from vtk.data.io import resize_scale
     from vtk.data.loading import TrainSampler
 
     n = args.images
     sizes = [(480, 640) if i % 2 else (640, 480) for i in range(n)]  # (height, width)
-    groups = np.digitize([w / h for h, w in sizes], (2 ** np.linspace(-1, 1, 7)).tolist())
-    scale_of = {s: min(args.size / min(s), args.max_size / max(s)) for s in set(sizes)}
+    groups = np.digitize([w / h for h, w in sizes], aspect_ratio_bins(3))
+    scale_of = {s: resize_scale(s, args.size, args.max_size) for s in set(sizes)}
 
     def resized(i: int) -> tuple[int, int]:
         h, w = sizes[i]

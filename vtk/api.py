@@ -24,24 +24,19 @@ from lightning.fabric.utilities import move_data_to_device
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from vtk.checkpoint import recipe_hyperparameters
 from vtk.data.base import PredictDataset, list_collate, list_images, predict_item
 from vtk.data.io import read_image
 from vtk.errors import ConfigError
 from vtk.recipe import strip_weights
+from vtk.trainer import device_kind
 
 ImageLike = str | Path | np.ndarray | Image.Image
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto``: CUDA if there is one, else Apple's MPS, else the CPU; anything else as given."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(device_kind("auto") if str(device) == "auto" else device)
 
 
 class Predictor:
@@ -193,16 +188,10 @@ def load(
     ``tta_scales``, ``tta_flip``): ``vtk.load(path, tta_flip=True)``.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist.")
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    hparams = state.get("hyper_parameters") or {}
-    class_path = hparams.get("_class_path")
-    if not class_path or "model" not in hparams:
-        raise ConfigError(
-            f"{path} was not saved by `vtk fit` (it has no recipe config); build the model in "
-            "Python and load its state_dict instead."
-        )
+    hparams = recipe_hyperparameters(
+        path, "build the model in Python and load its state_dict instead."
+    )
+    class_path = hparams["_class_path"]
     module, name = class_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     unknown = sorted(set(eval_options) - set(getattr(cls, "eval_options", ())))

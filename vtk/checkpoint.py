@@ -7,6 +7,8 @@
 * :func:`find_resume_checkpoint` finds what ``--ckpt_path last`` / ``auto`` mean for a recipe:
   the newest ``last*.ckpt`` of the recipe's runs, or a SLURM requeue checkpoint
   (``hpc_ckpt_*.ckpt``) in the trainer's root folder.
+* :func:`recipe_hyperparameters` reads the task config a ``vtk fit`` checkpoint carries (what
+  ``vtk.load`` and ``vtk predict CKPT`` rebuild the task from).
 * :func:`network_differences` compares the network config saved in a checkpoint with the
   recipe's, so resuming a run with another recipe's checkpoint is refused by name.
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from vtk.errors import ConfigError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -100,3 +104,18 @@ def network_differences(saved: Any, current: Any, ignore: tuple[str, ...] = ("nu
         for k in keys
         if not k.endswith(ignore) and a.get(k, missing) != b.get(k, missing)
     ]
+
+
+def recipe_hyperparameters(path: str | Path, instead: str) -> dict[str, Any]:
+    """The task's hyper-parameters in a checkpoint written by ``vtk fit`` (its ``_class_path``
+    and the network's config among them); a ConfigError naming the file otherwise, ending with
+    ``instead`` (what to do)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist.")
+    hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+    if not hparams.get("_class_path") or "model" not in hparams:
+        raise ConfigError(f"{path} was not saved by `vtk fit` (it has no recipe config); {instead}")
+    return hparams

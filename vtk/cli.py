@@ -31,7 +31,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from vtk.checkpoint import AtomicCheckpointIO, find_resume_checkpoint, network_differences
+from vtk.checkpoint import (
+    AtomicCheckpointIO,
+    find_resume_checkpoint,
+    network_differences,
+    recipe_hyperparameters,
+)
 from vtk.errors import VTKError
 from vtk.recipe import find_recipe, installed_recipes, link_data_to_task, recipes_dir, strip_weights
 from vtk.trainer import Trainer as VTKTrainer
@@ -201,14 +206,9 @@ def _checkpoint_only_predict(argv: list[str]) -> None:
     import yaml
 
     path = Path(argv[2])
-    if not path.is_file():
-        raise SystemExit(f"vtk: error: checkpoint {path} does not exist.")
-    hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
-    if not hparams.get("_class_path") or "model" not in hparams:
-        raise SystemExit(
-            f"vtk: error: {path} was not saved by `vtk fit` (it has no recipe config); give the "
-            "recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
-        )
+    hparams = recipe_hyperparameters(
+        path, "give the recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
+    )
     init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
     strip_weights(init_args)
     names = init_args.get("class_names")

@@ -26,6 +26,22 @@ def _pyplot() -> Any | None:
     return plt
 
 
+def _write(folder: Path, name: str, header: list[str], rows: list[list[Any]], fig: Any) -> None:
+    """``<name>.csv`` and, when matplotlib drew ``fig``, ``<name>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    if fig is None:
+        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
+        return
+    fig.savefig(folder / f"{name}.png", dpi=100)
+    _pyplot().close(fig)
+    log.info("wrote %s and %s.png", path, name)
+
+
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str = "pixels") -> Any:
     """The confusion matrix drawn (rows normalised to 1, counts where they fit), or None
     without matplotlib."""
@@ -55,20 +71,9 @@ def write_confusion_matrix(
 ) -> None:
     """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``) and,
     with matplotlib, ``confusion_matrix.png`` (:func:`confusion_figure`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "confusion_matrix.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, matrix):
-            writer.writerow([name, *(int(v) for v in row)])
-    fig = confusion_figure(matrix, class_names, unit)
-    if fig is None:
-        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
-        return
-    fig.savefig(folder / "confusion_matrix.png", dpi=100)
-    _pyplot().close(fig)
-    log.info("wrote %s and confusion_matrix.png", path)
+    rows = [[name, *(int(v) for v in row)] for name, row in zip(class_names, matrix)]
+    _write(folder, "confusion_matrix", ["true \\ predicted", *class_names], rows,
+           confusion_figure(matrix, class_names, unit))  # fmt: skip
 
 
 def pr_figure(
@@ -109,17 +114,8 @@ def write_pr_curves(
 
     ``precision``: ``(R, K)``, COCOeval's interpolated precision at the recall thresholds for
     one IoU threshold, all areas, the largest max-detections setting."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "pr_curves.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["recall", *class_names])
-        for r, row in zip(recall_thresholds, precision):
-            writer.writerow([f"{r:.2f}", *(f"{v:.6f}" for v in row)])
-    fig = pr_figure(precision, recall_thresholds, class_names, iou)
-    if fig is None:
-        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
-        return
-    fig.savefig(folder / "pr_curves.png", dpi=100)
-    _pyplot().close(fig)
-    log.info("wrote %s and pr_curves.png", path)
+    rows = [
+        [f"{r:.2f}", *(f"{v:.6f}" for v in row)] for r, row in zip(recall_thresholds, precision)
+    ]
+    _write(folder, "pr_curves", ["recall", *class_names], rows,
+           pr_figure(precision, recall_thresholds, class_names, iou))  # fmt: skip

@@ -25,10 +25,10 @@ from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger("vtk")
 
-__all__ = ["Trainer", "resolve_precision"]
+__all__ = ["Trainer", "device_kind", "resolve_precision"]
 
 
-def _device_kind(accelerator: Any) -> str:
+def device_kind(accelerator: Any) -> str:
     """``cuda``, ``mps``, ``cpu`` or another accelerator's name, as Lightning would pick it."""
     if isinstance(accelerator, str):
         name = accelerator.lower()
@@ -48,7 +48,7 @@ def _device_kind(accelerator: Any) -> str:
 
 def resolve_precision(accelerator: Any = "auto") -> str:
     """What ``precision: auto`` means on the device ``accelerator`` selects (see the module)."""
-    kind = _device_kind(accelerator)
+    kind = device_kind(accelerator)
     if kind == "cuda":
         return "16-mixed"
     if kind in ("tpu", "xla", "hpu"):
@@ -74,6 +74,6 @@ class Trainer(pl.Trainer):
             if rank_zero_only.rank == 0:
                 log.info(
                     "precision auto -> %s on %s (give --trainer.precision to choose)",
-                    precision, _device_kind(accelerator),
+                    precision, device_kind(accelerator),
                 )  # fmt: skip
         super().__init__(*args, precision=precision, **kwargs)

@@ -226,7 +226,8 @@ def _drafted_scale(size: tuple[int, int], got: tuple[int, ...]) -> int | None:
     return None
 
 
-def _ratio_bins(k: int) -> list[float]:
+def aspect_ratio_bins(k: int) -> list[float]:
+    """torchvision's reference bins of width / height for group factor ``k``."""
     return (2 ** np.linspace(-1, 1, 2 * k + 1)).tolist()
 
 
@@ -241,7 +242,7 @@ def aspect_ratio_groups(records: Sequence[ImageRecord], k: int) -> np.ndarray:
             with Image.open(r.path) as img:
                 w, h = upright_size(img)
         ratios.append(w / h)
-    return np.digitize(np.asarray(ratios), _ratio_bins(k)).astype(np.int64)
+    return np.digitize(np.asarray(ratios), aspect_ratio_bins(k)).astype(np.int64)
 
 
 def repeat_factors(records: Sequence[ImageRecord], num_classes: int, t: float) -> np.ndarray:
@@ -399,7 +400,7 @@ class CocoDetectionDataModule(VisionDataModule):
             counts = np.bincount(options["groups"])
             log.info(
                 "aspect-ratio groups (width/height bins %s): %s images",
-                [round(b, 2) for b in _ratio_bins(self.aspect_ratio_groups)],
+                [round(b, 2) for b in aspect_ratio_bins(self.aspect_ratio_groups)],
                 counts.tolist(),
             )
         if self.repeat_factor_threshold is not None:

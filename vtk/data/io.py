@@ -27,12 +27,19 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def resize_scale(size: tuple[int, int], min_size: int, max_size: int) -> float:
+    """The factor a detector's resize applies to an image of ``size`` (either order of its
+    sides): shorter side to ``min_size``, longer at most ``max_size`` (torchvision's rule)."""
+    return min(min_size / min(size), max_size / max(size))
+
+
 def draft_request(size: tuple[int, int], fit: tuple[int, int]) -> tuple[int, int] | None:
     """The (width, height) to ask JPEG draft mode for, so an image of ``size`` (width, height)
     decodes no smaller than a detector's resize makes it: shorter side ``fit[0]``, longer at
-    most ``fit[1]`` (torchvision's rule). None when the resize does not shrink it by 2 or more."""
+    most ``fit[1]`` (:func:`resize_scale`). None when the resize does not shrink it by 2 or
+    more."""
     w, h = size
-    scale = min(fit[0] / min(w, h), fit[1] / max(w, h))
+    scale = resize_scale(size, *fit)
     if scale > 0.5:
         return None
     return math.ceil(w * scale), math.ceil(h * scale)
@@ -59,11 +66,15 @@ def open_image(path: str | Path, fit: tuple[int, int] | None = None) -> Image.Im
     return img
 
 
+def _orientation(img: Image.Image) -> int:
+    return int(img.getexif().get(0x0112, 1) or 1)
+
+
 def exif_orientation(path: str | Path) -> int:
     """The EXIF orientation tag of an image file (1, upright, when there is none)."""
     try:
         with Image.open(path) as img:
-            return int(img.getexif().get(0x0112, 1) or 1)
+            return _orientation(img)
     except (OSError, ValueError, UnidentifiedImageError):
         return 1
 
@@ -71,7 +82,7 @@ def exif_orientation(path: str | Path) -> int:
 def upright_size(img: Image.Image) -> tuple[int, int]:
     """(width, height) of an opened image as :func:`read_image` gives it (EXIF applied)."""
     w, h = img.size
-    return (h, w) if int(img.getexif().get(0x0112, 1) or 1) in SWAPPING_ORIENTATIONS else (w, h)
+    return (h, w) if _orientation(img) in SWAPPING_ORIENTATIONS else (w, h)
 
 
 def read_image(path: str | Path, fit: tuple[int, int] | None = None) -> np.ndarray:

@@ -191,10 +191,9 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
     for s in samples:
         try:
             with Image.open(s.image) as image, Image.open(s.mask) as mask:
-                if upright_size(image) != mask.size:  # images are read upright (EXIF)
-                    bad.append(
-                        (s, upright_size(image), mask.size, upright_size(image) != image.size)
-                    )
+                upright = upright_size(image)  # images are read upright (EXIF)
+                if upright != mask.size:
+                    bad.append((s, upright, mask.size, upright != image.size))
         except (OSError, ValueError) as e:
             if on_bad_image == "error":
                 raise DataError(
