@@ -70,6 +70,9 @@ class VisionTask(LightningModule):
         norm_bias_decay: apply the optimizer's weight decay to normalisation layers' parameters
             and to biases; ``False`` exempts them (torchvision's ``--norm-weight-decay 0`` and
             ``--bias-weight-decay 0``, mmdetection's ``norm_decay_mult=0, bias_decay_mult=0``).
+        channels_last: train (and evaluate) with the network's weights and the batch's images in
+            the channels-last memory format (NHWC): the same numbers, faster convolutions on
+            CPUs with oneDNN and on tensor-core GPUs (README: training speed).
     """
 
     #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
@@ -87,6 +90,7 @@ class VisionTask(LightningModule):
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
@@ -119,6 +123,7 @@ class VisionTask(LightningModule):
             raise ConfigError(f"backbone_lr_mult must be 0 or more, got {backbone_lr_mult}.")
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.norm_bias_decay = bool(norm_bias_decay)
+        self.channels_last = bool(channels_last)
         #: the total batch the recipe's LR is for (``vtk fit --scale_lr_from N``): the LR is
         #: scaled linearly to this run's total batch; not a hyper-parameter (set by the CLI)
         self.lr_base_batch: int | None = None
@@ -236,6 +241,17 @@ class VisionTask(LightningModule):
                 f"{self.category_ids[:8]}: results files would carry the wrong ids. Pass "
                 "category_ids=datamodule.category_ids (the vtk command links them)."
             )
+
+    def on_fit_start(self) -> None:
+        if self.channels_last:  # in place: the optimizer's parameters stay the same objects
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.channels_last and isinstance(batch, dict):
+            images = batch.get("image")
+            if isinstance(images, Tensor) and images.dim() == 4:
+                batch["image"] = images.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (on_bad_image: skip)

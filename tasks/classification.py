@@ -35,6 +35,7 @@ class ClassificationTask(VisionTask):
         input_spec: resize, crop and normalisation for prediction (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
+        channels_last: NHWC weights and images in training (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
     ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
@@ -54,10 +55,11 @@ class ClassificationTask(VisionTask):
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay,
+            backbone_lr_mult, norm_bias_decay, channels_last,
         )  # fmt: skip
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)

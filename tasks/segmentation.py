@@ -34,7 +34,7 @@ from torchmetrics.classification import (
 from vtk.analysis import mask_object_sizes
 from vtk.callbacks import SegmentationWriter
 from vtk.data.transforms import IGNORE_INDEX
-from vtk.errors import ConfigError
+from vtk.errors import ConfigError, DataError
 from vtk.losses import CrossEntropyLoss, PixelLoss
 from vtk.models import inference
 from vtk.reports import write_confusion_matrix
@@ -70,6 +70,7 @@ class SegmentationTask(VisionTask):
         input_spec: normalisation (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
+        channels_last: NHWC weights and images in training (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
     ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``,
@@ -99,10 +100,11 @@ class SegmentationTask(VisionTask):
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay,
+            backbone_lr_mult, norm_bias_decay, channels_last,
         )  # fmt: skip
         if eval_mode not in ("whole", "slide"):
             raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")
@@ -142,18 +144,47 @@ class SegmentationTask(VisionTask):
     # -- losses ---------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        auto = [loss for loss in self.losses if getattr(loss, "auto", False)]
-        if auto and stage == "fit":
-            data = self.trainer.datamodule
-            if not hasattr(data, "class_weights"):
+        auto = self._auto_weighted_losses()
+        if not auto:
+            return
+        data = getattr(self.trainer, "datamodule", None)
+        if not hasattr(data, "class_weights"):
+            if stage == "fit":
                 raise ConfigError(
                     "class_weights: auto needs the data's pixel counts: use a vtk "
                     "SegmentationDataModule, or give the weights as a list."
                 )
+            return  # a checkpoint's weights come with on_load_checkpoint
+        try:
             weights = data.class_weights()
-            log.info("class weights (median frequency): %s", [round(w, 3) for w in weights])
-            for loss in auto:
-                loss.set_class_weights(weights)
+        except DataError:
+            if stage == "fit":
+                raise
+            return  # evaluation without the training masks: the checkpoint holds the weights
+        log.info("class weights (median frequency): %s", [round(w, 3) for w in weights])
+        for loss in auto:
+            loss.set_class_weights(weights)
+
+    def _auto_weighted_losses(self) -> list[PixelLoss]:
+        return [loss for loss in self.losses if getattr(loss, "auto", False)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The class weights that ``class_weights: auto`` resolved from the training masks go
+        into the checkpoint, so ``vtk validate/test`` and ``vtk.load`` score the loss as the run
+        did, without the training data."""
+        resolved = {
+            str(i): loss.class_weights.tolist()
+            for i, loss in enumerate(self.losses)
+            if getattr(loss, "auto", False) and loss.class_weights is not None
+        }
+        if resolved:
+            checkpoint["vtk_class_weights"] = resolved
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for i, weights in (checkpoint.get("vtk_class_weights") or {}).items():
+            if int(i) < len(self.losses) and getattr(self.losses[int(i)], "auto", False):
+                self.losses[int(i)].set_class_weights(weights)
 
     def pixel_loss(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Each loss term and their weighted sum (``"loss"``)."""

