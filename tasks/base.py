@@ -37,7 +37,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from vtk._compat import recipe_config_given
 from vtk.data.base import resolve_class_names
 from vtk.data.transforms import InputSpec
-from vtk.errors import ConfigError
+from vtk.errors import ConfigError, TrainingError
 from vtk.models.fuse import fold_batchnorm
 from vtk.optim import WarmupPolyLR
 
@@ -73,6 +73,13 @@ class VisionTask(LightningModule):
         channels_last: train (and evaluate) with the network's weights and the batch's images in
             the channels-last memory format (NHWC): the same numbers, faster convolutions on
             CPUs with oneDNN and on tensor-core GPUs (README: training speed).
+        nonfinite_skips: how many optimiser steps with a non-finite loss or gradient may be
+            skipped (weights, BatchNorm statistics and optimiser state left as they were, each
+            one logged) before training stops. Default 0: the first one stops the run with a
+            :class:`~vtk.errors.TrainingError` that names the step, the losses, the LR and the
+            batch's images; no checkpoint is written from such weights. All processes decide
+            together under DDP. Under ``16-mixed`` the gradient scaler skips steps whose
+            gradients overflow, as it should; a non-finite *loss* still counts here.
     """
 
     #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
@@ -91,6 +98,7 @@ class VisionTask(LightningModule):
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
         channels_last: bool = False,
+        nonfinite_skips: int = 0,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
@@ -124,6 +132,14 @@ class VisionTask(LightningModule):
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.norm_bias_decay = bool(norm_bias_decay)
         self.channels_last = bool(channels_last)
+        if nonfinite_skips < 0:
+            raise ConfigError(f"nonfinite_skips must be 0 or more, got {nonfinite_skips}.")
+        self.nonfinite_skips = int(nonfinite_skips)
+        #: steps skipped so far for a non-finite loss or gradient (kept in the checkpoint)
+        self.skipped_steps = 0
+        self._last_losses: dict[str, Tensor] = {}
+        self._last_batch: Any = None
+        self._buffers_before: list[Tensor] | None = None
         #: the total batch the recipe's LR is for (``vtk fit --scale_lr_from N``): the LR is
         #: scaled linearly to this run's total batch; not a hyper-parameter (set by the CLI)
         self.lr_base_batch: int | None = None
@@ -246,22 +262,91 @@ class VisionTask(LightningModule):
         if self.channels_last:  # in place: the optimizer's parameters stay the same objects
             self.model.to(memory_format=torch.channels_last)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.channels_last and isinstance(batch, dict):
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if isinstance(batch, dict):  # the batch dict is the one training_step receives
             images = batch.get("image")
-            if isinstance(images, Tensor) and images.dim() == 4:
+            if self.channels_last and isinstance(images, Tensor) and images.dim() == 4:
                 batch["image"] = images.contiguous(memory_format=torch.channels_last)
-        return batch
+        self._last_batch = batch
+        # a skipped step must also leave BatchNorm's running statistics as they were
+        self._buffers_before = (
+            [b.detach().clone() for b in self.model.buffers()]
+            if self.skipped_steps < self.nonfinite_skips
+            else None
+        )
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (on_bad_image: skip)
             return None
         losses = self.training_losses(batch)
+        self.remember_losses(losses)
         n = len(batch["image"])
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=n)
         self.log_lr()
         return losses["loss"]
+
+    def remember_losses(self, losses: dict[str, Tensor]) -> None:
+        """Keep a training step's loss terms for the non-finite check (every training_step
+        calls this)."""
+        self._last_losses = {k: v.detach() for k, v in losses.items()}
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Stop, or skip the step (``nonfinite_skips``), when the loss or the gradients are not
+        finite: one decision for all processes."""
+        loss = self._last_losses.get("loss")
+        bad_loss = loss is not None and not bool(torch.isfinite(loss).all())
+        bad_grad = False
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:  # no fp16 scaler
+            grads = [
+                p.grad for group in optimizer.param_groups for p in group["params"]
+                if p.grad is not None
+            ]  # fmt: skip
+            if grads:  # DDP has already summed them: every process sees the same
+                bad_grad = not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        if not self.trainer.strategy.reduce_boolean_decision(bad_loss or bad_grad, all=False):
+            return
+        what = "loss" if bad_loss else "gradient"
+        if self.skipped_steps < self.nonfinite_skips:
+            self.skipped_steps += 1
+            optimizer.zero_grad(set_to_none=True)  # SGD/Adam leave a parameter without grad
+            if self._buffers_before is not None:
+                for buffer, saved in zip(self.model.buffers(), self._buffers_before):
+                    buffer.copy_(saved)
+            if self.trainer.is_global_zero:
+                log.warning(
+                    "skipped step %d (epoch %d): non-finite %s (%s); %d of %d skips used",
+                    self.trainer.global_step, self.current_epoch, what, self._loss_text(),
+                    self.skipped_steps, self.nonfinite_skips,
+                )  # fmt: skip
+            self.log("train/skipped_steps", float(self.skipped_steps), on_step=True)
+            return
+        raise TrainingError(
+            f"training stopped at step {self.trainer.global_step} (epoch {self.current_epoch}): "
+            f"the {what} is not finite ({self._loss_text()}) at lr "
+            f"{optimizer.param_groups[0]['lr']:.4g}; batch: {self._batch_text()}. Try a lower "
+            "LR (--model.init_args.optimizer.init_args.lr), fp32 (--trainer.precision "
+            "32-true), a look at these images and their labels (vtk analyze --data, "
+            "tools/browse_dataset.py), or skip up to N such steps with "
+            "--model.init_args.nonfinite_skips N. Nothing was saved from these weights"
+            + (f"; {self.skipped_steps} steps were skipped before." if self.skipped_steps else ".")
+        )
+
+    def _loss_text(self) -> str:
+        return ", ".join(f"{k}={float(v):.4g}" for k, v in self._last_losses.items()) or "no loss"
+
+    def _batch_text(self) -> str:
+        batch = self._last_batch if isinstance(self._last_batch, dict) else {}
+        names = batch.get("path") or batch.get("id") or batch.get("image_id") or []
+        names = [Path(str(n)).name if str(n) else "" for n in names]
+        names = [n for n in names if n] or [str(i) for i in (batch.get("id") or [])]
+        if not names:
+            return "(no image names)"
+        return ", ".join(names[:8]) + (f" ... ({len(names)} images)" if len(names) > 8 else "")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.skipped_steps:
+            checkpoint["vtk_skipped_steps"] = self.skipped_steps
 
     def configure_callbacks(self) -> list[Callback]:
         if not self.trainer.predicting:
@@ -357,6 +442,7 @@ class VisionTask(LightningModule):
         whatever the data says now), and refuse a checkpoint whose tensors do not fit this
         model, naming them, before Lightning fails on them: typically one trained for another
         number of classes than the data has."""
+        self.skipped_steps = int(checkpoint.get("vtk_skipped_steps", 0))
         saved_spec = (checkpoint.get("hyper_parameters") or {}).get("input_spec")
         if saved_spec:
             self.input_spec = InputSpec.from_dict(saved_spec)

@@ -35,7 +35,8 @@ class ClassificationTask(VisionTask):
         input_spec: resize, crop and normalisation for prediction (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
-        channels_last: NHWC weights and images in training (see :class:`~vtk.tasks.VisionTask`).
+        channels_last, nonfinite_skips: NHWC training; what a non-finite loss does (see
+            :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
     ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
@@ -56,10 +57,11 @@ class ClassificationTask(VisionTask):
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
         channels_last: bool = False,
+        nonfinite_skips: int = 0,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips,
         )  # fmt: skip
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)
@@ -89,6 +91,7 @@ class ClassificationTask(VisionTask):
             return None
         logits = self.model(batch["image"])
         loss = self._loss(logits, batch["label"])
+        self.remember_losses({"loss": loss})
         self.train_acc(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc1", self.train_acc, on_step=True, on_epoch=False)

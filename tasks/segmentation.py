@@ -1,9 +1,11 @@
 """Semantic segmentation task: pixel losses (+ auxiliary loss), mIoU and pixel accuracy, every
 image evaluated at its own size.
 
-Metrics are torchmetrics' and accumulate a confusion matrix over the whole split, as VOC's
-official mIoU does: a class that appears neither in the labels nor in the predictions of the
-split is left out of the mean. Pixels labelled ``ignore_index`` are ignored everywhere.
+Metrics are read from one confusion matrix over the whole split (torchmetrics', summed across
+processes), as VOC's official mIoU and SegNet's accuracies are: a class that appears neither in
+the labels nor in the predictions of the split is left out of the mIoU, a class absent from the
+labels out of the class-average accuracy (:func:`vtk.metrics.segmentation_scores`). Pixels
+labelled ``ignore_index`` are ignored everywhere.
 
 Evaluation and prediction run the network on each image at its own size, so a score depends
 neither on the training crop nor on which images share a batch: ``eval_mode: whole`` (the
@@ -24,18 +26,14 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassJaccardIndex,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from vtk.analysis import mask_object_sizes
 from vtk.callbacks import SegmentationWriter
 from vtk.data.transforms import IGNORE_INDEX
 from vtk.errors import ConfigError, DataError
 from vtk.losses import CrossEntropyLoss, PixelLoss
+from vtk.metrics import segmentation_scores
 from vtk.models import inference
 from vtk.reports import write_confusion_matrix
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
@@ -70,11 +68,13 @@ class SegmentationTask(VisionTask):
         input_spec: normalisation (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
-        channels_last: NHWC weights and images in training (see :class:`~vtk.tasks.VisionTask`).
+        channels_last, nonfinite_skips: NHWC training; what a non-finite loss does (see
+            :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
-    ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/pixel_acc``, ``val/IoU/<class>``,
-    ``val/acc/<class>``; the same under ``test/``. ``vtk test`` writes the confusion matrix
+    ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/acc_global`` (pixel accuracy),
+    ``val/acc_class`` (class-average accuracy), ``val/IoU/<class>``, ``val/acc/<class>``; the
+    same under ``test/``. ``vtk test`` writes the confusion matrix
     (``confusion_matrix.csv``, and ``.png`` with matplotlib). A prediction is ``{"labels"}``,
     an ``(H, W)`` class map at the image's own size.
     """
@@ -101,10 +101,11 @@ class SegmentationTask(VisionTask):
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
         channels_last: bool = False,
+        nonfinite_skips: int = 0,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips,
         )  # fmt: skip
         if eval_mode not in ("whole", "slide"):
             raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")
@@ -116,27 +117,10 @@ class SegmentationTask(VisionTask):
         )  # fmt: skip
         self.tta_scales = tuple(tta_scales) if tta_scales else (1.0,)
         self.tta_flip = tta_flip
-        n, ignore = self.num_classes, self.ignore_index
-        metrics = MetricCollection(
-            {
-                "mIoU": MulticlassJaccardIndex(n, average="macro", ignore_index=ignore),
-                "pixel_acc": MulticlassAccuracy(n, average="micro", ignore_index=ignore),
-            }
-        )
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        # per class: NaN, not 0, for a class absent from both labels and predictions
-        per_class = MetricCollection(
-            {
-                "IoU": MulticlassJaccardIndex(
-                    n, average="none", ignore_index=ignore, zero_division=float("nan")
-                ),
-                "acc": MulticlassAccuracy(n, average="none", ignore_index=ignore),
-            }
-        )
-        self.val_per_class = per_class.clone(prefix="val/")
-        self.test_per_class = per_class.clone(prefix="test/")
-        self.test_confusion = MulticlassConfusionMatrix(n, ignore_index=ignore)
+        # one confusion matrix per split (summed across processes), from which every score is
+        # read as SegNet / ChainerCV / VOC compute it (vtk.metrics.segmentation_scores)
+        self.val_confusion = MulticlassConfusionMatrix(self.num_classes, self.ignore_index)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes, self.ignore_index)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.model(images)
@@ -172,6 +156,7 @@ class SegmentationTask(VisionTask):
         """The class weights that ``class_weights: auto`` resolved from the training masks go
         into the checkpoint, so ``vtk validate/test`` and ``vtk.load`` score the loss as the run
         did, without the training data."""
+        super().on_save_checkpoint(checkpoint)
         resolved = {
             str(i): loss.class_weights.tolist()
             for i, loss in enumerate(self.losses)
@@ -234,22 +219,16 @@ class SegmentationTask(VisionTask):
     def _evaluate(self, batch: dict[str, Any] | None, stage: str) -> None:
         if batch is None:
             return
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        per_class = self.val_per_class if stage == "val" else self.test_per_class
+        confusion = self.val_confusion if stage == "val" else self.test_confusion
         losses = []
         for logits, mask in zip(
             self.logits(batch["image"], augment=stage == "test"), batch["mask"]
         ):
             logits, mask = logits[None], mask[None]
-            preds = logits.argmax(1)
-            metrics.update(preds, mask)
-            per_class.update(preds, mask)
-            if stage == "test":
-                self.test_confusion.update(preds, mask)
+            confusion.update(logits.argmax(1), mask)
             losses.append(self.pixel_loss(logits, mask)["loss"])
         n = len(losses)
         self.log(f"{stage}/loss", torch.stack(losses).mean(), batch_size=n, sync_dist=True)
-        self.log_dict(metrics, prog_bar=stage == "val", batch_size=n)
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -257,19 +236,25 @@ class SegmentationTask(VisionTask):
     def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def _log_per_class(self, stage: str, per_class: MetricCollection) -> None:
-        for key, values in per_class.compute().items():  # synchronised by torchmetrics
-            for name, value in zip(self.class_names, values):
-                self.log(f"{key}/{name}", value)
-        per_class.reset()
+    def _log_scores(self, stage: str, confusion: MulticlassConfusionMatrix) -> np.ndarray:
+        """Log the split's scores (the matrix is summed across processes); returns the matrix."""
+        matrix = confusion.compute()
+        confusion.reset()
+        scores = segmentation_scores(matrix)
+        for key in ("mIoU", "acc_global", "acc_class"):
+            self.log(
+                f"{stage}/{key}", scores[key].float(), prog_bar=stage == "val" and key == "mIoU"
+            )
+        for key in ("IoU", "acc"):
+            for name, value in zip(self.class_names, scores[key].float()):
+                self.log(f"{stage}/{key}/{name}", value)
+        return matrix.cpu().numpy()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_per_class("val", self.val_per_class)
+        self._log_scores("val", self.val_confusion)
 
     def on_test_epoch_end(self) -> None:
-        self._log_per_class("test", self.test_per_class)
-        matrix = self.test_confusion.compute().cpu().numpy()
-        self.test_confusion.reset()
+        matrix = self._log_scores("test", self.test_confusion)
         if self.trainer.is_global_zero:
             write_confusion_matrix(matrix, self.class_names, self.output_path("."))
 

@@ -71,7 +71,7 @@ def test_segmentation_ddp_miou_equals_single_process(
              "--model.init_args.stride", "48")  # fmt: skip
     ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path, *slide)
     single = validate_single(run_vtk, capsys, recipe, ckpt, *slide)
-    for key in ("val/mIoU", "val/pixel_acc"):
+    for key in ("val/mIoU", "val/acc_global"):
         assert metric(single, key) == ddp[key], key
     assert 0 < ddp["val/mIoU"] < 1
 
@@ -134,3 +134,21 @@ def test_a_failing_rank_ends_the_run_instead_of_hanging(tmp_path, vtk_process, m
         "Connection closed by peer" in result.stderr
         or "Forcefully terminating all other processes" in result.stderr
     ), result.stderr[-2000:]
+
+
+def test_a_non_finite_loss_stops_every_rank_with_one_line(tmp_path, vtk_process) -> None:
+    """`vtk fit demo_classification --model.init_args.optimizer.init_args.lr 1e12` under DDP:
+    both processes stop at the same step with the one-line error, no hang, no checkpoint."""
+    runs = tmp_path / "runs"
+    fit = vtk_process(
+        "fit", "demo_classification", *DDP, "--model.init_args.optimizer.init_args.lr", "1e12",
+        "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir", str(runs),
+        "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", timeout=300,
+    )  # fmt: skip
+    assert fit.returncode != 0
+    lines = [ln for ln in fit.stderr.splitlines() if ln.startswith("vtk: error: training stopped")]
+    assert len(lines) == 2, fit.stderr[-3000:]  # one per rank, the same step
+    steps = {re.search(r"at step (\d+)", ln).group(1) for ln in lines}
+    assert len(steps) == 1
+    assert "Traceback" not in fit.stderr
+    assert not list(runs.rglob("*.ckpt"))  # nothing saved from these weights

@@ -19,3 +19,8 @@ class WeightsError(VTKError, ValueError):
 
 class ConfigError(VTKError, ValueError):
     """A model or task argument cannot work as given."""
+
+
+class TrainingError(VTKError, RuntimeError):
+    """Training cannot go on (a non-finite loss or gradient); the message says where and what
+    to try."""

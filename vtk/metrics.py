@@ -82,3 +82,33 @@ def _intersection_over_first(a: Tensor, b: Tensor) -> Tensor:
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(2)
     return inter / box_area(a)[:, None].clamp(min=1e-9)
+
+
+def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
+    """The scores of semantic segmentation from one ``(K, K)`` confusion matrix over a split
+    (rows the true class, columns the predicted one; ignored pixels not counted), as SegNet,
+    ChainerCV's ``eval_semantic_segmentation`` and VOC's devkit compute them:
+
+    * ``IoU`` per class: TP / (TP + FP + FN); NaN for a class in neither labels nor predictions;
+    * ``acc`` per class (recall): TP / (TP + FN); NaN for a class absent from the labels;
+    * ``mIoU`` and ``acc_class`` (class-average accuracy): their means over the non-NaN classes;
+    * ``acc_global``: correct pixels / all scored pixels.
+
+    A class predicted but absent from the labels counts in mIoU (IoU 0) but not in
+    ``acc_class`` (torchmetrics' macro accuracy would count it as 0).
+    """
+    c = confusion.double()
+    tp = c.diagonal()
+    labelled, predicted = c.sum(1), c.sum(0)
+    union = labelled + predicted - tp
+    nan = torch.tensor(float("nan"), dtype=c.dtype, device=c.device)
+    iou = torch.where(union > 0, tp / union.clamp(min=1), nan)
+    acc = torch.where(labelled > 0, tp / labelled.clamp(min=1), nan)
+    total = c.sum()
+    return {
+        "mIoU": iou.nanmean(),
+        "acc_global": tp.sum() / total if total > 0 else nan,
+        "acc_class": acc.nanmean(),
+        "IoU": iou,
+        "acc": acc,
+    }

@@ -67,3 +67,115 @@ def test_ssd_pipeline_gives_valid_boxes() -> None:
         assert (b[:, 2:] > b[:, :2]).all() and (b >= 0).all() and (b[:, [2, 3]] <= [w, h]).all()
         sizes.add((h, w))
     assert len(sizes) > 20  # zoomed out and cropped in many ways
+
+
+# -- mmsegmentation's photometric distortion and class-balanced crop ---------------------------
+def _solid(rgb) -> np.ndarray:
+    return np.broadcast_to(np.asarray(rgb, np.uint8), (4, 4, 3)).copy()
+
+
+def test_photometric_steps_by_hand() -> None:
+    from vtk.data.transforms import photometric_distort
+
+    none = dict(brightness=None, contrast_first=True, contrast=None, saturation=None, hue=None)
+    img = _solid((100, 150, 250))
+    assert (photometric_distort(img, **none) == img).all()
+    # brightness adds, clipped at 255; contrast multiplies, truncated to uint8 as mmcv does
+    out = photometric_distort(img, **{**none, "brightness": 10.7})
+    assert out[0, 0].tolist() == [110, 160, 255]
+    out = photometric_distort(img, **{**none, "contrast": 1.5})
+    assert out[0, 0].tolist() == [150, 225, 255]
+    # hue +60 (OpenCV's half degrees: 120 degrees) turns pure red into pure green
+    assert photometric_distort(_solid((255, 0, 0)), **{**none, "hue": 60})[0, 0].tolist() == [
+        0, 255, 0,
+    ]  # fmt: skip
+    # hue wraps: -60 from red (0) is 120 (240 degrees): blue
+    assert photometric_distort(_solid((255, 0, 0)), **{**none, "hue": -60})[0, 0].tolist() == [
+        0, 0, 255,
+    ]  # fmt: skip
+    # saturation x0.5 of pure red: S 255 -> 127, V stays 255: the other channels rise to ~128
+    r, g, b = photometric_distort(_solid((255, 0, 0)), **{**none, "saturation": 0.5})[0, 0]
+    assert r == 255 and abs(int(g) - 128) <= 1 and g == b
+    # contrast last comes after brightness and the HSV steps: the order changes the result
+    first = photometric_distort(img, **{**none, "brightness": 50, "contrast": 0.5})
+    last = photometric_distort(
+        img, **{**none, "brightness": 50, "contrast": 0.5, "contrast_first": False}
+    )
+    assert first[0, 0].tolist() == [75, 100, 127] == last[0, 0].tolist()  # commute here...
+    sat = {**none, "saturation": 2.0, "contrast": 0.5}
+    assert (
+        photometric_distort(img, **sat).tolist()
+        != photometric_distort(img, **{**sat, "contrast_first": False}).tolist()
+    )  # ...but not around the saturation clip
+
+
+def test_photometric_draws_follow_mmseg() -> None:
+    from vtk.data.transforms import PhotoMetricDistortion
+
+    t = PhotoMetricDistortion()
+    t.set_random_seed(0)
+    draws = [t.get_params() for _ in range(2000)]
+    for key, bound in (("brightness", 32), ("saturation", None), ("hue", 18)):
+        values = [d[key] for d in draws if d[key] is not None]
+        assert 0.45 < len(values) / len(draws) < 0.55, key  # each step half of the time
+        if key == "saturation":
+            assert min(values) >= 0.5 and max(values) <= 1.5
+        else:
+            assert -bound <= min(values) < -0.9 * bound and 0.9 * bound < max(values) <= bound
+    assert all(isinstance(d["hue"], int) for d in draws if d["hue"] is not None)
+    assert 0.45 < np.mean([d["contrast_first"] for d in draws]) < 0.55  # mmseg's coin
+    ssd = PhotoMetricDistortion(contrast_last=False)
+    assert all(ssd.get_params()["contrast_first"] for _ in range(50))
+
+
+def test_photometric_in_the_segmentation_pipeline_leaves_the_mask() -> None:
+    from vtk.data.transforms import segmentation_train
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    mask = rng.integers(0, 5, (40, 48), dtype=np.uint8)
+    plain = segmentation_train(32, (1.0, 1.0), hflip=0.0)
+    distorted = segmentation_train(32, (1.0, 1.0), hflip=0.0, photometric=True)
+    for t in (plain, distorted):
+        t.set_random_seed(3)
+    a, b = plain(image=image, mask=mask), distorted(image=image, mask=mask)
+    assert (a["mask"] == b["mask"]).all()  # the same crop, the mask untouched
+    assert not np.allclose(a["image"], b["image"])
+
+
+def _balanced_share(crop, mask: np.ndarray, ratio: float = 0.75, ignore: int = 255) -> float:
+    crop.set_random_seed(0)
+    hits = 0
+    for _ in range(200):
+        x1, y1, x2, y2 = crop.get_params_dependent_on_data({"shape": mask.shape}, {"mask": mask})[
+            "crop_coords"
+        ]
+        assert (x2 - x1, y2 - y1) == (32, 32)
+        counts = np.bincount(mask[y1:y2, x1:x2].ravel(), minlength=256)
+        counts[ignore] = 0
+        hits += (counts > 0).sum() > 1 and counts.max() / counts.sum() < ratio
+    return hits / 200
+
+
+def test_class_balanced_crop_redraws_crops_one_class_dominates() -> None:
+    from vtk.data.transforms import ClassBalancedCrop
+
+    mask = np.zeros((32, 64), np.uint8)
+    mask[:, 32:] = 1  # a 32-wide crop is balanced when its left edge is in 9..23 (15 of 33)
+    mask[:4] = 11  # ignored pixels are not counted
+    balanced = ClassBalancedCrop(32, 32, 0.75, ignore_index=11)
+    plain = ClassBalancedCrop(32, 32, 1.0, ignore_index=11)
+    share = _balanced_share(balanced, mask, ignore=11)
+    assert share > 0.97  # 10 tries: 1 - (18/33)^10 = 0.998
+    assert 0.3 < _balanced_share(plain, mask, ignore=11) < 0.6  # a plain random crop: 15/33
+    # nothing balanced to find: the 10th draw is kept, no endless loop
+    assert _balanced_share(balanced, np.zeros((32, 64), np.uint8), ignore=11) == 0
+
+
+def test_class_balanced_crop_refuses_an_image_smaller_than_the_crop() -> None:
+    from vtk.data.transforms import ClassBalancedCrop
+
+    with pytest.raises(ValueError, match="pad it first"):
+        ClassBalancedCrop(32, 32).get_params_dependent_on_data(
+            {"shape": (20, 64)}, {"mask": np.zeros((20, 64), np.uint8)}
+        )

@@ -3,15 +3,17 @@ biases, for every task, through the optimizer and LR schedule of a real run."""
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import pytest
 import torch
 from helpers import quiet_trainer
+from lightning.pytorch import Callback
 from torch import nn
 
 from vtk.data import DemoClassificationDataModule
-from vtk.errors import ConfigError
+from vtk.errors import ConfigError, TrainingError
 from vtk.models import FCOS, Classifier, ResNet
 from vtk.tasks import ClassificationTask, DetectionTask
 from vtk.tasks.base import NORM_LAYERS
@@ -82,3 +84,71 @@ def test_backbone_lr_mult_without_a_backbone_is_a_clear_error() -> None:
         ClassificationTask(Plain(), backbone_lr_mult=0.1).parameter_groups()
     with pytest.raises(ConfigError, match="backbone_lr_mult must be 0 or more"):
         ClassificationTask(Plain(), backbone_lr_mult=-1)
+
+
+# -- a run that goes wrong says so -------------------------------------------------------------
+class Poisoned(nn.Module):
+    """A classifier whose logits are NaN at the given training calls (a bad batch)."""
+
+    def __init__(self, inner: nn.Module, bad_calls: set[int]) -> None:
+        super().__init__()
+        self.inner, self.bad_calls, self.calls = inner, bad_calls, 0
+        self.num_classes = inner.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls in self.bad_calls:
+                out = out * float("nan")
+        return out
+
+
+def _demo() -> DemoClassificationDataModule:
+    return DemoClassificationDataModule(image_size=32, batch_size=4, num_workers=0)
+
+
+def test_a_non_finite_loss_stops_the_run_with_where_and_what_to_try(tmp_path) -> None:
+    demo = _demo()
+    model = Classifier(ResNet("resnet18"), demo.num_classes)
+    task = ClassificationTask(model, optimizer=partial(torch.optim.SGD, lr=1e12))
+    with pytest.raises(TrainingError) as caught:
+        quiet_trainer(tmp_path, max_steps=20, limit_val_batches=0).fit(task, datamodule=demo)
+    message = str(caught.value)
+    assert "training stopped at step " in message and "(epoch 0)" in message
+    assert "not finite (loss=nan)" in message
+    assert re.search(r"at lr [0-9.]+e\+1[12];", message)  # the poly schedule's LR of the step
+    assert ".png" in message  # the batch's files
+    assert "--model.init_args.nonfinite_skips" in message and "--trainer.precision" in message
+    # the step that would have made them non-finite was not taken
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bounded_skips_leave_weights_and_statistics_as_they_were(tmp_path) -> None:
+    demo = _demo()
+    torch.manual_seed(0)
+    model = Poisoned(Classifier(ResNet("resnet18"), demo.num_classes), bad_calls={2})
+    task = ClassificationTask(model, nonfinite_skips=1)
+    states = []
+
+    class Record(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            states.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=0, callbacks=[Record()])
+    trainer.fit(task, datamodule=demo)
+    assert task.skipped_steps == 1
+    assert trainer.callback_metrics["train/skipped_steps"] == 1
+    # step 2 was skipped: weights and BatchNorm statistics after it are those after step 1
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, msg=key)
+    assert any(not torch.equal(states[2][k], states[1][k]) for k in states[1])  # step 3 trained
+    assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+
+
+def test_more_non_finite_steps_than_skips_stop(tmp_path) -> None:
+    demo = _demo()
+    model = Poisoned(Classifier(ResNet("resnet18"), demo.num_classes), bad_calls={1, 3})
+    task = ClassificationTask(model, nonfinite_skips=1)
+    with pytest.raises(TrainingError, match="1 steps were skipped before"):
+        quiet_trainer(tmp_path, max_steps=5, limit_val_batches=0).fit(task, datamodule=demo)

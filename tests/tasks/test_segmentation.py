@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from vtk.data import VOCSegmentationDataModule
 from vtk.data.io import read_mask
 from vtk.data.segmentation import voc_samples
-from vtk.data.transforms import IGNORE_INDEX
+from vtk.data.transforms import IGNORE_INDEX, segmentation_train
 from vtk.errors import ConfigError
 from vtk.losses import CrossEntropyLoss, DiceLoss
 from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
@@ -46,7 +48,7 @@ def test_fit_validate_test(voc_root, tmp_path) -> None:
         "train/lr",
         "val/loss",
         "val/mIoU",
-        "val/pixel_acc",
+        "val/acc_global",
     ):
         assert key in logged, key
     per_class = {k: v for k, v in logged.items() if k.startswith(("val/IoU/", "val/acc/"))}
@@ -97,6 +99,8 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root, tmp_path) -> None:
             ious.append((in_label & in_pred).sum() / union)
     expected_miou = float(np.mean(ious))
     expected_acc = float((pixels == label).mean())
+    # class average (SegNet's): the recall of each labelled class, 1 for the predicted one
+    expected_acc_class = 1 / len(np.unique(pixels)) if label in pixels else 0.0
 
     dm = _data(voc_root)
     dm.crop_size = 64  # evaluation pads every image to 64x64: padding must not count
@@ -104,7 +108,8 @@ def test_metrics_equal_a_hand_count_over_the_split(voc_root, tmp_path) -> None:
         SegmentationTask(ConstantModel(21, label)), datamodule=dm, verbose=False
     )
     assert result["val/mIoU"] == pytest.approx(expected_miou, abs=1e-6)
-    assert result["val/pixel_acc"] == pytest.approx(expected_acc, abs=1e-6)
+    assert result["val/acc_global"] == pytest.approx(expected_acc, abs=1e-6)
+    assert result["val/acc_class"] == pytest.approx(expected_acc_class, abs=1e-6)
 
 
 def test_loss_of_a_fully_ignored_crop_is_zero_not_nan() -> None:
@@ -222,3 +227,63 @@ def test_the_total_loss_is_the_weighted_sum_of_the_terms() -> None:
     logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
     losses = task.pixel_loss(logits, target)
     torch.testing.assert_close(losses["loss"], losses["loss_ce"] + 0.5 * losses["loss_dice"])
+
+
+def test_auto_class_weights_travel_in_the_checkpoint(voc_root, tmp_path) -> None:
+    """Weights resolved from the training masks at fit are saved, so a checkpoint evaluates
+    (validate, test) and resumes without the training masks, with the weights of its run."""
+    dm = _data(voc_root)
+    task = _task(losses=[CrossEntropyLoss(class_weights="auto")])
+    trainer = quiet_trainer(
+        tmp_path, max_steps=2, limit_val_batches=0, enable_checkpointing=True,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    resolved = task.losses[0].class_weights.clone()
+    ckpt = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert torch.load(ckpt, weights_only=True)["vtk_class_weights"] == {"0": resolved.tolist()}
+
+    # the training masks are gone: a fresh task takes the weights from the checkpoint
+    train_only = {s.id for s in voc_samples(voc_root, "train")} - {
+        s.id for s in voc_samples(voc_root, "val")
+    }
+    assert train_only
+    for i in train_only:
+        (voc_root / "SegmentationClass" / f"{i}.png").unlink()
+    fresh = _task(losses=[CrossEntropyLoss(class_weights="auto")])
+    for run in ("validate", "test"):
+        (result,) = getattr(quiet_trainer(tmp_path), run)(
+            fresh, datamodule=_data(voc_root), ckpt_path=ckpt, verbose=False
+        )
+        assert np.isfinite(result[f"{'val' if run == 'validate' else 'test'}/loss"])
+        torch.testing.assert_close(fresh.losses[0].class_weights, resolved)
+
+
+def test_channels_last_trains_to_the_same_weights(voc_root, tmp_path) -> None:
+    """One optimiser step in NHWC moves the weights as in NCHW (up to float reordering, which
+    BatchNorm over 3x3 maps amplifies: compared as a share of the update)."""
+
+    def step(channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)  # no dropout: its masks are drawn in memory order, NHWC differs
+        model = Segmenter(
+            ResNet("resnet18", output_stride=16),
+            head=partial(DeepLabV3Head, dropout=0.0),
+            num_classes=21,
+            aux_head=partial(FCNHead, dropout=0.0),
+        )
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        task = SegmentationTask(model, channels_last=channels_last)
+        dm = _data(voc_root)  # no random augmentation: the whole 40x48 image, no flip
+        dm.train_transform = lambda: segmentation_train((40, 48), (1.0, 1.0), hflip=0.0)
+        quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(task, datamodule=dm)
+        conv = task.model.backbone.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        return before, after - before
+
+    before, plain = step(False)
+    before_nhwc, nhwc = step(True)
+    torch.testing.assert_close(before_nhwc, before)
+    assert plain.norm() > 0
+    assert (nhwc - plain).norm() < 1e-2 * plain.norm()
