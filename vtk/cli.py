@@ -38,7 +38,14 @@ from vtk.checkpoint import (
     recipe_hyperparameters,
 )
 from vtk.errors import VTKError
-from vtk.recipe import find_recipe, installed_recipes, link_data_to_task, recipes_dir, strip_weights
+from vtk.recipe import (
+    WEIGHT_KEYS,
+    find_recipe,
+    installed_recipes,
+    link_data_to_task,
+    recipes_dir,
+    strip_weights,
+)
 from vtk.trainer import Trainer as VTKTrainer
 
 log = logging.getLogger("vtk")
@@ -152,7 +159,7 @@ class VTKCLI(LightningCLI):
         current_net = (model.get("init_args") or {}).get("model") or {}
         if not isinstance(saved_net, dict) or not saved_net or not current_net:
             return
-        diffs = network_differences(saved_net, current_net, ignore=("num_classes", "weights"))
+        diffs = network_differences(saved_net, current_net, ignore=("num_classes", *WEIGHT_KEYS))
         if diffs:
             listed = "; ".join(
                 f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, a, b in diffs[:5]

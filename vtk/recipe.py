@@ -58,20 +58,26 @@ def find_recipe(name: str | Path) -> Path:
     )
 
 
+#: the arguments that name pretrained tensors to read (a model's ``weights``, SSD's
+#: ``fc_weights``); not a loss's ``class_weights``
+WEIGHT_KEYS = ("weights", "fc_weights")
+
+
 def strip_weights(config: Any) -> Any:
-    """``config`` with every ``weights`` entry set to None (nothing is downloaded or read).
+    """``config`` with every :data:`WEIGHT_KEYS` entry set to None (nothing is downloaded or
+    read).
 
     Used when a checkpoint's tensors replace pretrained weights, and by tools that only need
     a recipe's structure. Takes a plain dict/list config (returns a new one) or a jsonargparse
     ``Namespace`` (changed in place, its keys are dotted).
     """
     if isinstance(config, dict):
-        return {k: None if k == "weights" else strip_weights(v) for k, v in config.items()}
+        return {k: None if k in WEIGHT_KEYS else strip_weights(v) for k, v in config.items()}
     if isinstance(config, list):
         return [strip_weights(v) for v in config]
     if hasattr(config, "keys") and hasattr(config, "__setitem__"):
         for key in list(config.keys()):
-            if key.rsplit(".", 1)[-1] == "weights":
+            if key.rsplit(".", 1)[-1] in WEIGHT_KEYS:
                 config[key] = None
     return config
 

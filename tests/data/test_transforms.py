@@ -53,8 +53,9 @@ def test_min_iou_crop_keeps_only_objects_whose_centre_it_holds() -> None:
     np.testing.assert_allclose(kept[0, :4], [0.0, 0.0, 50 / 60, 50 / 60], atol=1e-6)
 
 
-def test_ssd_pipeline_gives_valid_boxes() -> None:
-    t = detection_train(zoom_out_crop=True, photometric=True)
+@pytest.mark.parametrize("order", [True, "rfbnet"])
+def test_ssd_pipeline_gives_valid_boxes(order) -> None:
+    t = detection_train(zoom_out_crop=order, photometric=True)
     t.set_random_seed(0)
     image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     boxes, labels = np.array([[10, 20, 60, 80], [100, 30, 150, 110]], np.float32), [0, 1]
@@ -67,6 +68,31 @@ def test_ssd_pipeline_gives_valid_boxes() -> None:
         assert (b[:, 2:] > b[:, :2]).all() and (b >= 0).all() and (b[:, [2, 3]] <= [w, h]).all()
         sizes.add((h, w))
     assert len(sizes) > 20  # zoomed out and cropped in many ways
+
+
+def test_ssd_and_rfb_net_orders() -> None:
+    """ssd.pytorch: distortion, zoom out (p 0.5), crop, flip; RFB Net's preproc: crop,
+    distortion (contrast always first), zoom out (p 0.6), flip."""
+    from vtk.data.transforms import PhotoMetricDistortion
+
+    def steps(t) -> list[tuple[str, float]]:
+        return [(type(op).__name__, op.p) for op in t.transforms][:4]
+
+    assert steps(detection_train(zoom_out_crop="ssd", photometric=True)) == [
+        ("PhotoMetricDistortion", 1.0), ("ZoomOut", 0.5), ("MinIoURandomCrop", 1.0),
+        ("HorizontalFlip", 0.5),
+    ]  # fmt: skip
+    rfb = detection_train(zoom_out_crop="rfbnet", photometric=True)
+    assert steps(rfb) == [
+        ("MinIoURandomCrop", 1.0), ("PhotoMetricDistortion", 1.0), ("ZoomOut", 0.6),
+        ("HorizontalFlip", 0.5),
+    ]  # fmt: skip
+    distort = next(op for op in rfb.transforms if isinstance(op, PhotoMetricDistortion))
+    assert not distort.contrast_last
+    assert (distort.brightness_delta, distort.hue_delta) == (32, 18)
+    assert distort.contrast_range == distort.saturation_range == (0.5, 1.5)
+    with pytest.raises(ValueError, match="zoom_out_crop"):
+        detection_train(zoom_out_crop="yolo")
 
 
 # -- mmsegmentation's photometric distortion and class-balanced crop ---------------------------

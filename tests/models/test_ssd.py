@@ -7,10 +7,11 @@ import pytest
 import torch
 import torchvision
 
-from vtk.errors import ConfigError
+from vtk.errors import ConfigError, WeightsError
 from vtk.models import SSD
 from vtk.models.backbones import VGG
 from vtk.models.necks.rfb import RFB, RFBs
+from vtk.models.ssd import _fc_layers
 
 
 def test_ssd300_has_torchvisions_parameters_keys_and_detections(tmp_path) -> None:
@@ -93,3 +94,71 @@ def test_what_ssd_refuses() -> None:
         SSD(VGG("vgg16", attention="se"), 20)
     with pytest.raises(ConfigError, match="300 or 512"):
         SSD(VGG("vgg16"), 20, size=320)
+    with pytest.raises(ConfigError, match="box_setting"):
+        SSD(VGG("vgg16"), 20, box_setting="kitti")
+
+
+@pytest.mark.parametrize(
+    "size,setting,per_place,sides_px",
+    [(300, "voc", [6, 6, 6, 6, 4, 4], [30, 60, 111, 162, 213, 264]),
+     (300, "coco", [6, 6, 6, 6, 4, 4], [21, 45, 99, 153, 207, 261]),
+     (512, "voc", [6, 6, 6, 6, 6, 4, 4], [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8]),
+     (512, "coco", [6, 6, 6, 6, 6, 4, 4], [20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8])],
+)  # fmt: skip
+def test_rfb_net_boxes_are_the_authors(size, setting, per_place, sides_px) -> None:
+    """RFB Net's prior boxes (its data/config.py) by default: boxes per place, the square box
+    of each level's min size, centred on the level's grid with the config's steps."""
+    model = SSD(VGG("vgg16"), 20, size=size, rfb=True, box_setting=setting).eval()
+    generator = model.anchor_generator
+    assert generator.num_anchors_per_location() == per_place
+    with torch.no_grad():
+        levels = list(model.backbone(torch.zeros(1, 3, size, size)).values())
+    boxes = generator._grid_default_boxes([v.shape[-2:] for v in levels], [size, size])
+    start = 0
+    for level, (feature, n, side) in enumerate(zip(levels, per_place, sides_px)):
+        h, w = feature.shape[-2:]
+        first = boxes[start]  # place (0, 0): cx, cy, w, h as fractions; the min-size square first
+        step = generator.steps[level]
+        assert first[:2].tolist() == pytest.approx([0.5 * step / size] * 2)
+        assert first[2:].tolist() == pytest.approx([side / size] * 2)
+        start += h * w * n
+    assert start == len(boxes)
+
+
+def test_rfb_net300_voc_has_the_authors_parameter_count() -> None:
+    model = SSD(VGG("vgg16"), 20, size=300, rfb=True, box_setting="voc")
+    assert sum(p.numel() for p in model.parameters()) == 36_531_296  # RFB_Net_vgg.py, VOC
+
+
+def test_reduced_fc_is_vgg16s_classifier_decimated(tmp_path) -> None:
+    """fc6 = classifier.0 seen as (4096, 512, 7, 7), every 4th unit, taps 0, 3, 6; fc7 =
+    classifier.3, every 4th row and column (SSD's reduced fc), read from a saved VGG-16
+    state_dict (torchvision's names) into SSD's and RFB Net's fc6 / fc7."""
+    torch.manual_seed(0)
+    vgg = VGG("vgg16")  # torchvision's features.N names
+    full6, full7 = torch.randn(4096, 25088), torch.randn(4096, 4096)
+    bias6, bias7 = torch.randn(4096), torch.randn(4096)
+    path = tmp_path / "vgg16.pth"
+    classifier = {"classifier.0.weight": full6, "classifier.0.bias": bias6,
+                  "classifier.3.weight": full7, "classifier.3.bias": bias7}  # fmt: skip
+    torch.save({**vgg.state_dict(), **classifier}, path)
+    full6 = full6.view(4096, 512, 7, 7)
+    for rfb in (False, True):
+        model = SSD(VGG("vgg16", weights=str(path)), 20, rfb=rfb, fc_weights=str(path))
+        fc6, fc7 = _fc_layers(model.backbone)
+        for out_unit, tap in ((0, (0, 0)), (5, (1, 2)), (1023, (2, 1))):
+            expected = full6[4 * out_unit, :, 3 * tap[0], 3 * tap[1]]
+            assert torch.equal(fc6.weight[out_unit, :, tap[0], tap[1]], expected)
+        assert torch.equal(fc6.bias, bias6[::4])
+        assert torch.equal(fc7.weight[7, 9, 0, 0], full7[28, 36])
+        assert torch.equal(fc7.bias, bias7[::4])
+        assert fc6.dilation == (6, 6) and fc7.kernel_size == (1, 1)
+        # the conv layers come from the same file
+        assert torch.equal(model.backbone.features[0].weight, vgg.features[0].weight)
+
+
+def test_reduced_fc_needs_the_whole_vgg16(tmp_path) -> None:
+    path = tmp_path / "features.pth"
+    torch.save(VGG("vgg16").state_dict(), path)  # features only
+    with pytest.raises(WeightsError, match="not a whole VGG-16 state_dict"):
+        SSD(VGG("vgg16"), 20, fc_weights=str(path))

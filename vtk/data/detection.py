@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -319,10 +319,13 @@ class CocoDetectionDataModule(VisionDataModule):
         test_images, test_annotations: for ``vtk test`` (default: the validation split).
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
-        photometric: colour jitter in training.
-        zoom_out_crop: SSD's sampling in training: a zoom out of up to 4x (half the time) then a
-            patch with a minimum IoU with the objects (SSD §2.2, §3.6; what SSD and RFB Net
-            train with). The zoomed-out canvas is filled with ImageNet's mean colour.
+        photometric: SSD's photometric distortion in training (brightness, contrast,
+            saturation, hue; :func:`vtk.data.transforms.detection_train`).
+        zoom_out_crop: SSD's sampling in training: a zoom out of up to 4x and a patch with a
+            minimum IoU with the objects (SSD §2.2, §3.6); ``true`` / ``ssd`` in SSD's order
+            (zoom out half of the time, then the crop), ``rfbnet`` in RFB Net's (crop, the
+            distortion, zoom out with p 0.6). The zoomed-out canvas is filled with ImageNet's
+            mean colour.
         aspect_ratio_groups: batch training images of like shape together, so fewer padded
             pixels are computed: ``k`` as torchvision's reference ``--aspect-ratio-group-factor``
             (width / height cut at ``2 ** linspace(-1, 1, 2k + 1)``: 3 gives 8 groups, 1 still
@@ -355,7 +358,7 @@ class CocoDetectionDataModule(VisionDataModule):
         keep_empty: bool = True,
         hflip: float = 0.5,
         photometric: bool = False,
-        zoom_out_crop: bool = False,
+        zoom_out_crop: bool | Literal["ssd", "rfbnet"] = False,
         aspect_ratio_groups: int = 0,
         repeat_factor_threshold: float | None = None,
         jpeg_draft: bool = False,
@@ -379,6 +382,11 @@ class CocoDetectionDataModule(VisionDataModule):
         self.category_ids: list[int]
         self._cache = {str(Path(val_annotations)): val}
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
+        if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
+            raise DataError(
+                f"zoom_out_crop must be false, true (SSD's order), 'ssd' or 'rfbnet', got "
+                f"{zoom_out_crop!r}."
+            )
         self.zoom_out_crop = zoom_out_crop
         if aspect_ratio_groups < 0:
             raise DataError(

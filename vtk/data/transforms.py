@@ -255,22 +255,36 @@ def cifar_train(
 def detection_train(
     hflip: float = 0.5,
     photometric: bool = False,
-    zoom_out_crop: bool = False,
+    zoom_out_crop: bool | str = False,
     fill: Sequence[float] = IMAGENET_MEAN,
 ) -> A.Compose:
-    """Flip (and colour jitter) with boxes; resizing is the detector's own (torchvision's)
-    transform, which also normalises. Output: RGB float in [0, 1], boxes in pixels (x1y1x2y2).
+    """Flip (and photometric distortion, SSD's sampling) with boxes; resizing is the
+    detector's own (torchvision's) transform, which also normalises. Output: RGB float in
+    [0, 1], boxes in pixels (x1y1x2y2).
 
-    ``zoom_out_crop`` adds SSD's sampling (Liu et al. 2016 §2.2 "Data augmentation", §3.6): a
-    zoom out (:class:`ZoomOut`, half the time) then a patch with a minimum IoU with the objects
-    (:class:`MinIoURandomCrop`), in that order, before the flip; ``fill`` (RGB in [0, 1]) is
-    the colour around a zoomed-out image (the mean, so it normalises to 0).
+    ``photometric`` is SSD's distortion as RFB Net's code applies it
+    (:class:`PhotoMetricDistortion` with contrast first: brightness +-32, contrast and
+    saturation x0.5-1.5, hue +-18, each half of the time). ``zoom_out_crop`` adds SSD's
+    sampling (Liu et al. 2016 §2.2 "Data augmentation", §3.6): a zoom out of up to 4x
+    (:class:`ZoomOut`) and a patch with a minimum IoU with the objects
+    (:class:`MinIoURandomCrop`). ``True`` or ``"ssd"``: ssd.pytorch's order, distortion ->
+    zoom out (half of the time) -> crop -> flip; ``"rfbnet"``: RFB Net's ``preproc``, crop ->
+    distortion -> zoom out (p 0.6) -> flip. ``fill`` (RGB in [0, 1]) is the colour around a
+    zoomed-out image (the mean, so it normalises to 0).
     """
+    if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
+        raise ValueError(
+            f"zoom_out_crop must be false, true, 'ssd' or 'rfbnet', got {zoom_out_crop!r}"
+        )
+    fill_pixel = tuple(255.0 * f for f in fill)
+    distort = [PhotoMetricDistortion(contrast_last=False)] if photometric else []
     ops: list = []
-    if photometric:
-        ops.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8))
-    if zoom_out_crop:
-        ops += [ZoomOut(4.0, fill=tuple(255.0 * f for f in fill), p=0.5), MinIoURandomCrop()]
+    if zoom_out_crop == "rfbnet":
+        ops += [MinIoURandomCrop(), *distort, ZoomOut(4.0, fill=fill_pixel, p=0.6)]
+    elif zoom_out_crop:
+        ops += [*distort, ZoomOut(4.0, fill=fill_pixel, p=0.5), MinIoURandomCrop()]
+    else:
+        ops += distort
     ops += [A.HorizontalFlip(p=hflip), A.ToFloat(max_value=255.0), ToTensorV2()]
     return A.Compose(
         ops,

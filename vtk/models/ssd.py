@@ -25,37 +25,119 @@ and back on the way out.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection import ssd as tv_ssd
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 
-from vtk.errors import ConfigError
+from vtk.errors import ConfigError, WeightsError
 from vtk.models.backbones.vgg import VGG
 from vtk.models.detector import _DetectorMixin
 from vtk.models.necks.rfb import RFB, RFBs, basic_conv
-from vtk.models.weights import no_weights
+from vtk.models.weights import fetch_weights, no_weights
 
-#: Default boxes per input size: aspect ratios per level, scales (fractions of the input side;
-#: one more than levels, for the sqrt(s_k s_k+1) box) and steps. 300: torchvision's
-#: ``ssd300_vgg16`` (SSD's COCO setting); 512: SSD512's COCO setting (SSD paper, footnote 5),
-#: with the box centres spread over each level's own grid (torchvision's SSD512 levels are
-#: 64 ... 8, 6, 4, 1 px, RFB Net512's 64 ... 8, 4, 2, 1: fixed steps would misplace them).
-DEFAULT_BOXES: dict[int, dict[str, Any]] = {
-    300: dict(
+log = logging.getLogger("vtk")
+
+
+def _boxes(
+    aspect_ratios: list[list[int]], sizes: list[float], size: int, steps: list[int] | None
+) -> dict[str, Any]:
+    """A default-box setting from its sizes in pixels (``min_sizes`` + the last ``max_size``,
+    as SSD's and RFB Net's configs list them) as fractions of the input side."""
+    return dict(aspect_ratios=aspect_ratios, scales=[s / size for s in sizes], steps=steps)
+
+
+_RFB_RATIOS = {300: [[2, 3]] * 4 + [[2], [2]], 512: [[2, 3]] * 5 + [[2], [2]]}
+_STEPS = {300: [8, 16, 32, 64, 100, 300], 512: [8, 16, 32, 64, 128, 256, 512]}
+
+#: Default boxes of SSD, by (dataset setting, input size): aspect ratios per level, scales
+#: (fractions of the input side; one more than levels, for the sqrt(s_k s_k+1) box) and steps.
+#: ("coco", 300) is torchvision's ``ssd300_vgg16``; ("coco", 512) SSD512's COCO setting (SSD
+#: paper, footnote 5) with the box centres spread over each level's own grid (torchvision's
+#: SSD512 levels are 64 ... 8, 6, 4, 1 px: fixed steps would misplace them); the "voc" ones are
+#: SSD's VOC settings (30-315 px at 300, 35.84-537.6 px at 512; ssd.pytorch's config).
+SSD_BOXES: dict[tuple[str, int], dict[str, Any]] = {
+    ("coco", 300): dict(
         aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
         scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
-        steps=[8, 16, 32, 64, 100, 300],
+        steps=_STEPS[300],
     ),
-    512: dict(
+    ("coco", 512): dict(
         aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
         scales=[0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06],
         steps=None,
     ),
+    ("voc", 300): _boxes(
+        [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+        [30, 60, 111, 162, 213, 264, 315],
+        300,
+        _STEPS[300],
+    ),
+    ("voc", 512): _boxes(
+        [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
+        [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
+        512,
+        None,
+    ),
 }
+
+#: RFB Net's prior boxes (the authors' ``data/config.py``: VOC_300, COCO_300, VOC_512,
+#: COCO_512): aspect ratios 2 and 3 on every level but the last two (6, 6, 6, 6, 4, 4 boxes per
+#: place at 300), fixed steps, sizes in pixels as the config lists them.
+RFB_BOXES: dict[tuple[str, int], dict[str, Any]] = {
+    ("voc", 300): _boxes(_RFB_RATIOS[300], [30, 60, 111, 162, 213, 264, 315], 300, _STEPS[300]),
+    ("coco", 300): _boxes(_RFB_RATIOS[300], [21, 45, 99, 153, 207, 261, 315], 300, _STEPS[300]),
+    ("voc", 512): _boxes(
+        _RFB_RATIOS[512],
+        [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
+        512,
+        _STEPS[512],
+    ),
+    ("coco", 512): _boxes(
+        _RFB_RATIOS[512],
+        [20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72],
+        512,
+        _STEPS[512],
+    ),
+}
+
+
+def reduced_fc(state: dict[str, Tensor], source: str = "the weights") -> dict[str, Tensor]:
+    """SSD's "reduced fc" (SSD §3, "Base network"): VGG-16's fully connected fc6 (4096 x 25088,
+    on the 7x7 pool5 map) and fc7 (4096 x 4096) subsampled to the 1024-channel atrous 3x3 fc6
+    and 1x1 fc7 SSD and RFB Net start from, by decimation: every 4th output (and fc7 input)
+    unit, and every 3rd of fc6's 7x7 taps (rows and columns 0, 3, 6), which the dilation of 6
+    spreads back over the same extent. ``state`` is torchvision's whole VGG-16 state_dict
+    (``classifier.0`` = fc6, ``classifier.3`` = fc7); returns ``{"fc6.weight", "fc6.bias",
+    "fc7.weight", "fc7.bias"}``."""
+    names = ("classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias")
+    missing = [n for n in names if n not in state]
+    shapes = {n: tuple(state[n].shape) for n in names if n in state}
+    if missing or shapes != {
+        names[0]: (4096, 25088),
+        names[1]: (4096,),
+        names[2]: (4096, 4096),
+        names[3]: (4096,),
+    }:
+        raise WeightsError(
+            f"{source} is not a whole VGG-16 state_dict with its classifier (fc6 4096x25088 as "
+            f"classifier.0, fc7 4096x4096 as classifier.3; {'missing ' + ', '.join(missing) if missing else shapes}). "
+            "Give torchvision's vgg16 file (vgg16-397923af.pth), not a features-only one."
+        )
+    fc6 = state[names[0]].reshape(4096, 512, 7, 7)[::4, :, ::3, ::3]
+    fc7 = state[names[2]][::4, ::4]
+    return {
+        "fc6.weight": fc6.contiguous(),
+        "fc6.bias": state[names[1]][::4].clone(),
+        "fc7.weight": fc7.reshape(1024, 1024, 1, 1).contiguous(),
+        "fc7.bias": state[names[3]][::4].clone(),
+    }
+
 
 #: SSD's VGG input: RGB in 0..255 less the mean pixel (the Caffe convention of the reduced-fc
 #: VGG-16 that SSD and RFB Net start from, and of torchvision's ``IMAGENET1K_FEATURES``)
@@ -132,6 +214,25 @@ class RFBNetFeatures(nn.Module):
         return OrderedDict((str(i), v) for i, v in enumerate(out))
 
 
+def _fc_layers(features: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """fc6 and fc7 of SSD's (torchvision's) or RFB Net's feature extractor."""
+    if isinstance(features, RFBNetFeatures):
+        return features.fc7[-4], features.fc7[-2]
+    fc = features.extra[0][-1]  # torchvision: pool4, conv5_x, then (pool5, fc6, ReLU, fc7, ReLU)
+    return fc[1], fc[3]
+
+
+def _load_reduced_fc(features: nn.Module, weights: str) -> None:
+    state, source = fetch_weights(weights, "vgg16")
+    fc6, fc7 = _fc_layers(features)
+    reduced = reduced_fc(state, source)
+    with torch.no_grad():
+        for name, layer in (("fc6", fc6), ("fc7", fc7)):
+            layer.weight.copy_(reduced[f"{name}.weight"])
+            layer.bias.copy_(reduced[f"{name}.bias"])
+    log.info("fc6 / fc7 from %s's classifier, reduced (SSD's decimation)", source)
+
+
 class SSD(_DetectorMixin, tv_ssd.SSD):
     """SSD300 / SSD512 with vtk's VGG-16, or RFB Net with ``rfb=True``.
 
@@ -141,9 +242,16 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
         num_classes: object classes (background not counted; given by the data in a recipe).
         size: 300 or 512: every image is warped to ``size`` x ``size``.
         rfb: RFB Net's features (Fig. 5) instead of SSD's.
-        aspect_ratios, scales, steps: the default boxes (``DefaultBoxGenerator``); default
-            :data:`DEFAULT_BOXES` of ``size``. RFB Net's VOC setting is ``aspect_ratios``
-            ``[[2, 3]] * 4 + [[2], [2]]`` with ``scales`` from its 30-315 px sizes.
+        box_setting: whose default boxes: ``"coco"`` or ``"voc"``, :data:`SSD_BOXES` or, with
+            ``rfb``, RFB Net's own :data:`RFB_BOXES` (6, 6, 6, 6, 4, 4 boxes per place at 300).
+        aspect_ratios, scales, steps: the default boxes (``DefaultBoxGenerator``), each
+            overriding the setting's.
+        fc_weights: a whole VGG-16 state_dict (torchvision's ``vgg16`` file, or
+            ``"imagenet"`` for it by name) whose classifier becomes fc6 / fc7 by SSD's
+            decimation (:func:`reduced_fc`), as SSD and RFB Net start; without it fc6 / fc7 are
+            initialised at random (torchvision's SSD). Its conv layers belong to the same
+            network: give the backbone the same file and ``image_mean``/``image_std``
+            ImageNet's statistics.
         image_mean, image_std: normalisation of RGB in [0, 1]; default the Caffe convention.
         score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates,
         positive_fraction: torchvision's SSD arguments (its defaults).
@@ -161,6 +269,7 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
         num_classes: int,
         size: int = 300,
         rfb: bool = False,
+        box_setting: Literal["coco", "voc"] = "coco",
         aspect_ratios: Sequence[Sequence[int]] | None = None,
         scales: Sequence[float] | None = None,
         steps: Sequence[int] | None = None,
@@ -172,17 +281,22 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
         iou_thresh: float = 0.5,
         topk_candidates: int = 400,
         positive_fraction: float = 0.25,
+        fc_weights: str | None = None,
         weights: str | None = None,
     ) -> None:
-        if size not in DEFAULT_BOXES:
+        if size not in (300, 512):
             raise ConfigError(f"SSD size must be 300 or 512, got {size}.")
+        if box_setting not in ("coco", "voc"):
+            raise ConfigError(f"box_setting must be 'coco' or 'voc', got {box_setting!r}.")
         layers = _vgg16_layers(backbone)
         features: nn.Module = (
             RFBNetFeatures(layers, size)
             if rfb
             else tv_ssd.SSDFeatureExtractorVGG(layers, size == 512)
         )
-        boxes = DEFAULT_BOXES[size]
+        if not no_weights(fc_weights):
+            _load_reduced_fc(features, str(fc_weights))
+        boxes = (RFB_BOXES if rfb else SSD_BOXES)[box_setting, size]
         anchors = DefaultBoxGenerator(
             [list(a) for a in (aspect_ratios or boxes["aspect_ratios"])],
             scales=list(scales or boxes["scales"]),

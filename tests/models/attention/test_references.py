@@ -98,6 +98,24 @@ def test_eca_kernel_size_and_channel_conv(channels: int, k: int) -> None:
     torch.testing.assert_close(m(x), x * torch.sigmoid(gate)[:, :, None, None], **TOL)
 
 
+def test_eca_kernels_by_the_formula_or_per_stage_as_the_released_resnet50() -> None:
+    """The default follows Eq. 12 (ResNet-50's stages of 256-2048 channels: 5, 5, 5, 7, as
+    timm); the authors' released ECA-ResNet-50 uses 3, 5, 5, 7: a list gives one per stage."""
+    from vtk.models.backbones import create_backbone
+
+    def kernels(model) -> list[int]:
+        return [layer[0].attn.conv.kernel_size[0] for layer in
+                (model.layer1, model.layer2, model.layer3, model.layer4)]  # fmt: skip
+
+    assert kernels(create_backbone("resnet50", attention="eca")) == [5, 5, 5, 7]
+    released = create_backbone(
+        "resnet50", attention="eca", attention_args={"kernel_size": [3, 5, 5, 7]}
+    )
+    assert kernels(released) == [3, 5, 5, 7]
+    with pytest.raises(ValueError, match="one per stage"):
+        create_backbone("resnet50", attention="eca", attention_args={"kernel_size": [3, 5]})
+
+
 def test_gc_is_context_transform_fusion() -> None:
     """Cao et al. Eq. 3 / Fig. 4: c = sum_j softmax_j(W_k x_j) x_j; y = x + W_v2 ReLU(LN(W_v1 c))."""
     m, x = randomised(GlobalContext(32, reduction=4)), x64(2, 32, 4, 6)

@@ -68,14 +68,16 @@ def test_cifar_resnet_block_with_the_zero_padding_shortcut() -> None:
         torch.testing.assert_close(block(x), torch.relu(out), **TOL)
 
 
-def test_resnet_stem_max_pool_is_max_then_blur() -> None:
+def test_resnet_stem_max_pool_is_the_authors_2x2_max_then_blur() -> None:
+    """antialiased-cnns' ResNet: MaxPool2d(kernel_size=2, stride=1) then BlurPool (stride 2);
+    an even map halves as with the plain 3x3 stride-2 pool."""
     model = _random(create_backbone("resnet18", blur_pool=3))
     assert isinstance(model.maxpool, MaxBlurPool2d)
     x = torch.randn(1, 64, 16, 16, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(
-            model.maxpool(x), _blur(nn.functional.max_pool2d(x, 3, 1, 1)), **TOL
-        )
+        out = model.maxpool(x)
+        torch.testing.assert_close(out, _blur(nn.functional.max_pool2d(x, 2, 1)), **TOL)
+    assert out.shape[-2:] == nn.functional.max_pool2d(x, 3, 2, 1).shape[-2:] == (8, 8)
 
 
 def test_vgg_pools_after_the_stages_last_relu_are_max_then_blur() -> None:

@@ -82,7 +82,9 @@ class Backbone(nn.Module):
         out_indices: which stages to return (default all).
         frozen_stages: -1 none, 0 the stem, k the stem and the first k stages.
         norm_eval: keep BatchNorm layers in eval mode while training.
-        attention, attention_stages, attention_args: in-block attention (see module docs).
+        attention, attention_stages, attention_args: in-block attention (see module docs); an
+            ``attention_args`` value given as a list has one entry per stage (ECA's
+            ``kernel_size: [3, 5, 5, 7]``, the authors' released ECA-ResNet-50).
         non_local, non_local_args: non-local blocks after given blocks.
         deform, deform_stages: deformable 3x3 convs.
         blur_pool: BlurPool filter size for anti-aliased downsampling.
@@ -152,6 +154,12 @@ class Backbone(nn.Module):
             self.default_stages(attention or "") if attention_stages is None else attention_stages
         )
         self.attention_args = dict(attention_args or {})
+        for key, value in self.attention_args.items():  # a list: one value per stage
+            if isinstance(value, (list, tuple)) and len(value) != n:
+                raise ValueError(
+                    f"{name}: attention_args {key} lists {len(value)} values; a list gives one "
+                    f"per stage and {name} has {n} stages."
+                )
         self.non_local_positions = {
             int(s): sorted(set(blocks)) for s, blocks in (non_local or {}).items()
         }
@@ -200,7 +208,11 @@ class Backbone(nn.Module):
         """``factory(channels)`` for the in-block attention of ``stage``, or None."""
         if self.attention is None or stage not in self.attention_stages:
             return None
-        return partial(ATTENTION[self.attention], **self.attention_args)
+        args = {
+            k: v[stage] if isinstance(v, (list, tuple)) else v
+            for k, v in self.attention_args.items()
+        }
+        return partial(ATTENTION[self.attention], **args)
 
     def conv3x3_layer(self, stage: int) -> Callable[..., nn.Module]:
         """``nn.Conv2d`` or, in a deformable stage, :class:`DeformConv2d` (same arguments)."""

@@ -265,7 +265,9 @@ class ResNet(Backbone):
         if self.blur_pool is None:
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         else:
-            self.maxpool = MaxBlurPool2d(3, stride=2, padding=1, filter_size=self.blur_pool)
+            # the authors' antialiased ResNet (antialiased-cnns, models_lpf/resnet.py): a 2x2
+            # max at stride 1, then the blur-subsample (timm keeps the 3x3 window, padded)
+            self.maxpool = MaxBlurPool2d(2, stride=2, padding=0, filter_size=self.blur_pool)
 
         in_channels, stride, dilation = 64, 4, 1
         stages: list[nn.Sequential | None] = [None] * len(layers)
