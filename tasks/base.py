@@ -73,6 +73,11 @@ class VisionTask(LightningModule):
         channels_last: train (and evaluate) with the network's weights and the batch's images in
             the channels-last memory format (NHWC): the same numbers, faster convolutions on
             CPUs with oneDNN and on tensor-core GPUs (README: training speed).
+        compile_model: ``torch.compile`` the network for training, in place (parameter names
+            and checkpoints unchanged; a detector's backbone and neck, see
+            :meth:`compile_network`). Off by default: on a 2-core CPU it measured slower than
+            eager for the CamVid recipe's network (README: training speed); compiling takes
+            minutes and pays on GPUs and long runs.
         nonfinite_skips: how many optimiser steps with a non-finite loss or gradient may be
             skipped (weights, BatchNorm statistics and optimiser state left as they were, each
             one logged) before training stops. Default 0: the first one stops the run with a
@@ -99,6 +104,7 @@ class VisionTask(LightningModule):
         norm_bias_decay: bool = True,
         channels_last: bool = False,
         nonfinite_skips: int = 0,
+        compile_model: bool = False,
     ) -> None:
         super().__init__()
         # Under `vtk` the hyper-parameters are the recipe's config (class_path / init_args), so
@@ -132,6 +138,7 @@ class VisionTask(LightningModule):
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.norm_bias_decay = bool(norm_bias_decay)
         self.channels_last = bool(channels_last)
+        self.compile_model = bool(compile_model)
         if nonfinite_skips < 0:
             raise ConfigError(f"nonfinite_skips must be 0 or more, got {nonfinite_skips}.")
         self.nonfinite_skips = int(nonfinite_skips)
@@ -261,6 +268,9 @@ class VisionTask(LightningModule):
     def on_fit_start(self) -> None:
         if self.channels_last:  # in place: the optimizer's parameters stay the same objects
             self.model.to(memory_format=torch.channels_last)
+        if self.compile_model and not getattr(self, "_compiled_for_training", False):
+            self.compile_network(_compile_in_place)
+            self._compiled_for_training = True
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if isinstance(batch, dict):  # the batch dict is the one training_step receives
@@ -492,6 +502,13 @@ class VisionTask(LightningModule):
         backbone = [g for g in groups if str(g.get("name", "")).startswith("backbone")]
         if backbone and self.backbone_lr_mult != 1.0:
             self.log("train/lr_backbone", backbone[0]["lr"], on_step=True, on_epoch=False)
+
+
+def _compile_in_place(module: nn.Module) -> nn.Module:
+    """``module.compile()``: compiled on its first call, the same object (its parameter names,
+    and so the checkpoint's keys, unchanged; ``torch.compile(module)`` would wrap it)."""
+    module.compile()
+    return module
 
 
 #: the layers whose parameters ``norm_bias_decay=False`` exempts from weight decay

@@ -35,8 +35,8 @@ class ClassificationTask(VisionTask):
         input_spec: resize, crop and normalisation for prediction (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
-        channels_last, nonfinite_skips: NHWC training; what a non-finite loss does (see
-            :class:`~vtk.tasks.VisionTask`).
+        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
+            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
     ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
@@ -58,10 +58,11 @@ class ClassificationTask(VisionTask):
         norm_bias_decay: bool = True,
         channels_last: bool = False,
         nonfinite_skips: int = 0,
+        compile_model: bool = False,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)

@@ -101,8 +101,8 @@ class DetectionTask(VisionTask):
             detector resizes and normalises them itself).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
-        channels_last, nonfinite_skips: NHWC training; what a non-finite loss does (see
-            :class:`~vtk.tasks.VisionTask`).
+        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
+            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
@@ -131,10 +131,11 @@ class DetectionTask(VisionTask):
         norm_bias_decay: bool = True,
         channels_last: bool = False,
         nonfinite_skips: int = 0,
+        compile_model: bool = False,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(

@@ -68,8 +68,8 @@ class SegmentationTask(VisionTask):
         input_spec: normalisation (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
-        channels_last, nonfinite_skips: NHWC training; what a non-finite loss does (see
-            :class:`~vtk.tasks.VisionTask`).
+        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
+            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
     ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/acc_global`` (pixel accuracy),
@@ -102,10 +102,11 @@ class SegmentationTask(VisionTask):
         norm_bias_decay: bool = True,
         channels_last: bool = False,
         nonfinite_skips: int = 0,
+        compile_model: bool = False,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         if eval_mode not in ("whole", "slide"):
             raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")

@@ -1,5 +1,7 @@
 """Benchmark vtk's models against torchvision's, in the same process, alternating.
 
+    python tools/benchmark.py train                              # the three tasks' train steps
+    python tools/benchmark.py train --arch deeplabv3_resnet50 --compile
     python tools/benchmark.py segmentation                       # CPU, batch 2, 256x256
     python tools/benchmark.py segmentation --device cuda --batch 8 --size 513 --steps 20
     python tools/benchmark.py detection                          # CPU, batch 2, 384x384
@@ -15,6 +17,10 @@
 For each model a train step is forward, loss, backward and an SGD step, timed after warm-up;
 the models' steps alternate (A B, B A, ...) so all see the same machine state. The ratio is
 vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hold the same weights.
+``train`` times each task's reference architecture (ResNet-50 classification b8 224x224,
+DeepLabV3-ResNet-50 b4 360x480, FCOS-ResNet-50-FPN b2 512x512) with what a vtk task switches on
+for training (``channels_last``, bf16 autocast as ``precision: bf16-mixed``, ``compile``) against
+torchvision's eager fp32 step.
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
 ``grouping`` measures what aspect-ratio grouped batches save on a mixed-orientation set.
 ``decode`` compares JPEG decoding of large photos (whole vs draft) with the detector's rate.
@@ -138,6 +144,136 @@ def time_alternating(
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times
+
+
+def deeplabv3_resnet50_pair(num_classes: int = 21) -> tuple[nn.Module, nn.Module]:
+    """vtk's and torchvision's DeepLabV3-ResNet50 (output stride 8, rates 12/24/36, aux head)."""
+    reference = torchvision.models.segmentation.deeplabv3_resnet50(
+        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=True
+    )
+    ours = Segmenter(
+        ResNet("resnet50", output_stride=8),
+        head=partial(DeepLabV3Head, atrous_rates=(12, 24, 36)),
+        num_classes=num_classes,
+        aux_head=FCNHead,
+    )
+    ours.load_state_dict(reference.state_dict())
+    return ours, reference
+
+
+#: ``train``'s architectures: (batch, height, width) and a title
+TRAIN_SETTINGS = {
+    "resnet50": ((8, 224, 224), "ResNet-50 classification"),
+    "deeplabv3_resnet50": ((4, 360, 480), "DeepLabV3-ResNet50 (OS 8, aux)"),
+    "fcos_resnet50_fpn": ((2, 512, 512), "FCOS-ResNet50-FPN"),
+}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively (CUDA with bf16; a CPU with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _train_pair(arch: str, height: int, width: int) -> tuple[nn.Module, nn.Module]:
+    if arch == "deeplabv3_resnet50":
+        return deeplabv3_resnet50_pair()
+    if arch == "fcos_resnet50_fpn":
+        return fcos_resnet50_fpn_pair(height)
+    ours, reference, _ = _inference_pair("resnet50", height)
+    return ours, reference
+
+
+def _train_step_for(
+    arch: str, model: nn.Module, inputs: tuple, channels_last: bool, bf16: bool, device
+) -> Callable[[], None]:
+    """One SGD step of ``model`` as a vtk task runs it: channels_last weights and images,
+    bf16 autocast around forward and loss (Lightning's ``bf16-mixed``)."""
+    model.to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    if arch == "fcos_resnet50_fpn":
+        images, targets = inputs
+
+        def step() -> None:
+            with amp:
+                losses = model(images, targets)
+                loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+    x, y = inputs
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with amp:
+            out = model(x)
+            if arch == "resnet50":
+                loss = F.cross_entropy(out.float(), y)
+            else:
+                loss = F.cross_entropy(out["out"].float(), y, ignore_index=255)
+                loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def benchmark_train(args: argparse.Namespace) -> None:
+    """Each task's reference architecture trained with vtk's switches against torchvision's
+    eager fp32 step (same weights, same batch, alternating, median)."""
+    device = torch.device(args.device)
+    archs = list(TRAIN_SETTINGS) if args.arch == "all" else [args.arch]
+    bf16_ok = native_bf16(device)
+    for arch in archs:
+        (batch, h, w), title = TRAIN_SETTINGS[arch]
+        batch, h, w = (args.batch or batch), (args.size or h), (args.size or w)
+        torch.manual_seed(0)
+        ours, reference = _train_pair(arch, h, w)
+        if arch == "fcos_resnet50_fpn":
+            inputs: tuple = detection_batch(batch, h, device)
+        else:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(batch, 3, h, w, generator=g).to(device)
+            classes = 1000 if arch == "resnet50" else 21
+            shape = (batch,) if arch == "resnet50" else (batch, h, w)
+            inputs = (x, torch.randint(0, classes, shape, generator=g).to(device))
+        variants = {"torchvision": (reference, False, False), "vtk": (ours, False, False)}
+        variants["vtk channels_last"] = (copy.deepcopy(ours), True, False)
+        if bf16_ok or args.bf16:
+            variants["vtk cl+bf16"] = (copy.deepcopy(ours), True, True)
+        if args.compile:
+            compiled = copy.deepcopy(ours)
+            # as VisionTask(compile=True): in place (same parameter names); a detector's
+            # backbone and neck only (torchvision's detection code breaks graphs)
+            (compiled.backbone if arch == "fcos_resnet50_fpn" else compiled).compile()
+            best = bf16_ok or args.bf16
+            variants["vtk cl+" + ("bf16+" if best else "") + "compile"] = (compiled, True, best)
+        steps = {
+            name: _train_step_for(arch, model, inputs, cl, bf16, device)
+            for name, (model, cl, bf16) in variants.items()
+        }
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        times = time_alternating(steps, args.steps, args.warmup, sync)
+        native = "native bf16" if bf16_ok else "no native bf16"
+        _report(
+            f"{title} train step, batch {batch} x {h}x{w}, {args.device} ({native}), median of "
+            f"{args.steps}:",
+            times,
+            "torchvision",
+        )
 
 
 def benchmark_segmentation(args: argparse.Namespace) -> None:
@@ -552,21 +688,36 @@ def benchmark_eval(args: argparse.Namespace) -> None:
         print('  faster-coco-eval is not installed: pip install -e ".[fast-eval]"')
 
 
-def _train_step(task: nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
-    loss = task.training_losses(batch)["loss"]
+def _train_step(
+    task: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, bf16: bool = False
+) -> None:
+    if getattr(task, "channels_last", False) and batch["image"].dim() == 4:
+        batch = {**batch, "image": batch["image"].contiguous(memory_format=torch.channels_last)}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = task.training_losses(batch)["loss"]
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
 
 
 def benchmark_data(args: argparse.Namespace) -> None:
-    """The demo recipes' training DataLoader against their model's train step, images/s."""
+    """A recipe's training DataLoader against its model's train step (with the recipe's
+    channels_last and bf16), images/s: the demo recipes, or ``--recipe NAME`` with overrides
+    (``--data.root DIR``)."""
     from vtk.recipe import Recipe
 
-    for name in ("demo_classification", "demo_segmentation", "demo_detection"):
-        recipe = Recipe.load(name, ["--data.num_workers", str(args.workers)])
+    names = [args.recipe] if args.recipe else ["demo_classification", "demo_segmentation",
+                                               "demo_detection"]  # fmt: skip
+    for name in names:
+        recipe = Recipe.load(name, ["--data.num_workers", str(args.workers),
+                                    *args.overrides])  # fmt: skip
         task, dm = recipe.build()
+        bf16 = str(recipe.config.get("trainer", {}).get("precision")) == "bf16-mixed"
         dm.setup("fit")
+        if hasattr(task, "setup") and getattr(task, "losses", None) is not None:
+            for loss in task.losses:  # class_weights: auto, as the task resolves it at fit
+                if getattr(loss, "auto", False):
+                    loss.set_class_weights(dm.class_weights())
         loader = dm.train_dataloader()
         batches = iter(loader)
         next(batches)  # workers started
@@ -576,16 +727,20 @@ def benchmark_data(args: argparse.Namespace) -> None:
             seen += len(batch["image"])
         data_rate = seen / (time.perf_counter() - start)
         task.train()
+        if getattr(task, "channels_last", False):
+            task.model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(task.parameters(), lr=1e-4)
 
-        _train_step(task, optimizer, batch)  # warm-up
+        _train_step(task, optimizer, batch, bf16)  # warm-up
+        n = max(2, args.steps // 4)
         start = time.perf_counter()
-        for _ in range(max(2, args.steps // 4)):
-            _train_step(task, optimizer, batch)
-        model_rate = max(2, args.steps // 4) * len(batch["image"]) / (time.perf_counter() - start)
+        for _ in range(n):
+            _train_step(task, optimizer, batch, bf16)
+        model_rate = n * len(batch["image"]) / (time.perf_counter() - start)
         print(
             f"{name}: data {data_rate:.1f} images/s ({args.workers} workers), model train "
-            f"{model_rate:.1f} images/s: ratio data/model = {data_rate / model_rate:.2f}"
+            f"{model_rate:.1f} images/s{' (bf16)' if bf16 else ''}: ratio data/model = "
+            f"{data_rate / model_rate:.2f}"
         )
 
 
@@ -700,6 +855,7 @@ def main() -> None:
     parser.add_argument(
         "task",
         choices=[
+            "train",
             "segmentation",
             "detection",
             "necks",
@@ -713,21 +869,32 @@ def main() -> None:
         ],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--size", type=int, help="image side (default 256; detection 384)")
+    parser.add_argument("--batch", type=int, help="batch (default 2; train: each setting's)")
+    parser.add_argument(
+        "--size", type=int, help="image side (default 256; detection 384; train: each setting's)"
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
     parser.add_argument("--channels_last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="inference: torch.compile")
+    parser.add_argument(
+        "--compile", action="store_true", help="inference, train: torch.compile as vtk does"
+    )
     parser.add_argument(
         "--arch",
-        default="resnet50",
-        choices=["resnet50", "deeplabv3_resnet101", "fcos_resnet50_fpn"],
-        help="inference: which task's reference architecture",
+        default=None,
+        choices=[
+            "resnet50",
+            "deeplabv3_resnet101",
+            "deeplabv3_resnet50",
+            "fcos_resnet50_fpn",
+            "all",
+        ],
+        help="inference, train: which task's reference architecture (train: default all)",
     )
     parser.add_argument("--images", type=int, default=500, help="eval, grouping: images")
     parser.add_argument("--max_size", type=int, default=1333, help="grouping: longer side cap")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
+    parser.add_argument("--recipe", help="data: a recipe (name or path) instead of the demos")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--height", type=int, default=1024, help="slide, decode: image height")
     parser.add_argument("--width", type=int, default=2048, help="slide, decode: image width")
@@ -736,12 +903,25 @@ def main() -> None:
     parser.add_argument("--slide_batch", type=int, default=1, help="slide: windows at a time")
     parser.add_argument("--tta", action="store_true", help="slide: also whole + TTA")
     parser.add_argument("--_memory_of", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.size is None:
+    args, args.overrides = parser.parse_known_args()
+    if args.overrides and args.task != "data":
+        parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
+    if args.task == "train":
+        args.arch = args.arch or "all"
+        if args.arch not in (*TRAIN_SETTINGS, "all"):
+            parser.error(f"train --arch: one of {', '.join(TRAIN_SETTINGS)} or all")
+    elif args.arch in ("deeplabv3_resnet50", "all"):
+        parser.error("--arch deeplabv3_resnet50 / all: for train only")
+    else:
+        args.arch = args.arch or "resnet50"
+    if args.batch is None and args.task != "train":
+        args.batch = 2
+    if args.size is None and args.task != "train":
         args.size = {"segmentation": 256, "inference": 224}.get(args.task, 384)
     if args.channels_last and args.task not in ("segmentation", "inference"):
         parser.error("--channels_last is measured for segmentation and inference only")
     tasks = {
+        "train": benchmark_train,
         "segmentation": benchmark_segmentation,
         "detection": benchmark_detection,
         "necks": benchmark_necks,

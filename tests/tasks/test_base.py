@@ -152,3 +152,28 @@ def test_more_non_finite_steps_than_skips_stop(tmp_path) -> None:
     task = ClassificationTask(model, nonfinite_skips=1)
     with pytest.raises(TrainingError, match="1 steps were skipped before"):
         quiet_trainer(tmp_path, max_steps=5, limit_val_batches=0).fit(task, datamodule=demo)
+
+
+class Tiny(nn.Module):
+    """A two-layer classifier: compiles in seconds."""
+
+    num_classes = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=4)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).relu().mean((2, 3)))
+
+
+def test_compile_model_compiles_in_place_and_keeps_the_names(tmp_path) -> None:
+    model = Tiny()
+    keys = list(model.state_dict())
+    before = model.conv.weight.detach().clone()
+    task = ClassificationTask(model, compile_model=True)
+    quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(task, datamodule=_demo())
+    assert task.model is model and model._compiled_call_impl is not None  # nn.Module.compile
+    assert list(task.model.state_dict()) == keys  # checkpoints keep their keys
+    assert not torch.equal(model.conv.weight, before)  # and it trained

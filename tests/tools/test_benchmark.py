@@ -73,3 +73,21 @@ def test_onnx_benchmark_times_onnxruntime_against_the_fast_path(monkeypatch, cap
     assert "ratio onnxruntime/PyTorch fast = " in out
     diff = float(out.split("max abs difference ")[1].split(",")[0])
     assert diff < 1e-3
+
+
+def test_train_prints_each_switch_against_torchvision(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "train", "--batch", "1", "--size", "64", "--steps", "1",
+               "--warmup", "0", "--bf16")  # fmt: skip
+    titles = [ln for ln in out.splitlines() if "train step" in ln]
+    assert [t.split(" train step")[0] for t in titles] == [
+        "ResNet-50 classification", "DeepLabV3-ResNet50 (OS 8, aux)", "FCOS-ResNet50-FPN",
+    ]  # fmt: skip
+    for variant in ("vtk", "vtk channels_last", "vtk cl+bf16"):
+        assert out.count(f"ratio {variant}/torchvision = ") == 3, variant
+
+
+def test_data_benchmark_takes_a_recipe_and_its_overrides(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "data", "--recipe", "demo_segmentation", "--workers", "0",
+               "--steps", "2", "--data.batch_size", "2")  # fmt: skip
+    (line,) = [ln for ln in out.splitlines() if "ratio data/model" in ln]
+    assert line.startswith("demo_segmentation: ")

@@ -25,6 +25,21 @@ def test_plot_logs_draws_a_run(fit_demo, tmp_path) -> None:
         tool("plot_logs")([str(tmp_path / "nope")])
 
 
+def test_plot_logs_selects_metrics_and_averages_losses_per_epoch(tmp_path) -> None:
+    ns = runpy.run_path(str(ROOT / "tools" / "plot_logs.py"), run_name="tool")
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text(
+        "epoch,step,train/loss,val/mIoU,val/IoU/road,val/acc_global\n"
+        "0,9,2.0,,,\n0,19,1.0,,,\n0,44,,0.3,0.8,0.7\n1,59,0.5,,,\n1,89,,0.4,0.9,0.8\n"
+    )
+    series = ns["select"](ns["read_metrics"](csv_path, by_epoch=True), "val/mIoU,val/acc_*")
+    assert series == {
+        "train/loss": [(1.0, 1.5), (2.0, 0.5)],  # the mean per epoch, at its end
+        "val/mIoU": [(1.0, 0.3), (2.0, 0.4)],
+        "val/acc_global": [(1.0, 0.7), (2.0, 0.8)],
+    }
+
+
 @pytest.mark.parametrize("recipe", ["demo_detection", "demo_segmentation", "demo_classification"])
 def test_browse_dataset_writes_a_grid(tmp_path, recipe) -> None:
     out = tmp_path / "grid.png"
