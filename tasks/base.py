@@ -36,10 +36,10 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from vtk._compat import recipe_config_given
 from vtk.data.base import resolve_class_names
-from vtk.data.transforms import InputSpec
 from vtk.errors import ConfigError, TrainingError
 from vtk.models.fuse import fold_batchnorm
 from vtk.optim import WarmupPolyLR
+from vtk.spec import InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -58,10 +58,8 @@ class VisionTask(LightningModule):
         class_names: one per class (linked from the data); default "0", "1", ...
         category_ids: the dataset's own id of each class (COCO's category ids; linked from the
             data), written into results files; default the class indices.
-        ignore_index: the label of pixels that are not scored (linked from the data; used by
-            segmentation).
         input_spec: how images are prepared for evaluation and prediction
-            (:class:`~vtk.data.transforms.InputSpec` as a dict; linked from the data's
+            (:class:`~vtk.spec.InputSpec` as a dict; linked from the data's
             ``input_spec``); default :meth:`default_input_spec`.
         backbone_lr_mult: the backbone's LR as a multiple of the optimizer's (mmdetection's
             ``custom_keys={'backbone': {'lr_mult': ...}}``): 0.1 is common when fine-tuning a
@@ -98,7 +96,6 @@ class VisionTask(LightningModule):
         lr_scheduler: SchedulerFactory | None = None,
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
-        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
@@ -127,7 +124,6 @@ class VisionTask(LightningModule):
         self.category_ids = (
             list(range(num_classes)) if category_ids is None else [int(c) for c in category_ids]
         )
-        self.ignore_index = ignore_index
         self.input_spec = (
             InputSpec.from_dict(input_spec) if input_spec else self.default_input_spec()
         )

@@ -31,7 +31,6 @@ class ClassificationTask(VisionTask):
         class_names: for results and drawings (linked from the data).
         top_k: how many classes a prediction lists per image.
         category_ids: the dataset's own class ids (linked from the data).
-        ignore_index: not used (segmentation's; linked from the data like the rest).
         input_spec: resize, crop and normalisation for prediction (linked from the data).
         backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
             :class:`~vtk.tasks.VisionTask`).
@@ -52,7 +51,6 @@ class ClassificationTask(VisionTask):
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
         category_ids: Sequence[int] | None = None,
-        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
@@ -61,7 +59,7 @@ class ClassificationTask(VisionTask):
         compile_model: bool = False,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
             backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         self.label_smoothing = label_smoothing

@@ -27,11 +27,11 @@ from torchvision.ops import box_convert
 from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
 from vtk.data.io import resize_scale
-from vtk.data.transforms import InputSpec
 from vtk.drawing import draw_detections
 from vtk.errors import ConfigError
 from vtk.metrics import DetectionConfusionMatrix
 from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
+from vtk.spec import InputSpec
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
@@ -125,7 +125,6 @@ class DetectionTask(VisionTask):
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         confusion_score_thresh: float = 0.25,
         confusion_iou_thresh: float = 0.5,
-        ignore_index: int | None = None,
         input_spec: dict[str, Any] | None = None,
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
@@ -134,7 +133,7 @@ class DetectionTask(VisionTask):
         compile_model: bool = False,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
             backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:

@@ -28,14 +28,14 @@ from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from vtk.analysis import mask_object_sizes
 from vtk.callbacks import SegmentationWriter
-from vtk.data.transforms import IGNORE_INDEX
+from vtk.data.masks import mask_object_sizes
 from vtk.errors import ConfigError, DataError
 from vtk.losses import CrossEntropyLoss, PixelLoss
 from vtk.metrics import segmentation_scores
 from vtk.models import inference
 from vtk.reports import write_confusion_matrix
+from vtk.spec import IGNORE_INDEX
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
@@ -105,7 +105,7 @@ class SegmentationTask(VisionTask):
         compile_model: bool = False,
     ) -> None:
         super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, ignore_index, input_spec,
+            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
             backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         if eval_mode not in ("whole", "slide"):

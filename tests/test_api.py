@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import vtk
-from vtk.data.transforms import CIFAR10_MEAN, CIFAR10_STD, InputSpec
+from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError
+from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, InputSpec
 
 
 def test_classification_checkpoint_predicts_from_a_path_an_array_and_a_pil_image(
@@ -74,7 +75,9 @@ def test_a_cifar10_checkpoint_predicts_with_its_own_normalisation_and_size(
 
     # a photo of another size: resized to 32 (shorter side), centre-cropped, CIFAR statistics
     photo = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
-    x = InputSpec(CIFAR10_MEAN, CIFAR10_STD, resize=32, crop=32).transform()(image=photo)["image"]
+    x = eval_transform(InputSpec(CIFAR10_MEAN, CIFAR10_STD, resize=32, crop=32))(image=photo)[
+        "image"
+    ]
     assert x.shape == (3, 32, 32)
     with torch.no_grad():
         probs = torch.softmax(predictor.task.model(x[None]), dim=1)[0]
@@ -82,7 +85,7 @@ def test_a_cifar10_checkpoint_predicts_with_its_own_normalisation_and_size(
     assert result["labels"][0] == int(probs.argmax())
     assert result["scores"][0] == pytest.approx(float(probs.max()), abs=1e-6)
     # ImageNet's statistics and a 224 crop, as a guess would give, are another input entirely
-    guessed = InputSpec(resize=256, crop=224).transform()(image=photo)["image"]
+    guessed = eval_transform(InputSpec(resize=256, crop=224))(image=photo)["image"]
     assert guessed.shape == (3, 224, 224)
     with torch.no_grad():
         logits = predictor.task.model(torch.stack([x, guessed[:, :32, :32]]))

@@ -12,6 +12,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
 from vtk.data import DemoClassificationDataModule
+from vtk.data.transforms import eval_transform
 from vtk.models import Classifier, ResNet
 from vtk.tasks import ClassificationTask
 
@@ -21,7 +22,7 @@ class Unaugmented(DemoClassificationDataModule):
     run's augmentation draws (Lightning restores no RNG state), which is not what is tested."""
 
     def train_transform(self):
-        return self.eval_spec().transform()
+        return eval_transform(self.eval_spec())
 
 
 def _task() -> ClassificationTask:

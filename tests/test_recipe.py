@@ -78,3 +78,11 @@ def test_weights_are_stripped_from_dicts_lists_and_namespaces() -> None:
     recipe = Recipe.load("fcos_resnet50_fpn_coco", weights=False)
     model = recipe.config["model"]["init_args"]["model"]["init_args"]
     assert model["weights"] is None and model["backbone"]["init_args"]["weights"] is None
+
+
+@pytest.mark.parametrize("recipe", ["demo_classification", "demo_detection"])
+def test_ignore_index_exists_only_for_segmentation(recipe) -> None:
+    task, data = Recipe.load(recipe, weights=False).build()
+    assert not hasattr(task, "ignore_index") and not hasattr(data, "ignore_index")
+    seg_task, seg_data = Recipe.load("demo_segmentation", weights=False).build()
+    assert seg_task.ignore_index == seg_data.ignore_index == 255

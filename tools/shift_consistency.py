@@ -31,10 +31,11 @@ import torch
 
 def window_predictions(task, images: list[np.ndarray], crop: int) -> torch.Tensor:
     """Top-1 class of every crop window: (images, offsets_y, offsets_x)."""
-    from vtk.data.transforms import InputSpec
+    from vtk.data.transforms import eval_transform
+    from vtk.spec import InputSpec
 
     spec = task.input_spec
-    normalise = InputSpec(spec.mean, spec.std).transform()
+    normalise = eval_transform(InputSpec(spec.mean, spec.std))
     out = []
     with torch.inference_mode():
         for image in images:

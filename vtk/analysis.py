@@ -156,19 +156,6 @@ def stage_rows(backbone: Backbone, size: int, rf_height: int = 1024) -> list[Sta
     return rows
 
 
-# -- objects in the data ----------------------------------------------------------------------
-def mask_object_sizes(masks: list[np.ndarray], ignore: int = 255) -> np.ndarray:
-    """Longer side of the bounding box of each class region (background 0 left out)."""
-    sides = []
-    for mask in masks:
-        for c in np.unique(mask):
-            if c in (0, ignore):
-                continue
-            ys, xs = np.nonzero(mask == c)
-            sides.append(max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
-    return np.asarray(sides, dtype=np.float64)
-
-
 def compare(field: int, is_global: bool, sides: np.ndarray, what: str) -> str:
     """One paragraph: the last stage's receptive field against the objects' sizes."""
     if sides.size == 0:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from vtk.checkpoint import recipe_hyperparameters
 from vtk.data.base import PredictDataset, list_collate, list_images, predict_item
 from vtk.data.io import read_image
+from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError
 from vtk.recipe import strip_weights
 from vtk.trainer import device_kind
@@ -74,7 +75,7 @@ class Predictor:
         if compile:
             self.task.compile_network(compile_for_inference)
         self.bf16 = bf16
-        self.transform = task.input_spec.transform()
+        self.transform = eval_transform(task.input_spec)
 
     @property
     def class_names(self) -> list[str]:

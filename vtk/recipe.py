@@ -16,8 +16,9 @@ demo_segmentation`` works from any folder. Overrides are command-line style, as 
 (``--data.KEY VALUE``, ``--model.init_args.model.init_args.backbone.init_args.arch resnet34``).
 
 What the data says once is linked to the task here (:func:`link_data_to_task`):
-``num_classes`` (to the network), ``class_names``, ``category_ids``, ``ignore_index`` and
-``input_spec``.
+``num_classes`` (to the network), ``class_names``, ``category_ids``, ``input_spec`` and, for
+segmentation, ``ignore_index`` (a link whose data has no such attribute, or whose task takes no
+such argument, is skipped: only segmentation data and tasks have an ignore label).
 """
 
 from __future__ import annotations

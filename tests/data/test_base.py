@@ -12,8 +12,9 @@ from PIL import Image
 
 from vtk.data import CocoDetectionDataModule, VOCSegmentationDataModule
 from vtk.data.base import PredictDataset, VisionDataModule, list_collate, list_images
-from vtk.data.transforms import InputSpec
+from vtk.data.transforms import eval_transform, to_uint8
 from vtk.errors import DataError
+from vtk.spec import InputSpec
 
 
 def _truncated_jpeg(path, size: tuple[int, int] = (48, 40)) -> None:
@@ -41,7 +42,7 @@ def test_one_prediction_batch_schema_and_unreadable_images_left_out(tmp_path, vt
     Image.new("RGB", (30, 16)).save(tmp_path / "a.jpg")
     Image.new("RGB", (20, 10)).save(tmp_path / "b.png")
     _truncated_jpeg(tmp_path / "c.jpg")
-    dataset = PredictDataset(list_images(tmp_path), InputSpec().transform())
+    dataset = PredictDataset(list_images(tmp_path), eval_transform(InputSpec()))
     batch = list_collate([dataset[i] for i in range(len(dataset))])
     assert batch is not None and set(batch) == {"image", "id", "path", "size"}
     assert batch["id"] == ["a", "b"] and batch["size"] == [(16, 30), (10, 20)]
@@ -149,7 +150,7 @@ def test_input_spec_round_trips_through_plain_values() -> None:
     }  # fmt: skip
     assert InputSpec.from_dict(plain) == spec
     image = np.full((50, 60, 3), 255, np.uint8)
-    x = spec.transform()(image=image)["image"]
+    x = eval_transform(spec)(image=image)["image"]
     assert x.shape == (3, 32, 24)
     torch.testing.assert_close(x[:, 0, 0], torch.tensor([0.9, 0.4, 0.7 / 3]))
-    assert (spec.to_uint8(x) == 255).all()
+    assert (to_uint8(x, spec) == 255).all()

@@ -16,8 +16,9 @@ from vtk.data.segmentation import (
     read_classes_csv,
     voc_samples,
 )
-from vtk.data.transforms import IGNORE_INDEX, InputSpec
+from vtk.data.transforms import eval_transform
 from vtk.errors import DataError
+from vtk.spec import IGNORE_INDEX, InputSpec
 
 
 def _voc(root, **kwargs) -> VOCSegmentationDataModule:
@@ -42,12 +43,42 @@ def test_voc_datamodule_batches(voc_root) -> None:
 def test_eval_padding_is_ignored_and_top_left() -> None:
     image = np.full((20, 30, 3), 128, np.uint8)
     mask = np.ones((20, 30), np.uint8)
-    out = InputSpec(pad_to=32).transform()(image=image, mask=mask)
+    out = eval_transform(InputSpec(pad_to=32))(image=image, mask=mask)
     assert out["image"].shape == (3, 32, 32)
     assert (out["mask"][:20, :30] == 1).all()
     assert (out["mask"][20:, :] == IGNORE_INDEX).all() and (
         out["mask"][:, 30:] == IGNORE_INDEX
     ).all()
+
+
+def test_padding_uses_the_configured_ignore_label(tmp_path) -> None:
+    """A dataset whose unscored label is 11 (CamVid's void): training crops larger than the
+    image and evaluation padding fill masks with 11, never the default 255."""
+    from vtk.data import CamVidDataModule
+
+    root = tmp_path / "CamVid"
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split).mkdir(parents=True, exist_ok=True)
+            (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(root / split / f"{name}.png")
+            Image.fromarray(np.full((20, 30), 3, np.uint8)).save(
+                root / f"{split}annot" / f"{name}.png"
+            )
+    dm = CamVidDataModule(root=str(root), crop_size=40, scale_range=(1.0, 1.0), batch_size=2,
+                          num_workers=0)  # fmt: skip
+    dm.setup("fit")
+    assert dm.ignore_index == 11
+    mask = dm.datasets["train"][0]["mask"]
+    assert mask.shape == (40, 40) and set(mask.unique().tolist()) == {3, 11}
+    out = dm.eval_transform()  # the data's evaluation pipeline, padded by an input spec
+    padded = eval_transform(InputSpec(pad_to=32), dm.ignore_index)(
+        image=np.zeros((20, 30, 3), np.uint8), mask=np.full((20, 30), 3, np.uint8)
+    )
+    assert set(padded["mask"].unique().tolist()) == {3, 11}
+    assert out(image=np.zeros((20, 30, 3), np.uint8), mask=np.zeros((20, 30), np.uint8))[
+        "mask"
+    ].shape == (20, 30)  # evaluation keeps the image's size
 
 
 def test_collate_pads_images_of_different_sizes() -> None:
@@ -103,7 +134,7 @@ def test_mask_of_another_size_names_the_file(voc_root) -> None:
         voc_root / "SegmentationClass" / "2007_000003.png"
     )
     dataset = SegmentationDataset(
-        voc_samples(voc_root, "train"), MaskDecoder(21), InputSpec().transform()
+        voc_samples(voc_root, "train"), MaskDecoder(21), eval_transform(InputSpec())
     )
     with pytest.raises(
         DataError, match=r"2007_000003.png is 10x10 but its image .*2007_000003.jpg is 48x40"
@@ -140,7 +171,7 @@ def test_mask_values_out_of_range_name_the_file_and_values(voc_root) -> None:
     bad[0, 0], bad[1, 1], bad[2, 2] = 30, 21, IGNORE_INDEX
     Image.fromarray(bad).save(voc_root / "SegmentationClass" / "2007_000004.png")
     dataset = SegmentationDataset(
-        voc_samples(voc_root, "train"), MaskDecoder(21), InputSpec().transform()
+        voc_samples(voc_root, "train"), MaskDecoder(21), eval_transform(InputSpec())
     )
     with pytest.raises(
         DataError,
@@ -221,7 +252,7 @@ def test_folder_needs_num_classes_without_classes_csv(tmp_path, make_pair) -> No
 def test_colour_masks_are_refused(tmp_path, make_pair) -> None:
     d = _folder(tmp_path, make_pair, names=("x",))
     Image.new("RGB", (32, 24), (128, 0, 0)).save(d / "x_mask.png")
-    dataset = SegmentationDataset(folder_samples(d), MaskDecoder(3), InputSpec().transform())
+    dataset = SegmentationDataset(folder_samples(d), MaskDecoder(3), eval_transform(InputSpec()))
     with pytest.raises(DataError, match=r"x_mask.png is a colour image \(mode RGB\)"):
         dataset[0]
 

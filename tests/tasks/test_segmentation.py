@@ -13,11 +13,12 @@ from torch import nn
 from vtk.data import VOCSegmentationDataModule
 from vtk.data.io import read_mask
 from vtk.data.segmentation import voc_samples
-from vtk.data.transforms import IGNORE_INDEX, segmentation_train
+from vtk.data.transforms import segmentation_train
 from vtk.errors import ConfigError
 from vtk.losses import CrossEntropyLoss, DiceLoss
 from vtk.models import DeepLabV3Head, FCNHead, ResNet, Segmenter
 from vtk.optim import WarmupPolyLR
+from vtk.spec import IGNORE_INDEX
 from vtk.tasks import SegmentationTask
 
 

@@ -5,7 +5,7 @@ A DataModule says once what its data is, and the ``vtk`` command links each to t
 ``num_classes`` (to the network), ``class_names``, ``category_ids`` (the dataset's own id of
 each class, for results files), ``ignore_index`` (segmentation's unscored label) and
 ``input_spec`` (how an image is prepared for evaluation: normalisation, resize / crop /
-padding; see :class:`~vtk.data.transforms.InputSpec`).
+padding; see :class:`~vtk.spec.InputSpec`).
 
 A task's DataModule keeps only what differs: :meth:`VisionDataModule.make_dataset` (one
 split), :meth:`~VisionDataModule.train_transform`, :meth:`~VisionDataModule.eval_spec` and
@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
 from vtk.data.loading import make_loader
-from vtk.data.transforms import InputSpec
+from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError, DataError
+from vtk.spec import InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -175,8 +176,6 @@ class VisionDataModule(LightningDataModule):
     collate_fn: Callable[[list[Any]], Any]
     #: refuse a training split smaller than one batch (a partial batch of one breaks BatchNorm)
     full_train_batch: bool = True
-    #: the label of unscored pixels (segmentation sets it; linked to the task)
-    ignore_index: int | None = None
 
     def __init__(
         self,
@@ -231,7 +230,11 @@ class VisionDataModule(LightningDataModule):
         return self.eval_spec().to_dict()
 
     def transform(self, split: str) -> Any:
-        return self.train_transform() if split == "train" else self.eval_spec().transform()
+        return self.train_transform() if split == "train" else self.eval_transform()
+
+    def eval_transform(self) -> Any:
+        """The evaluation pipeline of :meth:`eval_spec`."""
+        return eval_transform(self.eval_spec())
 
     def setup(self, stage: str) -> None:
         for split in STAGE_SPLITS[stage]:
@@ -242,7 +245,7 @@ class VisionDataModule(LightningDataModule):
     def predict_dataset(self) -> PredictDataset:
         if self.predict_dir is None:
             raise DataError("vtk predict needs a folder of images: --data.predict_dir DIR")
-        return PredictDataset(list_images(self.predict_dir), self.eval_spec().transform())
+        return PredictDataset(list_images(self.predict_dir), self.eval_transform())
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
         dataset: Any = self.datasets[split]
@@ -281,7 +284,7 @@ class VisionDataModule(LightningDataModule):
         spec = getattr(task, "input_spec", None)
         if isinstance(spec, InputSpec) and spec != self.eval_spec():
             log.info("prediction prepares images with the checkpoint's input spec: %s", spec)
-            self.datasets["predict"].transform = spec.transform()
+            self.datasets["predict"].transform = eval_transform(spec)
         return self._loader("predict", self.val_batch_size)
 
 
@@ -293,7 +296,7 @@ class PredictFolderDataModule(VisionDataModule):
     Args:
         predict_dir: the folder of images.
         num_classes, class_names, category_ids, ignore_index: the checkpoint's.
-        input_spec: the checkpoint's (:class:`~vtk.data.transforms.InputSpec` as a dict).
+        input_spec: the checkpoint's (:class:`~vtk.spec.InputSpec` as a dict).
         batch_size, num_workers: as for every DataModule.
     """
 

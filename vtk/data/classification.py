@@ -34,7 +34,7 @@ from vtk.data.base import ImageFileDataset, VisionDataModule
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file
 from vtk.drawing import draw_classes
 from vtk.errors import DataError
-from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
+from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -187,13 +187,13 @@ class ClassificationDataModule(VisionDataModule):
     def train_transform(self) -> Any:
         return T.classification_train(self.image_size, self.scale, mean=self.mean, std=self.std)
 
-    def eval_spec(self) -> T.InputSpec:
+    def eval_spec(self) -> InputSpec:
         # resize the shorter side (256 for 224: torchvision's ratio 0.875), centre crop
         resize = self.resize_size or round(self.image_size / 0.875)
-        return T.InputSpec(self.mean, self.std, resize=resize, crop=self.image_size)
+        return InputSpec(self.mean, self.std, resize=resize, crop=self.image_size)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
-        image = self.eval_spec().to_uint8(item["image"])
+        image = T.to_uint8(item["image"], self.eval_spec())
         return draw_classes(image, [self.class_names[item["label"]]], [1.0])
 
     def files_dataset(self, samples: list[ImageSample], split: str, where: str) -> Dataset:
@@ -301,8 +301,8 @@ class CIFAR10DataModule(ClassificationDataModule):
     def __init__(
         self,
         root: str = "data/cifar-10-batches-py",
-        mean: tuple[float, float, float] = T.CIFAR10_MEAN,
-        std: tuple[float, float, float] = T.CIFAR10_STD,
+        mean: tuple[float, float, float] = CIFAR10_MEAN,
+        std: tuple[float, float, float] = CIFAR10_STD,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -313,9 +313,9 @@ class CIFAR10DataModule(ClassificationDataModule):
     def train_transform(self) -> Any:
         return T.cifar_train(self.mean, self.std)
 
-    def eval_spec(self) -> T.InputSpec:
+    def eval_spec(self) -> InputSpec:
         # the 32x32 images as they are; another image (prediction) is resized and cropped to 32
-        return T.InputSpec(self.mean, self.std, resize=32, crop=32)
+        return InputSpec(self.mean, self.std, resize=32, crop=32)
 
     def make_dataset(self, split: str) -> Dataset:
         images, labels = read_cifar10(self.root, train=split == "train")

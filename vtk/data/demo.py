@@ -34,8 +34,8 @@ from PIL import Image, ImageDraw
 from vtk.data.classification import ClassificationDataModule, class_folders, image_folder_samples
 from vtk.data.detection import CocoDetectionDataModule
 from vtk.data.segmentation import Sample, SegmentationDataModule, voc_samples
-from vtk.data.transforms import IGNORE_INDEX
 from vtk.drawing import voc_palette
+from vtk.spec import IGNORE_INDEX
 
 DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 DEMO_CLASSIFICATION_CLASSES = ("circle", "square", "star", "triangle")

@@ -35,6 +35,7 @@ from vtk.data.base import ImageFileDataset, VisionDataModule, list_collate
 from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation, upright_size
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
+from vtk.spec import InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -447,10 +448,10 @@ class CocoDetectionDataModule(VisionDataModule):
     def train_transform(self) -> Any:
         return T.detection_train(self.hflip, self.photometric, self.zoom_out_crop)
 
-    def eval_spec(self) -> T.InputSpec:
+    def eval_spec(self) -> InputSpec:
         # RGB in [0, 1] at the image's size: the detector resizes and normalises (torchvision's
         # transform), and gives its boxes back in the image's own pixels
-        return T.InputSpec(mean=None, std=None)
+        return InputSpec(mean=None, std=None)
 
     def make_dataset(self, split: str) -> CocoDetectionDataset:
         return CocoDetectionDataset(self._records(split), self.transform(split), self.on_bad_image)
@@ -458,6 +459,6 @@ class CocoDetectionDataModule(VisionDataModule):
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
         labels = item["target"]["labels"].tolist()
         return draw_detections(
-            self.eval_spec().to_uint8(item["image"]), item["target"]["boxes"], labels,
+            T.to_uint8(item["image"], self.eval_spec()), item["target"]["boxes"], labels,
             [1.0] * len(labels), self.class_names,
         )  # fmt: skip

@@ -32,6 +32,7 @@ import numpy as np
 
 from vtk.data.io import open_image, read_mask
 from vtk.errors import ConfigError, DataError
+from vtk.spec import IGNORE_INDEX
 
 log = logging.getLogger("vtk")
 
@@ -66,7 +67,7 @@ class MaskDecoder:
     """How a set's masks become class indices (see the module docs)."""
 
     num_classes: int
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     label_map: Mapping[int, int | str] = field(default_factory=dict)
     reduce_zero_label: bool = False
     palette: Sequence[Sequence[int]] | None = None
@@ -230,12 +231,13 @@ def audit(
                 "or map them with label_map / reduce_zero_label."
             )
     seen = {v for counts in splits.values() for v in counts.pixels}
-    if decoder.num_classes == 2 and ignore == 255 and seen == {0, 255} and not decoder.label_map:
-        example = next(iter(splits.values())).files[255]
+    binary = decoder.num_classes == 2 and seen == {0, ignore} and not decoder.label_map
+    if binary and ignore == IGNORE_INDEX:  # 0/255 masks: 255 is the object, not "ignore"
+        example = next(iter(splits.values())).files[ignore]
         raise DataError(
-            f"every mask holds only 0 and 255 (e.g. {example}): 255 is read as 'ignore', so the "
-            "foreground would never be learned and mIoU could read 1.0. If 255 marks the "
-            "foreground, set label_map: {255: 1}."
+            f"every mask holds only 0 and {ignore} (e.g. {example}): {ignore} is read as "
+            "'ignore', so the foreground would never be learned and mIoU could read 1.0. If "
+            f"{ignore} marks the foreground, set label_map: {{{ignore}: 1}}."
         )
     train = splits.get("train")
     if train is not None:
@@ -270,3 +272,15 @@ def median_frequency_weights(counts: SplitCounts, num_classes: int) -> list[floa
         raise DataError("no class pixels in the training masks: cannot balance the classes.")
     median = float(np.median(list(freq.values())))
     return [median / freq[c] if c in freq else 0.0 for c in range(num_classes)]
+
+
+def mask_object_sizes(masks: list[np.ndarray], ignore: int = IGNORE_INDEX) -> np.ndarray:
+    """Longer side of the bounding box of each class region (background 0 left out)."""
+    sides = []
+    for mask in masks:
+        for c in np.unique(mask):
+            if c in (0, ignore):
+                continue
+            ys, xs = np.nonzero(mask == c)
+            sides.append(max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
+    return np.asarray(sides, dtype=np.float64)

@@ -48,7 +48,7 @@ from vtk.data.masks import (
 )
 from vtk.drawing import draw_label_map
 from vtk.errors import ConfigError, DataError
-from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
+from vtk.spec import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -293,7 +293,7 @@ def pad_stack(tensors: Sequence[Tensor], value: float) -> Tensor:
 
 
 def collate(
-    batch: list[dict[str, Any] | None], ignore_index: int = T.IGNORE_INDEX
+    batch: list[dict[str, Any] | None], ignore_index: int = IGNORE_INDEX
 ) -> dict[str, Any] | None:
     """Stack a batch, padding images (0: the mean colour) and masks (``ignore_index``) at the
     bottom-right if sizes differ; images that could not be decoded (``None``) are left out."""
@@ -349,7 +349,7 @@ class SegmentationDataModule(VisionDataModule):
         photometric: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
-        ignore_index: int = T.IGNORE_INDEX,
+        ignore_index: int = IGNORE_INDEX,
         label_map: dict[int, int | str] | None = None,
         reduce_zero_label: bool = False,
         palette: list[list[int]] | str | None = None,
@@ -390,8 +390,11 @@ class SegmentationDataModule(VisionDataModule):
             photometric=self.photometric,
         )  # fmt: skip
 
-    def eval_spec(self) -> T.InputSpec:
-        return T.InputSpec(self.mean, self.std)  # each image at its own size
+    def eval_spec(self) -> InputSpec:
+        return InputSpec(self.mean, self.std)  # each image at its own size
+
+    def eval_transform(self) -> Any:
+        return T.eval_transform(self.eval_spec(), self.ignore_index)
 
     def collate(self, split: str) -> Any:
         """Training crops are stacked (masks padded with the ignore index); evaluation images
@@ -405,7 +408,7 @@ class SegmentationDataModule(VisionDataModule):
         return SegmentationDataset(samples, self.decoder, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
-        image = self.eval_spec().to_uint8(item["image"])
+        image = T.to_uint8(item["image"], self.eval_spec())
         return draw_label_map(image, item["mask"], self.num_classes)
 
     def setup(self, stage: str) -> None:

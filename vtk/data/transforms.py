@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 # albumentations checks PyPI for a newer release on import; never from a training job.
@@ -23,12 +22,7 @@ from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.pytorch import ToTensorV2
 from torch import Tensor
 
-from vtk.models.weights import IMAGENET_MEAN, IMAGENET_STD
-
-#: The label of pixels that are not scored (VOC's object borders, padding).
-IGNORE_INDEX = 255
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 Size = int | Sequence[int]
 
@@ -389,65 +383,34 @@ def _centres_in(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
     return (cx > patch[0]) & (cx < patch[2]) & (cy > patch[1]) & (cy < patch[3])
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """How an image is prepared for a network at evaluation and prediction: what torchvision's
-    weights transforms and timm's ``pretrained_cfg`` say about a model.
+def eval_transform(spec: InputSpec, ignore_index: int = IGNORE_INDEX) -> A.Compose:
+    """The evaluation pipeline an :class:`~vtk.spec.InputSpec` says: ``(H, W, 3)`` uint8 (and a
+    mask) -> ``(3, H', W')`` float; masks padded by ``pad_to`` get ``ignore_index``."""
+    ops: list = []
+    if spec.resize is not None:
+        ops.append(A.SmallestMaxSize(max_size=spec.resize, area_for_downscale="image"))
+    if spec.crop is not None:
+        ops.append(A.CenterCrop(*_hw(spec.crop)))
+    if spec.mean is None or spec.std is None:
+        ops.append(A.ToFloat(max_value=255.0))
+    else:
+        ops.append(A.Normalize(mean=spec.mean, std=spec.std))
+    if spec.pad_to is not None:
+        # after normalisation, 0 is the mean colour; padded mask pixels are not scored
+        h, w = _hw(spec.pad_to)
+        ops.append(
+            A.PadIfNeeded(
+                h, w, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
+                fill_mask=ignore_index,
+            )
+        )  # fmt: skip
+    ops.append(ToTensorV2())
+    return A.Compose(ops)
 
-    A DataModule says it (``input_spec``, linked to the task like ``num_classes``), the task
-    keeps it in its hyper-parameters, so a checkpoint carries it: ``vtk.load``, ``vtk predict``
-    and ONNX export prepare images exactly as validation did.
 
-    Args:
-        mean, std: normalisation of RGB in [0, 1]; ``None`` for a network that normalises its
-            input itself (torchvision's detectors): the image is then RGB in [0, 1].
-        resize: resize so that the shorter side has this length (classification: 256).
-        crop: centre crop, a side or (height, width) (classification: 224).
-        pad_to: pad at the bottom-right to at least this size, a side or (height, width), with
-            the mean colour and, for masks, :data:`IGNORE_INDEX` (segmentation: ``crop_size``).
-    """
-
-    mean: tuple[float, float, float] | None = IMAGENET_MEAN
-    std: tuple[float, float, float] | None = IMAGENET_STD
-    resize: int | None = None
-    crop: int | tuple[int, int] | None = None
-    pad_to: int | tuple[int, int] | None = None
-
-    def transform(self) -> A.Compose:
-        """The albumentations pipeline: ``(H, W, 3)`` uint8 (and a mask) -> ``(3, H', W')`` float."""
-        ops: list = []
-        if self.resize is not None:
-            ops.append(A.SmallestMaxSize(max_size=self.resize, area_for_downscale="image"))
-        if self.crop is not None:
-            ops.append(A.CenterCrop(*_hw(self.crop)))
-        if self.mean is None or self.std is None:
-            ops.append(A.ToFloat(max_value=255.0))
-        else:
-            ops.append(A.Normalize(mean=self.mean, std=self.std))
-        if self.pad_to is not None:
-            # after normalisation, 0 is the mean colour; padded mask pixels are not scored
-            h, w = _hw(self.pad_to)
-            ops.append(
-                A.PadIfNeeded(
-                    h, w, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
-                    fill_mask=IGNORE_INDEX,
-                )
-            )  # fmt: skip
-        ops.append(ToTensorV2())
-        return A.Compose(ops)
-
-    def to_uint8(self, image: Tensor) -> Tensor:
-        """An image this pipeline made, back to ``(3, H, W)`` uint8 RGB (for drawing)."""
-        x = image.float()
-        if self.mean is not None and self.std is not None:
-            x = x * torch.tensor(self.std)[:, None, None] + torch.tensor(self.mean)[:, None, None]
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (lists, numbers), as YAML and ``torch.load(weights_only=True)`` take."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> InputSpec:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in known.items()})
+def to_uint8(image: Tensor, spec: InputSpec) -> Tensor:
+    """An image :func:`eval_transform` made, back to ``(3, H, W)`` uint8 RGB (for drawing)."""
+    x = image.float()
+    if spec.mean is not None and spec.std is not None:
+        x = x * torch.tensor(spec.std)[:, None, None] + torch.tensor(spec.mean)[:, None, None]
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)

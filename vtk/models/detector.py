@@ -34,13 +34,12 @@ from vtk.errors import WeightsError
 from vtk.models.backbones.base import Backbone
 from vtk.models.necks.fpn import FPN
 from vtk.models.weights import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     load_state_dict,
     no_weights,
     read_state_dict,
     torchvision_state_dict,
 )
+from vtk.spec import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("vtk")
 

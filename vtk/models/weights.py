@@ -26,11 +26,6 @@ log = logging.getLogger("vtk")
 #: Newer torchvision weights are asked for by their enum name, e.g. ``"IMAGENET1K_V2"``.
 IMAGENET = "IMAGENET1K_V1"
 
-#: The per-channel statistics every ImageNet-trained torchvision (and timm) model expects its RGB
-#: input in [0, 1] to be normalised with; the default of every vtk input pipeline and detector.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def no_weights(weights: str | Path | None) -> bool:
     """True for "train from scratch": None, or the strings "null"/"none".
