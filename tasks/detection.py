@@ -68,8 +68,9 @@ def _tensorboard(task: VisionTask) -> Any | None:
     """The SummaryWriter of the run's TensorBoard logger, if it has one."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    trainer = task._trainer
-    if trainer is None:
+    try:
+        trainer = task.trainer
+    except RuntimeError:  # not attached to a Trainer (Lightning raises)
         return None
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -67,3 +67,25 @@ def test_metric_states_and_the_sync_hook_are_where_the_mixin_expects() -> None:
     assert list(sync) == ["self", "dist_sync_fn", "process_group"]
     assert "_sync_dist" in inspect.getsource(Metric.sync)  # sync() goes through the override
     assert issubclass(type("M", (GatheredListStates, MeanAveragePrecision), {}), Metric)
+
+
+def test_lightning_still_names_its_precision_values() -> None:
+    from typing import get_args
+
+    from vtk._compat import PRECISION_INPUT
+
+    values = {v for part in get_args(PRECISION_INPUT) for v in (get_args(part) or (part,))}
+    assert {"bf16-mixed", "16-mixed", "32-true", 32} <= values
+
+
+def test_inductor_still_has_a_global_freezing_switch() -> None:
+    import torch._inductor.config as inductor
+
+    from vtk._compat import enable_inductor_freezing
+
+    before = inductor.freezing
+    try:
+        enable_inductor_freezing()
+        assert inductor.freezing is True
+    finally:
+        inductor.freezing = before

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="browse.png")
     args, overrides = parser.parse_known_args(argv)
-    from vtk.cli import _find_user_error, _user_message
+    from vtk.errors import find_user_error, user_message
     from vtk.recipe import Recipe
 
     try:
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         datamodule = recipe.datamodule()
         datamodule.setup("fit")
     except Exception as e:  # a clear line, as `vtk` prints, for missing data and bad keys
-        user = _find_user_error(e)
-        raise SystemExit(f"browse_dataset: error: {_user_message(user) if user else e}") from None
+        user = find_user_error(e)
+        raise SystemExit(f"browse_dataset: error: {user_message(user) if user else e}") from None
     dataset = datamodule.datasets["train"]
     torch.manual_seed(args.seed)
     indices = torch.randperm(len(dataset))[: args.n].tolist()

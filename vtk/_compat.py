@@ -1,9 +1,9 @@
 """Every place vtk relies on a library's private internals, in one file.
 
-Each has no public equivalent in the pinned versions (Lightning 2.6, torchmetrics 1.9), says
-why it is needed, and has a test in ``tests/test_compat.py`` that fails loudly if the library
-changes what it relies on. Nothing else in vtk imports a private name of Lightning or
-torchmetrics.
+Each has no public equivalent in the pinned versions (Lightning 2.6, torchmetrics 1.9,
+PyTorch 2.14), says why it is needed, and has a test in ``tests/test_compat.py`` that fails
+loudly if the library changes what it relies on. Nothing else in vtk imports a private name of
+Lightning, torchmetrics or PyTorch.
 """
 
 from __future__ import annotations
@@ -11,7 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 import torch.distributed as dist
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 from torch import Tensor
+
+#: The values Lightning's ``Trainer(precision=...)`` accepts (a ``Literal`` union), so that
+#: ``vtk.trainer.Trainer``'s signature (which adds "auto") validates and documents them as
+#: Lightning's does; Lightning names the type privately.
+PRECISION_INPUT = _PRECISION_INPUT
+
+
+def enable_inductor_freezing() -> None:
+    """Inductor's ``freezing`` for the graphs compiled from now on (parameters become
+    constants: prepacked weights, convolutions fused with what follows): what
+    ``vtk.load(..., compile=True)`` uses. Only the private global config switches it (given
+    in ``torch.compile(options=...)`` it had no effect, measured), and it applies to graphs
+    compiled without gradients only, so training elsewhere in the process is not affected."""
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
 
 
 def recipe_config_given() -> bool:

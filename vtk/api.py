@@ -18,21 +18,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.fabric.utilities import move_data_to_device
-from PIL import Image
 from torch.utils.data import DataLoader
 
+from vtk._compat import enable_inductor_freezing
 from vtk.checkpoint import recipe_hyperparameters
 from vtk.data.base import PredictDataset, list_collate, list_images, predict_item
-from vtk.data.io import read_image
+from vtk.data.io import ImageLike, as_rgb
 from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError
 from vtk.recipe import strip_weights
 from vtk.trainer import device_kind
-
-ImageLike = str | Path | np.ndarray | Image.Image
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -116,7 +113,7 @@ class Predictor:
 
     def _item(self, image: ImageLike) -> dict[str, Any]:
         path = str(image) if isinstance(image, str | Path) else ""
-        return predict_item(_rgb(image), self.transform, Path(path).stem, path)
+        return predict_item(as_rgb(image), self.transform, Path(path).stem, path)
 
     @torch.inference_mode()
     def _run(self, batch: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -128,14 +125,10 @@ class Predictor:
 
 
 def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` with Inductor's freezing: parameters become constants, so weights are
-    prepacked and convolutions fused with what follows them. Freezing is Inductor's global
-    option (``torch._inductor.config.freezing``; given in ``torch.compile(options=...)`` it had
-    no effect, measured), and it applies to graphs compiled without gradients only, so training
-    elsewhere in the process is not affected."""
-    import torch._inductor.config as inductor
-
-    inductor.freezing = True
+    """``torch.compile`` with Inductor's freezing (:func:`vtk._compat.enable_inductor_freezing`):
+    parameters become constants, so weights are prepacked and convolutions fused with what
+    follows them."""
+    enable_inductor_freezing()
     return torch.compile(model)
 
 
@@ -159,18 +152,6 @@ def _progress(total: int, show: bool) -> Any:
     except ImportError:
         return _NoBar()
     return tqdm(total=total, unit="image", desc="predict")
-
-
-def _rgb(image: ImageLike) -> np.ndarray:
-    """``image`` as an (H, W, 3) uint8 RGB array."""
-    if isinstance(image, str | Path):
-        return read_image(image)
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
-    return array
 
 
 def load(

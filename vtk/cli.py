@@ -37,7 +37,7 @@ from vtk.checkpoint import (
     network_differences,
     recipe_hyperparameters,
 )
-from vtk.errors import VTKError
+from vtk.errors import VTKError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
     find_recipe,
@@ -239,26 +239,6 @@ def _checkpoint_only_predict(argv: list[str]) -> None:
     argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
 
 
-def _find_user_error(error: BaseException) -> VTKError | None:
-    """A VTKError behind ``error``: jsonargparse wraps errors raised while it instantiates."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, VTKError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _user_message(error: VTKError) -> str:
-    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
-    text = str(error)
-    if "Original Traceback" in text:
-        tail = text.rstrip().rsplit(f"{type(error).__name__}: ", 1)
-        text = tail[-1]
-    return text
-
-
 def _setup_logging() -> None:
     """The command prints vtk's messages as ``vtk: ...`` on stderr. The library only logs (to
     ``logging.getLogger("vtk")``); records still propagate to the root logger's handlers."""
@@ -352,10 +332,10 @@ def main() -> None:
             parser_kwargs={"parser_mode": "yaml"},
         )
     except Exception as e:
-        user_error = _find_user_error(e)
+        user_error = find_user_error(e)
         if user_error is None:
             raise
-        raise SystemExit(f"vtk: error: {_user_message(user_error)}") from None
+        raise SystemExit(f"vtk: error: {user_message(user_error)}") from None
 
 
 if __name__ == "__main__":

@@ -26,27 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from vtk.data.io import IMAGE_SUFFIXES, ImageLike, as_rgb
 
 log = logging.getLogger("vtk")
 
-ImageLike = str | Path | np.ndarray | Image.Image
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 __all__ = ["OnnxPredictor"]
-
-
-def _rgb(image: ImageLike) -> np.ndarray:
-    if isinstance(image, str | Path):
-        with Image.open(image) as img:
-            img.load()
-            return np.asarray((ImageOps.exif_transpose(img) or img).convert("RGB"))
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
-    return array
 
 
 def _side(v: Any) -> tuple[int, int] | None:
@@ -116,8 +103,8 @@ class OnnxPredictor:
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """The prediction of one image or of a list (see :meth:`vtk.api.Predictor.predict`)."""
         if isinstance(image, list | tuple):
-            return self._run([_rgb(im) for im in image])
-        return self._run([_rgb(image)])[0]
+            return self._run([as_rgb(im) for im in image])
+        return self._run([as_rgb(image)])[0]
 
     def predict_folder(self, folder: str | Path, batch_size: int = 8) -> Iterator[dict[str, Any]]:
         """Stream the results (with ``id`` and ``path``) for the images of ``folder``; files that
@@ -133,7 +120,7 @@ class OnnxPredictor:
             images, kept = [], []
             for p in paths[start : start + batch_size]:
                 try:
-                    images.append(_rgb(p))
+                    images.append(as_rgb(p))
                     kept.append(p)
                 except (OSError, UnidentifiedImageError, ValueError) as e:
                     log.warning("skipping an image that cannot be decoded: %s (%s)", p, e)

@@ -24,3 +24,23 @@ class ConfigError(VTKError, ValueError):
 class TrainingError(VTKError, RuntimeError):
     """Training cannot go on (a non-finite loss or gradient); the message says where and what
     to try."""
+
+
+def find_user_error(error: BaseException) -> VTKError | None:
+    """A VTKError behind ``error``: jsonargparse wraps errors raised while it instantiates."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, VTKError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def user_message(error: VTKError) -> str:
+    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
+    text = str(error)
+    if "Original Traceback" in text:
+        tail = text.rstrip().rsplit(f"{type(error).__name__}: ", 1)
+        text = tail[-1]
+    return text

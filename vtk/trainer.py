@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 from lightning.pytorch.utilities import rank_zero_only
+
+from vtk._compat import PRECISION_INPUT
 
 log = logging.getLogger("vtk")
 
@@ -65,7 +66,7 @@ class Trainer(pl.Trainer):
     def __init__(
         self,
         *args: Any,
-        precision: _PRECISION_INPUT | Literal["auto"] | None = None,
+        precision: PRECISION_INPUT | Literal["auto"] | None = None,
         **kwargs: Any,
     ) -> None:
         if precision == "auto":

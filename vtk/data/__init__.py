@@ -1,48 +1,48 @@
-"""Datasets, albumentations pipelines, LightningDataModules and the embedded demo data."""
+"""Datasets, albumentations pipelines, LightningDataModules and the embedded demo data.
 
-from vtk.data.base import PredictFolderDataModule, VisionDataModule
-from vtk.data.classification import (
-    CIFAR10DataModule,
-    ClassificationDataModule,
-    ClassificationDataset,
-    ImageFolderDataModule,
-)
-from vtk.data.demo import (
-    DemoClassificationDataModule,
-    DemoDetectionDataModule,
-    DemoSegmentationDataModule,
-    make_demo_classification,
-    make_demo_segmentation,
-)
-from vtk.data.detection import CocoDetectionDataModule
-from vtk.data.segmentation import (
-    ADE20KDataModule,
-    CamVidDataModule,
-    CityscapesDataModule,
-    MaskFolderDataModule,
-    SegmentationDataModule,
-    SegmentationDataset,
-    VOCSegmentationDataModule,
-)
+The names below are imported when first used (PEP 562), so ``import vtk.data.io`` (image
+reading: numpy and Pillow) does not pull in torch and Lightning: the torch-free ONNX runtime
+(:mod:`vtk.deploy`) reads images with it.
+"""
 
-__all__ = [
-    "ADE20KDataModule",
-    "CIFAR10DataModule",
-    "CamVidDataModule",
-    "CityscapesDataModule",
-    "ClassificationDataModule",
-    "ClassificationDataset",
-    "CocoDetectionDataModule",
-    "DemoClassificationDataModule",
-    "DemoDetectionDataModule",
-    "DemoSegmentationDataModule",
-    "ImageFolderDataModule",
-    "MaskFolderDataModule",
-    "PredictFolderDataModule",
-    "SegmentationDataModule",
-    "SegmentationDataset",
-    "VOCSegmentationDataModule",
-    "VisionDataModule",
-    "make_demo_classification",
-    "make_demo_segmentation",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PredictFolderDataModule": "base",
+    "VisionDataModule": "base",
+    "CIFAR10DataModule": "classification",
+    "ClassificationDataModule": "classification",
+    "ClassificationDataset": "classification",
+    "ImageFolderDataModule": "classification",
+    "DemoClassificationDataModule": "demo",
+    "DemoDetectionDataModule": "demo",
+    "DemoSegmentationDataModule": "demo",
+    "make_demo_classification": "demo",
+    "make_demo_segmentation": "demo",
+    "CocoDetectionDataModule": "detection",
+    "ADE20KDataModule": "segmentation",
+    "CamVidDataModule": "segmentation",
+    "CityscapesDataModule": "segmentation",
+    "MaskFolderDataModule": "segmentation",
+    "SegmentationDataModule": "segmentation",
+    "SegmentationDataset": "segmentation",
+    "VOCSegmentationDataModule": "segmentation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vtk.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vtk.data.{module}"), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

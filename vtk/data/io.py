@@ -3,7 +3,8 @@
 Images become 8-bit RGB whatever they are on disk (grayscale, palette, RGBA, 16-bit), upright
 as their EXIF orientation says (a phone photo stored sideways is read as it is shown, as
 OpenCV's ``imread``, mmcv and ultralytics read it), and a file that is not an image says so
-with its path. Masks stay class indices (PIL modes ``L``,
+with its path. Torch-free (numpy and Pillow): the ONNX runtime (:mod:`vtk.deploy`) reads
+images with it too. Masks stay class indices (PIL modes ``L``,
 ``P``, ``I;16``, ``I``); a colour mask is refused, since its colours are not class ids.
 """
 
@@ -102,6 +103,23 @@ def read_image(path: str | Path, fit: tuple[int, int] | None = None) -> np.ndarr
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
     return np.asarray(img.convert("RGB"))
+
+
+#: what :func:`as_rgb` takes: a file's path, a PIL image or an ``(H, W, 3)`` uint8 RGB array
+ImageLike = str | Path | np.ndarray | Image.Image
+
+
+def as_rgb(image: ImageLike) -> np.ndarray:
+    """``image`` as an ``(H, W, 3)`` uint8 RGB array: a file read by :func:`read_image`, a PIL
+    image converted, an array checked."""
+    if isinstance(image, str | Path):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+    return array
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -1,7 +1,8 @@
 """What every backbone promises, and the plug-ins every backbone accepts.
 
-The shape contract (DESIGN.md): ``forward(x) -> list[Tensor]``, one map per requested stage,
-strides increasing, and ``feature_info[i]`` gives the ``channels`` and ``stride`` of map ``i``.
+The shape contract (docs/contributing.md): ``forward(x) -> list[Tensor]``, one map per
+requested stage, strides increasing, and ``feature_info[i]`` gives the ``channels`` and
+``stride`` of map ``i``.
 Backbones fill ``feature_info`` while they build their stages, from the blocks themselves, so
 nobody types a channel count twice.
 
