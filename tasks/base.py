@@ -85,6 +85,10 @@ class VisionTask(LightningModule):
             gradients overflow, as it should; a non-finite *loss* still counts here.
     """
 
+    #: the validation metric a run is judged by, and whether higher is better: what vtk's default
+    #: "best" checkpoint monitors (``vtk.recipe.default_run_config``)
+    main_metric: tuple[str, str] = ("val/loss", "min")
+
     #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
     #: ``vtk`` command takes them from this run's recipe and command line, not the checkpoint
     eval_options: tuple[str, ...] = ()

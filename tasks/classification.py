@@ -42,6 +42,8 @@ class ClassificationTask(VisionTask):
     (the top-k classes).
     """
 
+    main_metric = ("val/acc1", "max")
+
     def __init__(
         self,
         model: nn.Module,

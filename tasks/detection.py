@@ -114,6 +114,7 @@ class DetectionTask(VisionTask):
     ``"category_ids"``, ``"scores"``.
     """
 
+    main_metric = ("val/AP", "max")
     eval_options = ("confusion_score_thresh", "confusion_iou_thresh")
 
     def __init__(

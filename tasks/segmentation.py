@@ -79,6 +79,7 @@ class SegmentationTask(VisionTask):
     an ``(H, W)`` class map at the image's own size.
     """
 
+    main_metric = ("val/mIoU", "max")
     eval_options = ("eval_mode", "window", "stride", "slide_batch", "tta_scales", "tta_flip")
 
     def __init__(

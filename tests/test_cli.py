@@ -35,7 +35,9 @@ def test_fit_test_predict_demo_through_the_real_cli(vtk_process, run_vtk, capsys
         == "resnet18"
     )
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert "last.ckpt" in checkpoints and any(n.startswith("best-000-miou") for n in checkpoints)
+    assert "last.ckpt" in checkpoints and any(
+        n.startswith("best-000-") and "miou" in n for n in checkpoints
+    )
     assert "val/mIoU" in (run / "metrics.csv").read_text().splitlines()[0]
 
     last = str(run / "checkpoints" / "last.ckpt")
@@ -337,3 +339,52 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
     assert foreign.returncode != 0
     assert "vtk: error:" in foreign.stderr and "num_classes=3, the data has 2" in foreign.stderr
     assert "Traceback" not in foreign.stderr
+
+
+def _printed_config(run_vtk, capsys, recipe: str) -> dict:
+    capsys.readouterr()
+    assert run_vtk("fit", recipe, "--print_config") == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_a_recipe_without_logger_or_checkpoints_gets_vtks_defaults(run_vtk, capsys, tmp_path):
+    """The run folder is runs/<recipe name>; the best checkpoint monitors the task's metric;
+    --print_config shows them."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "demo_classification.yaml").read_text())
+    assert "logger" not in recipe["trainer"] and "callbacks" not in recipe["trainer"]
+    path = tmp_path / "my_cats_resnet18.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    config = _printed_config(run_vtk, capsys, str(path))
+    logger = config["trainer"]["logger"]
+    assert logger["class_path"].endswith("CSVLogger")
+    assert (logger["init_args"]["save_dir"], logger["init_args"]["name"]) == (
+        "runs",
+        "my_cats_resnet18",
+    )
+    best, last = config["trainer"]["callbacks"]
+    assert (best["init_args"]["monitor"], best["init_args"]["mode"]) == ("val/acc1", "max")
+    assert last["init_args"]["filename"] == "last"
+    seg = _printed_config(run_vtk, capsys, DEMO)
+    assert seg["trainer"]["callbacks"][0]["init_args"]["monitor"] == "val/mIoU"
+    assert seg["trainer"]["logger"]["init_args"]["name"] == DEMO
+
+
+def test_a_recipes_own_logger_and_callbacks_replace_the_defaults(run_vtk, capsys, tmp_path):
+    recipe = yaml.safe_load((ROOT / "recipes" / "demo_classification.yaml").read_text())
+    recipe["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "tb"},
+    }
+    recipe["trainer"]["callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.EarlyStopping",
+         "init_args": {"monitor": "val/loss"}}
+    ]  # fmt: skip
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    config = _printed_config(run_vtk, capsys, str(path))
+    assert config["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+    (callback,) = config["trainer"]["callbacks"]
+    assert callback["class_path"].endswith("EarlyStopping")
+    # the RFB Net VOC recipe keeps its own: it judges by AP50, VOC's metric
+    rfb = _printed_config(run_vtk, capsys, "rfbnet300_vgg16_voc")
+    assert rfb["trainer"]["callbacks"][0]["init_args"]["monitor"] == "val/AP50"

@@ -40,9 +40,11 @@ from vtk.checkpoint import (
 from vtk.errors import VTKError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
+    default_run_config,
     find_recipe,
     installed_recipes,
     link_data_to_task,
+    recipe_task_class,
     recipes_dir,
     strip_weights,
 )
@@ -70,6 +72,11 @@ class VTKCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         link_data_to_task(parser)
+        # vtk's logger and checkpoints, unless the recipe (or the command line) sets its own
+        recipe = _config_argument(sys.argv)
+        if recipe is not None:
+            file = recipe if Path(recipe).is_file() else None
+            parser.set_defaults(default_run_config(file, recipe_task_class(recipe)))
         parser.add_argument(
             "--scale_lr_from",
             type=int | None,
@@ -184,6 +191,13 @@ def _eval_options(model: Any) -> dict[str, Any]:
     except (ImportError, AttributeError):
         return {}
     return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}
+
+
+def _config_argument(argv: list[str]) -> str | None:
+    """The value of the last ``--config`` of a command line (a recipe path or YAML text)."""
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    return values[-1] if values else None
 
 
 def rewrite_recipe_argv(argv: list[str]) -> None:

@@ -24,6 +24,7 @@ such argument, is skipped: only segmentation data and tasks have an ignore label
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,62 @@ def strip_weights(config: Any) -> Any:
             if key.rsplit(".", 1)[-1] in WEIGHT_KEYS:
                 config[key] = None
     return config
+
+
+def default_run_config(recipe: str | Path | None, task_class_path: str | None) -> dict[str, Any]:
+    """vtk's defaults for a run of ``recipe`` (a path, or None for no file): a CSV logger whose
+    run folder is ``runs/<recipe name>/version_N``, and two checkpoints: the best on the task's
+    :attr:`~vtk.tasks.VisionTask.main_metric` and the last (to resume from). A recipe that sets
+    ``trainer.logger`` or ``trainer.callbacks`` replaces these (``--print_config`` shows the
+    result)."""
+    out: dict[str, Any] = {}
+    if recipe is not None:
+        out["trainer.logger"] = {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": "runs", "name": Path(recipe).stem},
+        }
+    metric, mode = _main_metric(task_class_path)
+    short = metric.rsplit("/", 1)[-1].lower()
+    out["trainer.callbacks"] = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {
+                "monitor": metric,
+                "mode": mode,
+                "filename": f"best-{{epoch:03d}}-{{step:06d}}-{short}{{{metric}:.4f}}",
+                "auto_insert_metric_name": False,
+            },
+        },
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"filename": "last", "enable_version_counter": False},
+        },
+    ]
+    return out
+
+
+def recipe_task_class(config: str | Path) -> str | None:
+    """The ``model.class_path`` of a recipe (a file, or YAML text), or None."""
+    import yaml
+
+    try:
+        text = Path(config).read_text() if Path(config).is_file() else str(config)
+        model = (yaml.safe_load(text) or {}).get("model")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return model.get("class_path") if isinstance(model, dict) else None
+
+
+def _main_metric(class_path: str | None) -> tuple[str, str]:
+    """The ``main_metric`` of the task class at ``class_path`` (``val/loss``, min, if unknown)."""
+    if class_path:
+        module, _, name = class_path.rpartition(".")
+        try:
+            task = getattr(importlib.import_module(module), name)
+            return tuple(task.main_metric)  # type: ignore[return-value]
+        except (ImportError, AttributeError, TypeError, ValueError):
+            pass
+    return ("val/loss", "min")
 
 
 def link_data_to_task(parser: Any) -> None:
@@ -141,6 +198,7 @@ class Recipe:
         """
         path = find_recipe(name)
         parser = _parser()
+        parser.set_defaults(default_run_config(path, recipe_task_class(path)))
         try:
             parsed = parser.parse_args(["--config", str(path), *overrides])
         except Exception as e:  # jsonargparse's ArgumentError: a bad key or value
