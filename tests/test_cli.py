@@ -241,6 +241,58 @@ def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
     assert all(f"  {p.stem}: " in out for p in recipes_dir().glob("*.yaml"))
 
 
+def test_the_list_read_from_the_source_is_what_the_package_registers() -> None:
+    """vtk list reads the registries without importing them (vtk.catalog): the same names."""
+    import vtk.data
+    import vtk.models
+    import vtk.models.heads
+    import vtk.models.necks
+    import vtk.tasks
+    from vtk.catalog import _families, _models, constant
+    from vtk.models.attention import ATTENTION
+    from vtk.models.backbones import BACKBONES
+    from vtk.models.layers import DEFORM_CONV
+
+    families = {}
+    for name, family in BACKBONES.items():
+        families.setdefault(family.__name__, []).append(name)
+    assert dict(_families()) == families
+    assert list(constant("vtk.models.attention", "ATTENTION")) == list(ATTENTION)
+    assert list(constant("vtk.models.layers.deform_conv", "DEFORM_CONV")) == list(DEFORM_CONV)
+    assert constant("vtk.models.heads", "__all__") == vtk.models.heads.__all__
+    assert constant("vtk.models.necks", "__all__") == vtk.models.necks.__all__
+    assert constant("vtk.tasks", "__all__") == vtk.tasks.__all__
+    assert sorted(constant("vtk.data", "_EXPORTS")) == vtk.data.__all__
+    assert all(getattr(vtk.data, n) for n in vtk.data.__all__)  # every export resolves
+    for name in _models():
+        assert isinstance(getattr(vtk.models, name), type), name
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["list"], ["convert", "--help"], []])
+def test_help_version_list_and_convert_import_no_torch(args) -> None:
+    """What answers at once never imports torch, torchvision or Lightning."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['vtk', *sys.argv[1:]]\n"
+        "from vtk.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'lightning') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-1500:]
+    if args in (["--help"], []):
+        for sub in ("fit", "validate", "test", "predict", "list", "analyze", "convert", "export"):
+            assert f"\n  {sub} " in out.stdout, sub
+    if args == ["--version"]:
+        from vtk import __version__
+
+        assert f"vtk {__version__}" in out.stdout
+
+
 def test_classification_fit_then_predict_writes_a_csv(run_vtk, fit_demo, tmp_path) -> None:
     recipe = "demo_classification"
     last = fit_demo(recipe, "--data.image_size", "32")
@@ -388,3 +440,15 @@ def test_a_recipes_own_logger_and_callbacks_replace_the_defaults(run_vtk, capsys
     # the RFB Net VOC recipe keeps its own: it judges by AP50, VOC's metric
     rfb = _printed_config(run_vtk, capsys, "rfbnet300_vgg16_voc")
     assert rfb["trainer"]["callbacks"][0]["init_args"]["monitor"] == "val/AP50"
+
+
+def test_lightnings_own_argument_checks_end_in_one_error_line(run_vtk) -> None:
+    message = run_vtk(
+        "fit", "demo_classification", "--trainer.limit_train_batches", "3",
+        "--trainer.val_check_interval", "20", "--trainer.max_epochs", "1", "--data.image_size",
+        "32", *QUIET,
+    )  # fmt: skip
+    assert isinstance(message, str) and message.startswith("vtk: error: `val_check_interval` (20)")
+    assert "\n" not in message
+    unknown = run_vtk("fitt", "demo_classification")
+    assert isinstance(unknown, str) and "unknown subcommand 'fitt'" in unknown

@@ -1,0 +1,252 @@
+"""The Lightning side of the ``vtk`` command: ``fit``, ``validate``, ``test`` and ``predict``
+through Lightning's CLI with vtk's links, defaults and checks (imported only for those
+subcommands: :mod:`vtk.cli` answers ``--help``, ``list`` and ``convert`` without torch)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+
+from vtk.checkpoint import (
+    AtomicCheckpointIO,
+    find_resume_checkpoint,
+    network_differences,
+    recipe_hyperparameters,
+)
+from vtk.cli import _config_argument
+from vtk.errors import find_user_error, user_message
+from vtk.recipe import (
+    WEIGHT_KEYS,
+    default_run_config,
+    link_data_to_task,
+    recipe_task_class,
+    strip_weights,
+)
+from vtk.trainer import Trainer as VTKTrainer
+
+log = logging.getLogger("vtk")
+
+
+class SaveFitConfig(SaveConfigCallback):
+    """Save the resolved recipe as ``config.yaml`` beside the checkpoints of a ``fit`` run.
+
+    ``test`` and ``predict`` write no checkpoints; without a logger they would drop the file
+    into the current folder.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class VTKCLI(LightningCLI):
+    """LightningCLI with vtk's links between the data and the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        link_data_to_task(parser)
+        # vtk's logger and checkpoints, unless the recipe (or the command line) sets its own
+        recipe = _config_argument(sys.argv)
+        if recipe is not None:
+            file = recipe if Path(recipe).is_file() else None
+            parser.set_defaults(default_run_config(file, recipe_task_class(recipe)))
+        parser.add_argument(
+            "--scale_lr_from",
+            type=int | None,
+            default=None,
+            help="the total batch the recipe's LR is for (e.g. 16 for the COCO recipes): the LR "
+            "is scaled linearly to this run's batch_size x processes x accumulate_grad_batches.",
+        )
+        parser.add_argument(
+            "--fast",
+            type=bool,
+            default=True,
+            help="vtk predict: BatchNorm folded into the convolutions and channels_last (the "
+            "same results up to float rounding); false runs the network as trained.",
+        )
+        parser.add_argument(
+            "--output_dir",
+            type=str | None,
+            default=None,
+            help="vtk predict: where to write the predictions (default: <run dir>/predictions).",
+        )
+
+    def after_instantiate_classes(self) -> None:
+        # not a model hyper-parameter: with --ckpt_path, Lightning rebuilds the model from the
+        # checkpoint's hyper-parameters, which would override it
+        if self.subcommand is not None:
+            self.model.output_dir = self.config[self.subcommand].get("output_dir")
+            self.model.lr_base_batch = self.config[self.subcommand].get("scale_lr_from")
+            self.model.fast_predict = bool(self.config[self.subcommand].get("fast", True))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning's parse, then ``--ckpt_path last`` / ``auto`` -> the file, and another
+        recipe's checkpoint refused for ``fit`` (before Lightning reads the checkpoint's config)."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        if sub is None:
+            return
+        config = self.config[sub]
+        self._eval_options = _eval_options(config.model)
+        if config.get("ckpt_path") in ("last", "auto"):
+            config.ckpt_path = self._resume_path(config)
+        if sub == "fit" and config.get("ckpt_path"):
+            self._check_same_network(config)
+
+    def before_instantiate_classes(self) -> None:
+        # the checkpoint's tensors replace pretrained weights: do not fetch them again
+        sub = self.config.get("subcommand")
+        if sub is not None and self.config[sub].get("ckpt_path"):
+            strip_weights(self.config[sub].model)
+            # Lightning put the checkpoint's hyper-parameters over the recipe's; how to evaluate
+            # is this run's choice (mmsegmentation's test config, a --tta flag), as given
+            for key, value in getattr(self, "_eval_options", {}).items():
+                self.config[sub].model.init_args[key] = value
+
+    def _resume_path(self, config: Any) -> str | None:
+        trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
+        found, folders = find_resume_checkpoint(
+            trainer.get("logger"), trainer.get("callbacks"), trainer.get("default_root_dir")
+        )
+        where = ", ".join(str(f) for f in folders[:3]) or "(no run folders)"
+        if found is not None:
+            if rank_zero_only.rank == 0:
+                log.info("resuming from %s", found)
+            return str(found)
+        if config.ckpt_path == "auto":
+            if rank_zero_only.rank == 0:
+                log.info("no checkpoint to resume in %s: starting a new run", where)
+            return None
+        raise SystemExit(
+            f"vtk: error: --ckpt_path last: no last checkpoint in {where}, nothing to resume. "
+            "Leave out --ckpt_path to start a new run, or use --ckpt_path auto to resume when "
+            "there is a checkpoint and start a new run otherwise."
+        )
+
+    def _check_same_network(self, config: Any) -> None:
+        path = Path(config.ckpt_path)
+        if not path.is_file():
+            raise SystemExit(f"vtk: error: checkpoint {path} does not exist.")
+        saved = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        saved_net = (saved.get("model") or {}) if isinstance(saved, dict) else {}
+        model = config.model.as_dict() if hasattr(config.model, "as_dict") else {}
+        current_net = (model.get("init_args") or {}).get("model") or {}
+        if not isinstance(saved_net, dict) or not saved_net or not current_net:
+            return
+        diffs = network_differences(saved_net, current_net, ignore=("num_classes", *WEIGHT_KEYS))
+        if diffs:
+            listed = "; ".join(
+                f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, a, b in diffs[:5]
+            )
+            raise SystemExit(
+                f"vtk: error: {path} was saved by a different model than this recipe builds, so "
+                f"training cannot resume from it: {listed}"
+                f"{f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''}. Resume with the "
+                "recipe that made it, or start from its weights with the model's weights argument."
+            )
+
+
+def _eval_options(model: Any) -> dict[str, Any]:
+    """The task's :attr:`~vtk.tasks.VisionTask.eval_options` as this run's config sets them."""
+    class_path = model.get("class_path") if model is not None else None
+    init_args = model.get("init_args") if model is not None else None
+    if not class_path or init_args is None:
+        return {}
+    module, _, name = class_path.rpartition(".")
+    try:
+        task = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return {}
+    return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}
+
+
+def _checkpoint_only_predict(argv: list[str]) -> None:
+    """``vtk predict CKPT [DIR] ...`` -> ``vtk predict --config <from the checkpoint> --ckpt_path
+    CKPT [--data.predict_dir DIR] ...``: the model as the checkpoint's recipe built it, and a
+    :class:`~vtk.data.PredictFolderDataModule` with the checkpoint's classes, ids and input
+    spec, so no training data is read. Predictions go to ``./predictions`` (or --output_dir)."""
+    import yaml
+
+    path = Path(argv[2])
+    hparams = recipe_hyperparameters(
+        path, "give the recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
+    )
+    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    strip_weights(init_args)
+    names = init_args.get("class_names")
+    config = {
+        "trainer": {"logger": False, "default_root_dir": "."},
+        "model": {"class_path": hparams["_class_path"], "init_args": init_args},
+        "data": {
+            "class_path": "vtk.data.PredictFolderDataModule",
+            "init_args": {
+                "num_classes": len(names) if names else 1,
+                **{
+                    k: init_args.get(k)
+                    for k in ("class_names", "category_ids", "input_spec", "ignore_index")
+                },
+            },
+        },
+    }
+    rest = argv[3:]
+    if rest and not rest[0].startswith("-"):  # vtk predict CKPT DIR
+        rest = ["--data.predict_dir", *rest]
+    argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
+
+
+def run() -> None:
+    """Lightning's CLI on ``sys.argv`` (already rewritten by :func:`vtk.cli.rewrite_recipe_argv`);
+    vtk's own errors and Lightning's configuration errors end as one ``vtk: error:`` line."""
+    # vtk's epoch-level metrics are torchmetrics objects, synchronised across processes
+    # before they are logged; Lightning cannot tell and would advise sync_dist for each
+    warnings.filterwarnings(
+        "ignore", message=r"It is recommended to use `self.log\('(val|test)/(AP|IoU|mIoU|acc)"
+    )
+    try:
+        VTKCLI(
+            trainer_class=VTKTrainer,  # Lightning's, with precision: auto
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,  # the tasks take optimizer / lr_scheduler themselves
+            save_config_callback=SaveFitConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "yaml"},
+        )
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is not None:
+            raise SystemExit(f"vtk: error: {user_message(user_error)}") from None
+        if _lightning_check(e):  # one line, from the first process only
+            message = " ".join(str(e).split())
+            raise SystemExit(f"vtk: error: {message}" if rank_zero_only.rank == 0 else 1) from None
+        raise
+
+
+def _lightning_check(error: BaseException) -> bool:
+    """Whether ``error`` is one of Lightning's checks of the run's arguments (a
+    ``MisconfigurationException``, or a ``ValueError`` raised by Lightning's own code, such as
+    ``val_check_interval`` past the epoch's end), not a failure inside the run."""
+    if isinstance(error, MisconfigurationException):
+        return True
+    if not isinstance(error, ValueError) or error.__traceback__ is None:
+        return False
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path('lightning', 'pytorch')}" in tb.tb_frame.f_code.co_filename
