@@ -171,18 +171,10 @@ class DetectionTask(VisionTask):
         losses = self.model(batch["image"], batch["target"])
         return {"loss": sum(losses.values()), **losses}
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        data = getattr(self.trainer, "datamodule", None)
-        transform = getattr(self.model, "transform", None)
-        if not getattr(data, "jpeg_draft", False) or transform is None:
-            return
-        # the data decodes large JPEGs no smaller than this model resizes them to
-        fit = (int(max(transform.min_size)), int(transform.max_size))
-        for dataset in data.datasets.values():
-            if hasattr(dataset, "decode_fit"):
-                dataset.decode_fit = fit
-        log.info("JPEG draft decoding: no smaller than shorter side %d, longer %d", *fit)
+    def resize_range(self, training: bool = False) -> tuple[int, int]:
+        """(shorter side, longer cap) the detector resizes images to (the detector interface,
+        :mod:`vtk.models.detector`): what the data decodes large JPEGs to at least."""
+        return self.model.resize_range(training)
 
     def _evaluate(
         self, batch: dict[str, Any], metric: MeanAveragePrecision
@@ -328,7 +320,7 @@ class DetectionTask(VisionTask):
         return DetectionWriter(str(output_dir), self.class_names)
 
     def default_size(self) -> int:
-        return int(max(self.model.transform.min_size))
+        return self.model.resize_range(training=True)[0]
 
     def example_input(self, size: int | None = None, batch: int = 1) -> list[Tensor]:
         """Images in [0, 1]: the detector resizes (to ``min_size``) and normalises them."""
@@ -362,8 +354,7 @@ class DetectionTask(VisionTask):
     def object_sizes(self, datamodule: Any) -> tuple[np.ndarray, str]:
         """The validation boxes' longer sides after the detector's resize (crowd left out)."""
         datamodule.setup("validate")
-        transform = self.model.transform
-        min_size, max_size = int(transform.min_size[-1]), int(transform.max_size)
+        min_size, max_size = self.model.resize_range()
         sides: list[float] = []
         for r in datamodule.datasets["val"].records:
             h, w = r.size or (min_size, min_size)

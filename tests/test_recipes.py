@@ -94,7 +94,7 @@ def test_segmentation_recipes_read_their_datasets_conventions(
 
 
 def test_the_readme_finetune_command_runs_on_a_cpu(tmp_path: Path, run_vtk, vtk_log) -> None:
-    """The README's fine-tune command as written (three paths; offline: weights null), on a
+    """The fine-tune command of docs/detection.md as written (three paths; offline: weights null), on a
     COCO-format set, two steps: on a CPU the recipe's precision is fp32, not bf16."""
     from vtk.data.demo import make_demo_detection
 

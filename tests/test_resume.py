@@ -14,7 +14,7 @@ import torch
 import yaml
 from helpers import VTK
 
-from vtk.recipe import recipes_dir
+from vtk.recipe import default_run_config, recipes_dir
 
 RECIPE = recipes_dir() / "demo_classification.yaml"
 TINY = ("--data.image_size", "32", "--data.batch_size", "8", "--data.num_workers", "0",
@@ -23,12 +23,15 @@ TINY = ("--data.image_size", "32", "--data.batch_size", "8", "--data.num_workers
 
 
 def _recipe(tmp_path: Path, every_n_train_steps: int) -> Path:
-    """The demo recipe whose `last` checkpoint is written every few training steps."""
+    """The demo recipe whose `last` checkpoint (vtk's default callbacks, written out) is
+    written every few training steps."""
     config = yaml.safe_load(RECIPE.read_text())
-    for cb in config["trainer"]["callbacks"]:
+    callbacks = default_run_config(RECIPE, config["model"]["class_path"])["trainer.callbacks"]
+    for cb in callbacks:
         if cb["init_args"].get("filename") == "last":
             cb["init_args"]["every_n_train_steps"] = every_n_train_steps
-    path = tmp_path / "recipe.yaml"
+    config["trainer"]["callbacks"] = callbacks
+    path = tmp_path / "demo_classification.yaml"  # the run folder is named after it
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -99,3 +102,26 @@ def test_scale_lr_from_applies_the_linear_rule(run_vtk, vtk_log) -> None:
     assert run_vtk("fit", RECIPE, *TINY, "--trainer.max_steps", "1", "--scale_lr_from", "4") == 0
     # the demo's AdamW lr 1e-3 for a total batch of 4, run with 8 x 1 process x 1
     assert "LR scaled x2 to 0.002 (linear rule): total batch 8 = batch_size 8 x 1" in vtk_log.text
+
+
+def test_a_run_with_auto_class_weights_resumes_validates_and_tests(run_vtk, tmp_path) -> None:
+    """class_weights: auto is resolved from the training masks at fit and kept in the
+    checkpoint: the run resumes, and vtk validate / vtk test score its loss with them."""
+    losses = (
+        '[{"class_path": "vtk.losses.CrossEntropyLoss", "init_args": {"class_weights": "auto"}}]'
+    )
+    quick = ("--model.init_args.losses", losses, "--data.crop_size", "64", "--data.num_workers",
+             "0", "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "2")  # fmt: skip
+    assert run_vtk("fit", "demo_segmentation", *quick, "--trainer.max_steps", "2") == 0
+    last = tmp_path / "runs" / "demo_segmentation" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True, map_location="cpu")
+    weights = saved["vtk_class_weights"]["0"]
+    assert len(weights) == 4 and all(w > 0 for w in weights)
+    assert run_vtk("fit", "demo_segmentation", *quick, "--trainer.max_steps", "4",
+                   "--ckpt_path", str(last)) == 0  # fmt: skip
+    resumed = tmp_path / "runs" / "demo_segmentation" / "version_1" / "checkpoints" / "last.ckpt"
+    again = torch.load(resumed, weights_only=True, map_location="cpu")
+    assert again["global_step"] == 4 and again["vtk_class_weights"]["0"] == weights
+    for sub in ("validate", "test"):
+        assert run_vtk(sub, "demo_segmentation", *quick, "--ckpt_path", str(resumed),
+                       "--trainer.logger", "false") == 0, sub  # fmt: skip

@@ -2,6 +2,8 @@
 
     python tools/benchmark.py train                              # the three tasks' train steps
     python tools/benchmark.py train --arch deeplabv3_resnet50 --compile
+    python tools/benchmark.py epochs --recipe deeplabv3plus_resnet18_camvid_scratch \
+        --data.root path/to/CamVid                               # a recipe's epoch, per switch
     python tools/benchmark.py segmentation                       # CPU, batch 2, 256x256
     python tools/benchmark.py segmentation --device cuda --batch 8 --size 513 --steps 20
     python tools/benchmark.py detection                          # CPU, batch 2, 384x384
@@ -21,6 +23,8 @@ vtk / torchvision (below 1.0: vtk is faster); vtk's and torchvision's models hol
 DeepLabV3-ResNet-50 b4 360x480, FCOS-ResNet-50-FPN b2 512x512) with what a vtk task switches on
 for training (``channels_last``, bf16 autocast as ``precision: bf16-mixed``, ``compile``) against
 torchvision's eager fp32 step.
+``epochs`` runs whole training epochs of a recipe (its data, loader and model) with each switch:
+fp32, channels_last, bf16 autocast, both; the second epoch of each is timed (the first warms up).
 ``necks`` times FCOS-ResNet-50 with each neck and prints each one's cost relative to FPN.
 ``grouping`` measures what aspect-ratio grouped batches save on a mixed-orientation set.
 ``decode`` compares JPEG decoding of large photos (whole vs draft) with the detector's rate.
@@ -274,6 +278,55 @@ def benchmark_train(args: argparse.Namespace) -> None:
             times,
             "torchvision",
         )
+
+
+def benchmark_epochs(args: argparse.Namespace) -> None:
+    """A recipe's training epoch (loader, model, optimiser, Lightning) with and without each
+    switch: ``32-true`` / ``bf16-mixed`` x NCHW / channels_last; one warm-up epoch, then
+    ``--epochs`` timed ones (no validation, no checkpoints)."""
+    import lightning.pytorch as pl
+
+    from vtk.recipe import Recipe
+
+    if not args.recipe:
+        raise SystemExit("benchmark.py epochs: give --recipe NAME (and its data overrides)")
+
+    class EpochTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.times.append(time.perf_counter() - self.start)
+
+    results = {}
+    for precision, channels_last in (("32-true", False), ("32-true", True),
+                                     ("bf16-mixed", False), ("bf16-mixed", True)):  # fmt: skip
+        recipe = Recipe.load(args.recipe, [
+            "--data.num_workers", str(args.workers), *args.overrides,
+            "--model.init_args.channels_last", str(channels_last).lower(),
+        ])  # fmt: skip
+        task, dm = recipe.build()
+        timer = EpochTimer()
+        trainer = pl.Trainer(
+            accelerator=args.device, devices=1, precision=precision, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            limit_val_batches=0, max_epochs=1 + args.epochs, callbacks=[timer],
+            limit_train_batches=args.limit or 1.0,
+        )  # fmt: skip
+        trainer.fit(task, datamodule=dm)
+        name = f"{'bf16' if precision.startswith('bf16') else 'fp32'}" + (
+            " + channels_last" if channels_last else ""
+        )
+        results[name] = statistics.median(timer.times[1:])
+        print(f"  {name:<22} {results[name]:.1f} s per epoch", flush=True)
+    base = results["fp32"]
+    print(f"{args.recipe}: training epoch ({args.device}, {args.workers} loader workers), "
+          f"median of {args.epochs} after one warm-up:")  # fmt: skip
+    for name, t in results.items():
+        print(f"  {name:<22} {t:7.1f} s   ratio to fp32 = {t / base:.2f}")
 
 
 def benchmark_segmentation(args: argparse.Namespace) -> None:
@@ -856,6 +909,7 @@ def main() -> None:
         "task",
         choices=[
             "train",
+            "epochs",
             "segmentation",
             "detection",
             "necks",
@@ -894,7 +948,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="eval, grouping: images")
     parser.add_argument("--max_size", type=int, default=1333, help="grouping: longer side cap")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
-    parser.add_argument("--recipe", help="data: a recipe (name or path) instead of the demos")
+    parser.add_argument("--recipe", help="data, epochs: a recipe (name or path)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs: timed epochs per switch")
+    parser.add_argument("--limit", type=int, help="epochs: training batches per epoch")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--height", type=int, default=1024, help="slide, decode: image height")
     parser.add_argument("--width", type=int, default=2048, help="slide, decode: image width")
@@ -904,7 +960,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="slide: also whole + TTA")
     parser.add_argument("--_memory_of", help=argparse.SUPPRESS)
     args, args.overrides = parser.parse_known_args()
-    if args.overrides and args.task != "data":
+    if args.overrides and args.task not in ("data", "epochs"):
         parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
     if args.task == "train":
         args.arch = args.arch or "all"
@@ -922,6 +978,7 @@ def main() -> None:
         parser.error("--channels_last is measured for segmentation and inference only")
     tasks = {
         "train": benchmark_train,
+        "epochs": benchmark_epochs,
         "segmentation": benchmark_segmentation,
         "detection": benchmark_detection,
         "necks": benchmark_necks,

@@ -43,8 +43,9 @@ def _write(folder: Path, name: str, header: list[str], rows: list[list[Any]], fi
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str = "pixels") -> Any:
-    """The confusion matrix drawn (rows normalised to 1, counts where they fit), or None
-    without matplotlib."""
+    """The confusion matrix drawn (rows normalised to 1), each cell labelled with its count, or
+    with its row share when counts run past four digits (pixel counts; the CSV has them), or
+    None without matplotlib."""
     plt = _pyplot()
     if plt is None:
         return None
@@ -56,10 +57,12 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str =
     ax.set_yticks(range(n), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:  # the counts themselves, where they fit
+    counts = matrix.max() < 10_000
+    if n <= 30:  # the labels, where they fit
         for (i, j), v in np.ndenumerate(matrix):
             if v:
-                ax.text(j, i, int(v), ha="center", va="center", fontsize=7,
+                text = str(int(v)) if counts else f"{rows[i, j]:.2f}".lstrip("0")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if rows[i, j] > 0.5 else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, fraction=0.046, label=f"share of the true class's {unit}")
     fig.tight_layout()

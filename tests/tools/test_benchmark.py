@@ -91,3 +91,12 @@ def test_data_benchmark_takes_a_recipe_and_its_overrides(monkeypatch, capsys) ->
                "--steps", "2", "--data.batch_size", "2")  # fmt: skip
     (line,) = [ln for ln in out.splitlines() if "ratio data/model" in ln]
     assert line.startswith("demo_segmentation: ")
+
+
+def test_epochs_times_each_switch_of_a_recipe(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = _run(monkeypatch, capsys, "epochs", "--recipe", "demo_segmentation", "--device", "cpu",
+               "--workers", "0", "--limit", "2", "--epochs", "1", "--data.batch_size", "2",
+               "--data.crop_size", "64")  # fmt: skip
+    for name in ("fp32", "fp32 + channels_last", "bf16", "bf16 + channels_last"):
+        assert f"  {name} " in out and "ratio to fp32 = " in out, name

@@ -338,7 +338,7 @@ class CocoDetectionDataModule(VisionDataModule):
         jpeg_draft: decode large JPEGs at no less than the size the detector resizes them to
             (JPEG draft mode: 1/2, 1/4 or 1/8 of the photo, in the DCT) for training and
             evaluation; boxes are scaled with the image, detections back to the file's pixels
-            (the detector's ``min_size`` / ``max_size`` are told by the task at setup).
+            (read at setup from the task's detector, ``resize_range``).
         batch_size: images per process and step (per GPU under DDP).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
             ``num_workers``, ``on_bad_image``, ``predict_dir``).
@@ -452,6 +452,22 @@ class CocoDetectionDataModule(VisionDataModule):
         # RGB in [0, 1] at the image's size: the detector resizes and normalises (torchvision's
         # transform), and gives its boxes back in the image's own pixels
         return InputSpec(mean=None, std=None)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if not self.jpeg_draft:
+            return
+        # decode large JPEGs no smaller than the detector resizes them to (its resize_range,
+        # part of the detector interface the task exposes)
+        task = self.trainer.lightning_module if self.trainer is not None else None
+        fit = task.resize_range(training=True) if hasattr(task, "resize_range") else None
+        if fit is None:
+            log.warning("jpeg_draft: no detector tells its resize here; images decoded whole")
+            return
+        for dataset in self.datasets.values():
+            if hasattr(dataset, "decode_fit"):
+                dataset.decode_fit = fit
+        log.info("JPEG draft decoding: no smaller than shorter side %d, longer %d", *fit)
 
     def make_dataset(self, split: str) -> CocoDetectionDataset:
         return CocoDetectionDataset(self._records(split), self.transform(split), self.on_bad_image)

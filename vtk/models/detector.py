@@ -13,6 +13,24 @@ P3-P7) vtk's detectors have their 32,269,600 / 34,014,999 parameters and give th
     >>> model = FCOS(ResNet("resnet50", out_indices=(1, 2, 3)), num_classes=80, neck=FPN)
     >>> model.eval()([torch.rand(3, 480, 640)])[0].keys()
     dict_keys(['boxes', 'scores', 'labels'])
+
+**The detector interface** (what :class:`~vtk.tasks.DetectionTask` relies on; every vtk
+detector, :class:`OneStageDetector` and :class:`~vtk.models.SSD`, has it):
+
+* ``forward(images, targets=None)``: ``images`` a list of ``(3, H, W)`` RGB tensors in [0, 1]
+  of any sizes; in training with ``targets`` (``boxes`` x1y1x2y2 in pixels, ``labels``
+  0..K-1) the dict of losses, otherwise one ``{"boxes", "scores", "labels"}`` per image, boxes
+  in the image's own pixels;
+* ``num_classes``: K;
+* ``backbone``: the backbone and neck (torchvision's name), where the convolutions and
+  BatchNorms are: what is compiled and BatchNorm-folded;
+* :meth:`~_DetectorMixin.resize_range`: the (shorter side, longer cap) images are resized to,
+  which the data reads to decode large JPEGs no larger than needed.
+
+**Adding a one-stage detector** is one file: a subclass of :class:`OneStageDetector` and of the
+torchvision detector whose matching, loss and post-processing it uses, with
+:meth:`~OneStageDetector.build_anchors` and :meth:`~OneStageDetector.build_head`, then one
+import line in ``vtk/models/__init__.py`` (``vtk list`` reads it from there).
 """
 
 from __future__ import annotations
@@ -107,6 +125,13 @@ class _DetectorMixin:
                 _fp32(head_outputs), _fp32(anchors), image_shapes
             )
 
+    def resize_range(self, training: bool = False) -> tuple[int, int]:
+        """(shorter side, longer-side cap) the detector resizes images to: the evaluation size,
+        or with ``training`` the largest of a multi-scale training's sizes."""
+        transform = self.transform  # type: ignore[attr-defined]
+        sizes = [int(s) for s in transform.min_size]
+        return (max(sizes) if training else sizes[-1]), int(transform.max_size)
+
     def _load_weights(self, weights: str, class_map: str | Sequence[int] | None) -> None:
         if weights == "coco":
             name = self.torchvision_name
@@ -145,8 +170,11 @@ class _DetectorMixin:
         return {**state, CLASS_LOGITS + "weight": w[index], CLASS_LOGITS + "bias": b[index]}
 
 
-class FCOS(_DetectorMixin, tvd.FCOS):
-    """FCOS (Tian et al., ICCV 2019) with a vtk backbone and neck, on torchvision's FCOS.
+class OneStageDetector(_DetectorMixin):
+    """A vtk backbone and neck under one of torchvision's one-stage detectors: what FCOS and
+    RetinaNet share, said once. A subclass (also a subclass of the torchvision detector) says
+    where its anchors are (:meth:`build_anchors`), which head it has (:meth:`build_head`) and
+    passes its algorithm's own arguments (``**detector_args``) on.
 
     Args:
         backbone: a vtk backbone; for an FPN, its outputs from C3 (``out_indices: [1, 2, 3]``
@@ -159,14 +187,87 @@ class FCOS(_DetectorMixin, tvd.FCOS):
             evaluation) unless the longer side would exceed ``max_size``. Boxes come back in
             the input image's coordinates.
         image_mean, image_std: normalisation (inputs are RGB floats in [0, 1]).
-        center_sampling_radius, score_thresh, nms_thresh, detections_per_img,
-        topk_candidates: torchvision's FCOS arguments (its defaults).
-        num_convs: convs in each head tower (4).
-        weights: ``"coco"`` (torchvision's ``fcos_resnet50_fpn`` COCO weights) or a path to a
-            whole-detector state_dict. With another ``num_classes`` the class logits are
+        score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's
+            post-processing arguments.
+        weights: ``"coco"`` (torchvision's COCO weights of :attr:`torchvision_name`) or a path
+            to a whole-detector state_dict. With another ``num_classes`` the class logits are
             re-initialised and the log says so.
         weights_class_map: rows of the loaded class logits to keep, one per class of this model:
             a list, or ``"coco80"`` for an 80-class COCO model from torchvision's 91-way weights.
+        **detector_args: the torchvision detector's own arguments.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        neck: NeckFactory = FPN,
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        topk_candidates: int = 1000,
+        weights: str | None = None,
+        weights_class_map: str | Sequence[int] | None = None,
+        **detector_args: Any,
+    ) -> None:
+        features = self.build_features(backbone, neck)
+        anchors = self.build_anchors(features)
+        head = self.build_head(features, anchors, num_classes)
+        self.init_torchvision(
+            features,
+            anchors,
+            head,
+            num_classes,
+            min_size=_sizes(min_size),
+            max_size=max_size,
+            image_mean=list(image_mean),
+            image_std=list(image_std),
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+            topk_candidates=topk_candidates,
+            **detector_args,
+        )
+        self.num_classes = num_classes
+        if not no_weights(weights):
+            self._load_weights(str(weights), weights_class_map)
+
+    # -- what a detector says -------------------------------------------------------------------
+    def build_features(self, backbone: Backbone, neck: NeckFactory | None) -> nn.Module:
+        """The feature levels: the backbone under the neck (:class:`BackboneWithNeck`)."""
+        if neck is None:
+            raise ValueError(f"{type(self).__name__} needs a neck.")
+        return BackboneWithNeck(backbone, neck)
+
+    def build_anchors(self, features: nn.Module) -> nn.Module:
+        """The anchor generator of the feature levels (``features.strides``)."""
+        raise NotImplementedError
+
+    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
+        """The head over the levels (``features.out_channels`` wide, ``anchors`` per place)."""
+        raise NotImplementedError
+
+    def init_torchvision(
+        self, features: nn.Module, anchors: nn.Module, head: nn.Module | None, num_classes: int,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        """Initialise the torchvision detector (the next class in the method order) with the
+        parts and the arguments, torchvision's FCOS / RetinaNet signature."""
+        super().__init__(features, num_classes, anchor_generator=anchors, head=head, **kwargs)  # type: ignore[call-arg]
+
+
+class FCOS(OneStageDetector, tvd.FCOS):
+    """FCOS (Tian et al., ICCV 2019) with a vtk backbone and neck, on torchvision's FCOS: one
+    point per location, whose "size" is the level's stride (torchvision's 8 ... 128), and
+    torchvision's ``FCOSHead`` (``num_convs`` convs per tower).
+
+    Args: as :class:`OneStageDetector`, with torchvision's FCOS defaults (score 0.2, NMS 0.6,
+    100 detections) and ``center_sampling_radius`` (1.5), ``num_convs`` (4). ``weights:
+    coco`` is torchvision's ``fcos_resnet50_fpn`` COCO_V1.
     """
 
     torchvision_name = "fcos_resnet50_fpn"
@@ -189,42 +290,31 @@ class FCOS(_DetectorMixin, tvd.FCOS):
         weights: str | None = None,
         weights_class_map: str | Sequence[int] | None = None,
     ) -> None:
-        features = BackboneWithNeck(backbone, neck)
-        # one point per location; its "size" is the level's stride (torchvision's 8 ... 128)
-        anchors = AnchorGenerator(
-            tuple((s,) for s in features.strides), ((1.0,),) * len(features.strides)
-        )
-        head = FCOSHead(
-            features.out_channels, anchors.num_anchors_per_location()[0], num_classes, num_convs
-        )
+        self.num_convs = num_convs
         super().__init__(
-            features,
-            num_classes,
-            min_size=_sizes(min_size),
-            max_size=max_size,
-            image_mean=list(image_mean),
-            image_std=list(image_std),
-            anchor_generator=anchors,
-            head=head,
-            center_sampling_radius=center_sampling_radius,
-            score_thresh=score_thresh,
-            nms_thresh=nms_thresh,
-            detections_per_img=detections_per_img,
-            topk_candidates=topk_candidates,
-        )
-        self.num_classes = num_classes
-        if not no_weights(weights):
-            self._load_weights(str(weights), weights_class_map)
+            backbone, num_classes, neck, min_size, max_size, image_mean, image_std,
+            score_thresh, nms_thresh, detections_per_img, topk_candidates, weights,
+            weights_class_map, center_sampling_radius=center_sampling_radius,
+        )  # fmt: skip
+
+    def build_anchors(self, features: nn.Module) -> AnchorGenerator:
+        strides = features.strides
+        return AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
+
+    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
+        per_place = anchors.num_anchors_per_location()[0]
+        return FCOSHead(features.out_channels, per_place, num_classes, self.num_convs)
 
 
-class RetinaNet(_DetectorMixin, tvd.RetinaNet):
+class RetinaNet(OneStageDetector, tvd.RetinaNet):
     """RetinaNet (Lin et al., ICCV 2017) with a vtk backbone and neck, on torchvision's RetinaNet.
 
     Anchors: three scales (2^0, 2^(1/3), 2^(2/3)) of 4x each level's stride and aspect ratios
-    0.5, 1, 2 (§4 "Anchors"), as torchvision's. Arguments as :class:`FCOS`, with RetinaNet's
-    ``fg_iou_thresh`` / ``bg_iou_thresh`` (0.5 / 0.4) and its defaults (score 0.05, NMS 0.5,
-    300 detections). ``weights: coco`` is torchvision's ``retinanet_resnet50_fpn`` COCO_V1,
-    whose frozen BN layers were trained with eps 0 (set when it is loaded, as torchvision does).
+    0.5, 1, 2 (§4 "Anchors"), as torchvision's; torchvision's ``RetinaNetHead``. Arguments as
+    :class:`OneStageDetector`, with RetinaNet's ``fg_iou_thresh`` / ``bg_iou_thresh`` (0.5 /
+    0.4) and its defaults (score 0.05, NMS 0.5, 300 detections). ``weights: coco`` is
+    torchvision's ``retinanet_resnet50_fpn`` COCO_V1, whose frozen BN layers were trained with
+    eps 0 (set when it is loaded, as torchvision does).
     """
 
     torchvision_name = "retinanet_resnet50_fpn"
@@ -247,37 +337,25 @@ class RetinaNet(_DetectorMixin, tvd.RetinaNet):
         weights: str | None = None,
         weights_class_map: str | Sequence[int] | None = None,
     ) -> None:
-        features = BackboneWithNeck(backbone, neck)
+        super().__init__(
+            backbone, num_classes, neck, min_size, max_size, image_mean, image_std,
+            score_thresh, nms_thresh, detections_per_img, topk_candidates, weights,
+            weights_class_map, fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+        )  # fmt: skip
+        if weights == "coco":
+            for m in self.modules():
+                if isinstance(m, FrozenBatchNorm2d):
+                    m.eps = 0.0
+
+    def build_anchors(self, features: nn.Module) -> AnchorGenerator:
         sizes = tuple(
             (4 * s, int(4 * s * 2 ** (1 / 3)), int(4 * s * 2 ** (2 / 3))) for s in features.strides
         )
-        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
-        head = RetinaNetHead(
-            features.out_channels, anchors.num_anchors_per_location()[0], num_classes
-        )
-        super().__init__(
-            features,
-            num_classes,
-            min_size=_sizes(min_size),
-            max_size=max_size,
-            image_mean=list(image_mean),
-            image_std=list(image_std),
-            anchor_generator=anchors,
-            head=head,
-            score_thresh=score_thresh,
-            nms_thresh=nms_thresh,
-            detections_per_img=detections_per_img,
-            fg_iou_thresh=fg_iou_thresh,
-            bg_iou_thresh=bg_iou_thresh,
-            topk_candidates=topk_candidates,
-        )
-        self.num_classes = num_classes
-        if not no_weights(weights):
-            self._load_weights(str(weights), weights_class_map)
-            if weights == "coco":
-                for m in self.modules():
-                    if isinstance(m, FrozenBatchNorm2d):
-                        m.eps = 0.0
+        return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+
+    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
+        per_place = anchors.num_anchors_per_location()[0]
+        return RetinaNetHead(features.out_channels, per_place, num_classes)
 
 
 def _sizes(min_size: int | Sequence[int]) -> tuple[int, ...]:

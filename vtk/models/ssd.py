@@ -36,8 +36,9 @@ from torchvision.models.detection import ssd as tv_ssd
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 
 from vtk.errors import ConfigError, WeightsError
+from vtk.models.backbones.base import Backbone
 from vtk.models.backbones.vgg import VGG
-from vtk.models.detector import _DetectorMixin
+from vtk.models.detector import OneStageDetector
 from vtk.models.necks.rfb import RFB, RFBs, basic_conv
 from vtk.models.weights import fetch_weights, no_weights
 
@@ -233,7 +234,7 @@ def _load_reduced_fc(features: nn.Module, weights: str) -> None:
     log.info("fc6 / fc7 from %s's classifier, reduced (SSD's decimation)", source)
 
 
-class SSD(_DetectorMixin, tv_ssd.SSD):
+class SSD(OneStageDetector, tv_ssd.SSD):
     """SSD300 / SSD512 with vtk's VGG-16, or RFB Net with ``rfb=True``.
 
     Args:
@@ -253,8 +254,8 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
             network: give the backbone the same file and ``image_mean``/``image_std``
             ImageNet's statistics.
         image_mean, image_std: normalisation of RGB in [0, 1]; default the Caffe convention.
-        score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates,
-        positive_fraction: torchvision's SSD arguments (its defaults).
+        score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates, positive_fraction:
+            torchvision's SSD arguments (its defaults).
         weights: ``"coco"`` (torchvision's ``ssd300_vgg16`` COCO weights; SSD300 only) or a
             path to a whole-detector state_dict. With another ``num_classes`` the class logits
             are re-initialised and the log says so.
@@ -288,38 +289,49 @@ class SSD(_DetectorMixin, tv_ssd.SSD):
             raise ConfigError(f"SSD size must be 300 or 512, got {size}.")
         if box_setting not in ("coco", "voc"):
             raise ConfigError(f"box_setting must be 'coco' or 'voc', got {box_setting!r}.")
+        self.size, self.rfb, self.fc_weights = size, rfb, fc_weights
+        boxes = (RFB_BOXES if rfb else SSD_BOXES)[box_setting, size]
+        self.boxes = {
+            "aspect_ratios": [list(a) for a in (aspect_ratios or boxes["aspect_ratios"])],
+            "scales": list(scales or boxes["scales"]),
+            "steps": list(steps) if steps else boxes["steps"],
+        }
+        super().__init__(
+            backbone, num_classes, None, size, size, image_mean, image_std, score_thresh,
+            nms_thresh, detections_per_img, topk_candidates, weights, None,
+            iou_thresh=iou_thresh, positive_fraction=positive_fraction,
+        )  # fmt: skip
+
+    def build_features(self, backbone: Backbone, neck: Any) -> nn.Module:
+        """SSD's extra levels on VGG-16 (torchvision's), or RFB Net's; fc6/fc7 reduced from
+        ``fc_weights`` when given."""
         layers = _vgg16_layers(backbone)
         features: nn.Module = (
-            RFBNetFeatures(layers, size)
-            if rfb
-            else tv_ssd.SSDFeatureExtractorVGG(layers, size == 512)
+            RFBNetFeatures(layers, self.size)
+            if self.rfb
+            else tv_ssd.SSDFeatureExtractorVGG(layers, self.size == 512)
         )
-        if not no_weights(fc_weights):
-            _load_reduced_fc(features, str(fc_weights))
-        boxes = (RFB_BOXES if rfb else SSD_BOXES)[box_setting, size]
-        anchors = DefaultBoxGenerator(
-            [list(a) for a in (aspect_ratios or boxes["aspect_ratios"])],
-            scales=list(scales or boxes["scales"]),
-            steps=list(steps) if steps else boxes["steps"],
+        if not no_weights(self.fc_weights):
+            _load_reduced_fc(features, str(self.fc_weights))
+        return features
+
+    def build_anchors(self, features: nn.Module) -> DefaultBoxGenerator:
+        return DefaultBoxGenerator(**self.boxes)
+
+    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> None:
+        """None: torchvision's SSD builds its ``SSDHead`` from the levels' channels."""
+        return None
+
+    def init_torchvision(
+        self, features: nn.Module, anchors: nn.Module, head: nn.Module | None, num_classes: int,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        """torchvision's SSD warps every image to ``size`` x ``size`` and has a background
+        class; it takes no ``min_size`` / ``max_size``."""
+        kwargs.pop("min_size"), kwargs.pop("max_size")
+        tv_ssd.SSD.__init__(
+            self, features, anchors, (self.size, self.size), num_classes + 1, head=head, **kwargs
         )
-        super().__init__(
-            features,
-            anchors,
-            (size, size),
-            num_classes + 1,  # + background
-            image_mean=list(image_mean),
-            image_std=list(image_std),
-            score_thresh=score_thresh,
-            nms_thresh=nms_thresh,
-            detections_per_img=detections_per_img,
-            iou_thresh=iou_thresh,
-            topk_candidates=topk_candidates,
-            positive_fraction=positive_fraction,
-        )
-        self.num_classes = num_classes
-        self.size = size
-        if not no_weights(weights):
-            self._load_weights(str(weights), None)
 
     def forward(self, images: Any, targets: list[dict[str, Tensor]] | None = None) -> Any:
         """torchvision's SSD, with labels 0..K-1 outside and 1..K (0 background) inside."""
