@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 from vtk import __version__
 from vtk.errors import VTKError
-from vtk.recipe import find_recipe, installed_recipes, recipes_dir
+from vtk.recipe import find_recipe, installed_recipes, is_file, recipes_dir
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -74,8 +73,9 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
     if not argv[2].startswith("-"):
         argv.insert(2, "--config")
     for i, arg in enumerate(argv[:-1]):
-        if arg == "--config" and not Path(argv[i + 1]).is_file():
-            argv[i + 1] = str(find_recipe(argv[i + 1]))
+        value = argv[i + 1]
+        if arg == "--config" and "\n" not in value and not is_file(value):  # not YAML text
+            argv[i + 1] = str(find_recipe(value))
 
 
 def _setup_logging() -> None:

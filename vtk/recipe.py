@@ -116,12 +116,21 @@ def default_run_config(recipe: str | Path | None, task_class_path: str | None) -
     return out
 
 
+def is_file(value: str | Path) -> bool:
+    """Whether ``value`` names an existing file (False for text that cannot be a path, such as
+    the YAML that ``vtk predict CKPT`` passes as ``--config``)."""
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def recipe_task_class(config: str | Path) -> str | None:
     """The ``model.class_path`` of a recipe (a file, or YAML text), or None."""
     import yaml
 
     try:
-        text = Path(config).read_text() if Path(config).is_file() else str(config)
+        text = Path(config).read_text() if is_file(config) else str(config)
         model = (yaml.safe_load(text) or {}).get("model")
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return None

@@ -29,6 +29,7 @@ from vtk.errors import find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
     default_run_config,
+    is_file,
     link_data_to_task,
     recipe_task_class,
     strip_weights,
@@ -58,7 +59,7 @@ class VTKCLI(LightningCLI):
         # vtk's logger and checkpoints, unless the recipe (or the command line) sets its own
         recipe = _config_argument(sys.argv)
         if recipe is not None:
-            file = recipe if Path(recipe).is_file() else None
+            file = recipe if is_file(recipe) else None
             parser.set_defaults(default_run_config(file, recipe_task_class(recipe)))
         parser.add_argument(
             "--scale_lr_from",

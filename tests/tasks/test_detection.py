@@ -225,15 +225,18 @@ def test_faster_coco_eval_missing_is_a_clear_error(monkeypatch) -> None:
 
 class Quarter(nn.Module):
     """A 'detector' that finds one box over the middle half of every image it is shown, and
-    resizes as an FCOS with min_size 200 / max_size 333 would."""
+    says (the detector interface's resize_range) it resizes as an FCOS with min_size 200 /
+    max_size 333 would."""
 
     num_classes = 1
 
     def __init__(self) -> None:
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))
-        self.transform = type("T", (), {"min_size": (200,), "max_size": 333})()
         self.seen: list[tuple[int, int]] = []
+
+    def resize_range(self, training: bool = False) -> tuple[int, int]:
+        return 200, 333
 
     def forward(self, images, targets=None):
         out = []

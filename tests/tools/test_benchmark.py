@@ -76,7 +76,7 @@ def test_onnx_benchmark_times_onnxruntime_against_the_fast_path(monkeypatch, cap
 
 
 def test_train_prints_each_switch_against_torchvision(monkeypatch, capsys) -> None:
-    out = _run(monkeypatch, capsys, "train", "--batch", "1", "--size", "64", "--steps", "1",
+    out = _run(monkeypatch, capsys, "train", "--batch", "2", "--size", "64", "--steps", "1",
                "--warmup", "0", "--bf16")  # fmt: skip
     titles = [ln for ln in out.splitlines() if "train step" in ln]
     assert [t.split(" train step")[0] for t in titles] == [
