@@ -138,7 +138,8 @@ def test_a_failing_rank_ends_the_run_instead_of_hanging(tmp_path, vtk_process, m
 
 def test_a_non_finite_loss_stops_every_rank_with_one_line(tmp_path, vtk_process) -> None:
     """`vtk fit demo_classification --model.init_args.optimizer.init_args.lr 1e12` under DDP:
-    both processes stop at the same step with the one-line error, no hang, no checkpoint."""
+    both processes stop at the same step (a process left training would hang in the next
+    collective), rank 0 says why in one line, nothing is saved."""
     runs = tmp_path / "runs"
     fit = vtk_process(
         "fit", "demo_classification", *DDP, "--model.init_args.optimizer.init_args.lr", "1e12",
@@ -147,8 +148,6 @@ def test_a_non_finite_loss_stops_every_rank_with_one_line(tmp_path, vtk_process)
     )  # fmt: skip
     assert fit.returncode != 0
     lines = [ln for ln in fit.stderr.splitlines() if ln.startswith("vtk: error: training stopped")]
-    assert len(lines) == 2, fit.stderr[-3000:]  # one per rank, the same step
-    steps = {re.search(r"at step (\d+)", ln).group(1) for ln in lines}
-    assert len(steps) == 1
+    assert len(lines) == 1, fit.stderr[-3000:]
     assert "Traceback" not in fit.stderr
     assert not list(runs.rglob("*.ckpt"))  # nothing saved from these weights

@@ -73,16 +73,14 @@ def deeplabv3_resnet101_pair(num_classes: int = 21) -> tuple[nn.Module, nn.Modul
 def fcos_resnet50_fpn_pair(size: int, num_classes: int = 91) -> tuple[nn.Module, nn.Module]:
     """vtk's FCOS-ResNet50-FPN and torchvision's, as ``fcos_resnet50_fpn`` builds it for COCO
     training (frozen BN, stem and layer1 frozen, P6/P7 from P5), images resized to ``size``."""
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops import FrozenBatchNorm2d
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-    body = _resnet_fpn_extractor(
-        torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d),
-        3,
-        returned_layers=[2, 3, 4],
-        extra_blocks=LastLevelP6P7(256, 256),
-    )
+    body = resnet_fpn_backbone(
+        backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
+        trainable_layers=3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256),
+    )  # fmt: skip
     reference = torchvision.models.detection.FCOS(body, num_classes, min_size=size, max_size=size)
     ours = fcos_resnet50(FPN, size, num_classes)
     ours.load_state_dict(reference.state_dict())

@@ -25,7 +25,7 @@ from vtk.checkpoint import (
     recipe_hyperparameters,
 )
 from vtk.cli import _config_argument
-from vtk.errors import find_user_error, user_message
+from vtk.errors import TrainingError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
     default_run_config,
@@ -231,6 +231,8 @@ def run() -> None:
         )
     except Exception as e:
         user_error = find_user_error(e)
+        if isinstance(user_error, TrainingError) and rank_zero_only.rank != 0:
+            raise SystemExit(1) from None  # every process stops at that step; rank 0 says why
         if user_error is not None:
             raise SystemExit(f"vtk: error: {user_message(user_error)}") from None
         if _lightning_check(e):  # one line, from the first process only

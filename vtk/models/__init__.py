@@ -1,5 +1,6 @@
 """Plain ``torch.nn`` models (no Lightning here): backbones, necks, heads and task models."""
 
+from vtk.models.atss import ATSS
 from vtk.models.backbones import (
     VGG,
     Backbone,
@@ -19,6 +20,7 @@ from vtk.models.ssd import SSD
 
 __all__ = [
     "ASPP",
+    "ATSS",
     "FCOS",
     "FPN",
     "SSD",
