@@ -266,11 +266,21 @@ class VisionTask(LightningModule):
             )
 
     def on_fit_start(self) -> None:
+        frozen = sum(not m.training for m in self.model.modules())
+        if frozen and self.trainer.is_global_zero:
+            log.info("%d modules kept in eval mode (frozen stages, norm_eval)", frozen)
         if self.channels_last:  # in place: the optimizer's parameters stay the same objects
             self.model.to(memory_format=torch.channels_last)
         if self.compile_model and not getattr(self, "_compiled_for_training", False):
             self.compile_network(_compile_in_place)
             self._compiled_for_training = True
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # a run whose max_steps ends inside an epoch would stop without a validation (no
+        # metric, no best checkpoint): Lightning validates a run that is told to stop
+        trainer = self.trainer
+        if 0 < trainer.max_steps <= trainer.global_step and not trainer.should_stop:
+            trainer.should_stop = True
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if isinstance(batch, dict):  # the batch dict is the one training_step receives

@@ -27,7 +27,7 @@ from torchvision.ops import box_convert
 from vtk._compat import GatheredListStates
 from vtk.callbacks import DetectionWriter
 from vtk.data.io import resize_scale
-from vtk.drawing import draw_detections
+from vtk.drawing import DRAW_SCORE, draw_detections
 from vtk.errors import ConfigError
 from vtk.metrics import DetectionConfusionMatrix
 from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
@@ -104,6 +104,8 @@ class DetectionTask(VisionTask):
             :class:`~vtk.tasks.VisionTask`).
         channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
             non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
+        draw_score: ``vtk predict`` draws the detections scoring at least this (all of them
+            are in ``predictions.json``); images left with no box drawn are counted in the log.
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
@@ -115,7 +117,7 @@ class DetectionTask(VisionTask):
     """
 
     main_metric = ("val/AP", "max")
-    eval_options = ("confusion_score_thresh", "confusion_iou_thresh")
+    eval_options = ("confusion_score_thresh", "confusion_iou_thresh", "draw_score")
 
     def __init__(
         self,
@@ -133,11 +135,13 @@ class DetectionTask(VisionTask):
         channels_last: bool = False,
         nonfinite_skips: int = 0,
         compile_model: bool = False,
+        draw_score: float = DRAW_SCORE,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
             backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
+        self.draw_score = draw_score
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
@@ -317,7 +321,7 @@ class DetectionTask(VisionTask):
         return results
 
     def prediction_writer(self, output_dir: Path) -> Callback:
-        return DetectionWriter(str(output_dir), self.class_names)
+        return DetectionWriter(str(output_dir), self.class_names, draw_score=self.draw_score)
 
     def default_size(self) -> int:
         return self.model.resize_range(training=True)[0]

@@ -149,6 +149,13 @@ def test_missing_recipe_lists_the_installed_ones(run_vtk) -> None:
     assert isinstance(message, str)
     assert message.startswith("vtk: error: recipe recipes/nope.yaml does not exist")
     assert "demo_segmentation" in message and "fcos_resnet50_fpn_coco" in message
+    assert "Did you mean" not in message
+
+
+def test_a_misspelt_recipe_name_gets_the_close_one(run_vtk) -> None:
+    message = run_vtk("fit", "demo_segmentaton")
+    assert isinstance(message, str)
+    assert "recipe demo_segmentaton does not exist. Did you mean demo_segmentation?" in message
 
 
 def test_missing_data_root_is_one_clean_message(vtk_process, tmp_path) -> None:
@@ -356,10 +363,24 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     monkeypatch.setenv("VTK_DATA_DIR", str(empty / "no_data"))
-    assert run_vtk("predict", last, str(images), cwd=empty) == 0
+    vtk_log.clear()
+    assert run_vtk("predict", last, str(images), "--model.draw_score", "1.01", cwd=empty) == 0
     alone = json.loads((empty / "predictions" / "predictions.json").read_text())
     assert alone == predictions
     assert not (empty / "no_data").exists()
+    # no score reaches 1.01: every drawn image is empty, and the log says why
+    assert (
+        "3 of 3 drawn images show no box: no detection on them scores 1.01 or more" in vtk_log.text
+    )
+    assert "draw lower ones with --model.draw_score" in vtk_log.text
+    # the recipe form needs none of the recipe's training data either, and writes into the
+    # checkpoint's run folder; options about training data are left out, by name
+    assert run_vtk("predict", recipe, "--ckpt_path", last, "--data.predict_dir", images,
+                   "--data.hflip", "0.3", *small, cwd=empty) == 0  # fmt: skip
+    run = Path(last).parent.parent
+    assert json.loads((run / "predictions" / "predictions.json").read_text()) == predictions
+    assert "left out --data.hflip, --data.num_workers" not in vtk_log.text
+    assert "left out --data.hflip" in vtk_log.text and not (empty / "no_data").exists()
     # vtk.load's predictor (the same fast path) finds the same detections
     import vtk
 
@@ -386,7 +407,8 @@ def test_detection_fit_test_predict_and_a_foreign_checkpoint(
         "test", recipe, "--ckpt_path", last, "--trainer.logger", "false",
         "--data", "vtk.data.CocoDetectionDataModule",
         "--data.train_images", str(other / "images"), "--data.train_annotations", str(other / "ann.json"),
-        "--data.val_annotations", str(other / "ann.json"), *small,
+        "--data.val_annotations", str(other / "ann.json"),
+        "--data.test_annotations", str(other / "ann.json"), *small,
     )  # fmt: skip
     assert foreign.returncode != 0
     assert "vtk: error:" in foreign.stderr and "num_classes=3, the data has 2" in foreign.stderr
@@ -452,3 +474,29 @@ def test_lightnings_own_argument_checks_end_in_one_error_line(run_vtk) -> None:
     assert "\n" not in message
     unknown = run_vtk("fitt", "demo_classification")
     assert isinstance(unknown, str) and "unknown subcommand 'fitt'" in unknown
+
+
+def test_a_fit_that_stops_inside_its_first_epoch_still_validates(fit_demo, tmp_path) -> None:
+    """max_steps 2 of a 50-step epoch: the run validates once at its end, so it leaves a val
+    metric and a best checkpoint (Lightning alone would stop without either)."""
+    fit_demo("demo_classification", steps=2)
+    run = tmp_path / "runs" / "demo_classification" / "version_0"
+    assert len(list(run.rglob("best-*.ckpt"))) == 1
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index("val/acc1")
+    assert any(row.split(",")[column] for row in rows)
+
+
+@pytest.mark.parametrize("recipe", ["demo_classification", "demo_detection"])
+def test_num_classes_for_data_that_reads_its_classes_is_one_line(run_vtk, recipe) -> None:
+    message = run_vtk("fit", recipe, "--data.num_classes", "5")
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith("vtk: error: Demo") and "takes no num_classes" in message
+    assert message.endswith("Leave --data.num_classes out.")
+    message = run_vtk(
+        "fit", recipe, "--data", "vtk.data.ImageFolderDataModule", "--data.num_classes=5"
+    )
+    assert (
+        "ImageFolderDataModule takes no num_classes: it reads its classes from the class sub-folders"
+        in message
+    )

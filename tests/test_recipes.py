@@ -111,3 +111,26 @@ def test_the_readme_finetune_command_runs_on_a_cpu(tmp_path: Path, run_vtk, vtk_
     )  # fmt: skip
     assert code == 0, code
     assert "precision auto -> 32-true on cpu" in vtk_log.text
+
+
+def test_the_image_folder_finetune_command_runs_on_a_cpu(tmp_path: Path, run_vtk) -> None:
+    """docs/classification.md's fine-tune command as written (offline: weights null), on an image
+    folder with two classes, two steps and a validation."""
+    from PIL import Image
+
+    for split, n in (("train", 6), ("val", 2)):
+        for k, colour in enumerate(("red", "blue")):
+            folder = tmp_path / "my_dataset" / split / ("ants", "bees")[k]
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (40 + i, 36), colour).save(folder / f"{i}.jpg")
+    code = run_vtk(
+        "fit", "finetune_resnet50_imagefolder", "--data.root", tmp_path / "my_dataset",
+        "--model.init_args.model.init_args.backbone.init_args.weights", "null",
+        "--model.init_args.model.init_args.backbone.init_args.arch", "resnet18",
+        "--data.image_size", "32", "--data.resize_size", "36", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    assert code == 0, code
+    run = tmp_path / "runs" / "finetune_resnet50_imagefolder" / "version_0"
+    assert len(list(run.rglob("best-*.ckpt"))) == 1  # validated at the end of the short fit

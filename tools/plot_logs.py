@@ -5,8 +5,7 @@
     python tools/plot_logs.py RUN --keys "val/mIoU,val/acc_*" --by_epoch   # chosen metrics;
                                                   # training losses averaged per epoch
 
-Reads the ``metrics.csv`` that the recipes' CSVLogger writes; needs matplotlib
-(``pip install -e ".[tools]"``).
+Reads the ``metrics.csv`` that the recipes' CSVLogger writes (matplotlib comes with vtk).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from PIL import Image
 
 from vtk.data.io import read_image
 from vtk.drawing import (
+    DRAW_SCORE,
     draw_classes,
     draw_detections,
     draw_label_map,
@@ -149,11 +151,14 @@ class DetectionWriter(PredictionWriter):
         output_dir: str = "predictions",
         class_names: Sequence[str] | None = None,
         draw: bool = True,
+        draw_score: float = DRAW_SCORE,
     ) -> None:
         super().__init__(output_dir, draw)
         self.class_names = list(class_names or [])
+        self.draw_score = draw_score
         self.results: list[dict[str, Any]] = []
         self.images = 0
+        self.undrawn: list[float] = []  # the best score of each image drawn without a box
 
     def write(self, item: dict[str, Any]) -> None:
         path = Path(item["path"])
@@ -175,9 +180,11 @@ class DetectionWriter(PredictionWriter):
             names = self.class_names or [str(i) for i in range(max(item["labels"], default=0) + 1)]
             drawn = draw_detections(
                 image_tensor(path), torch.from_numpy(item["boxes"]), item["labels"],
-                item["scores"], names,
+                item["scores"], names, self.draw_score,
             )  # fmt: skip
             save(drawn, self.drawn_path(item))
+            if not any(s >= self.draw_score for s in item["scores"]):
+                self.undrawn.append(max(item["scores"], default=0.0))
         self.images += 1
 
     def finish(self, trainer: Trainer) -> None:
@@ -187,3 +194,11 @@ class DetectionWriter(PredictionWriter):
             "wrote %d detections on %d images (COCO results format) to %s",
             len(self.results), self.images, path,
         )  # fmt: skip
+        if self.undrawn:
+            log.info(
+                "%d of %d drawn images show no box: no detection on them scores %g or more "
+                "(their best: %.3f). Every detection is in %s; draw lower ones with "
+                "--model.draw_score %g",
+                len(self.undrawn), self.images, self.draw_score, max(self.undrawn), path.name,
+                max(0.01, math.floor(max(self.undrawn) * 20) / 20),
+            )  # fmt: skip

@@ -64,6 +64,20 @@ def _candidates(folders: list[Path], root: Path) -> Iterator[Path]:
     yield from root.glob("hpc_ckpt_*.ckpt")  # Lightning's SLURM requeue checkpoint
 
 
+def checkpoint_run_folder(ckpt_path: str | Path | None) -> Path | None:
+    """The run folder (``runs/<recipe>/version_N``) a ``vtk fit`` checkpoint was saved in, or
+    None for a checkpoint kept anywhere else."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    run = path.parent.parent
+    if path.parent.name != "checkpoints" or not (
+        (run / "hparams.yaml").is_file() or (run / "config.yaml").is_file()
+    ):
+        return None
+    return run
+
+
 def find_resume_checkpoint(
     logger: Any, callbacks: Any, default_root_dir: str | None
 ) -> tuple[Path | None, list[Path]]:

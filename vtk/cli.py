@@ -76,6 +76,27 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
         value = argv[i + 1]
         if arg == "--config" and "\n" not in value and not is_file(value):  # not YAML text
             argv[i + 1] = str(find_recipe(value))
+    recipe = _config_argument(argv)
+    if argv[1] == "predict" and recipe and is_file(recipe) and _predicts_a_vtk_checkpoint(argv):
+        from vtk.runner import _checkpoint_only_predict
+
+        _checkpoint_only_predict(argv, recipe)  # the recipe's training data is not needed
+
+
+def _predicts_a_vtk_checkpoint(argv: list[str]) -> bool:
+    """Whether ``--ckpt_path`` names a checkpoint that ``vtk fit`` wrote (it carries the task's
+    config, so prediction needs nothing from the recipe's data)."""
+    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
+    values += [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
+    if not values or not is_file(values[-1]):
+        return False
+    from vtk.checkpoint import recipe_hyperparameters
+
+    try:
+        recipe_hyperparameters(values[-1], "")
+    except VTKError:
+        return False
+    return True
 
 
 def _setup_logging() -> None:

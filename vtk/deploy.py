@@ -10,10 +10,11 @@ image (mean, std, resize, crop: the checkpoint's input spec) and what the output
 module imports nothing of vtk that needs torch, so a deployment installs ``onnxruntime numpy
 pillow`` (and vtk without its dependencies: ``pip install --no-deps vtk-vision``).
 
-Preparation follows the checkpoint's input spec with Pillow: images are read upright (EXIF),
-a ``resize`` of the shorter side uses Pillow's box filter to shrink and bilinear to enlarge
-(OpenCV's area and linear in the PyTorch pipeline: values differ by a few 1e-3; the labels are
-the same in the tests). Segmentation pads each image to a multiple of 32 and crops the logits
+Preparation follows the checkpoint's input spec: images are read upright (EXIF); a ``resize``
+of the shorter side is the PyTorch pipeline's own (OpenCV's area filter to shrink, linear to
+enlarge, sizes rounded as albumentations rounds them) when OpenCV is installed, so scores equal
+``vtk.load(checkpoint)``'s up to float rounding; without OpenCV, Pillow's box and bilinear
+filters stand in (docs/deployment.md gives the difference measured on real photos). Segmentation pads each image to a multiple of 32 and crops the logits
 back, as the whole-image evaluation does; detection takes the image in [0, 1] at its own size.
 """
 
@@ -40,6 +41,35 @@ def _side(v: Any) -> tuple[int, int] | None:
     if v is None:
         return None
     return (int(v), int(v)) if isinstance(v, int | float) else (int(v[0]), int(v[1]))
+
+
+def resize_shorter_side(image: np.ndarray, side: int, use_opencv: bool | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 with its shorter side resized to ``side``, as the PyTorch evaluation
+    pipeline does (albumentations' ``SmallestMaxSize``: each side ``round(side * scale)``,
+    OpenCV's area filter to shrink and linear to enlarge). ``use_opencv`` None: OpenCV when it
+    is installed, else Pillow's box / bilinear filters (close, not equal)."""
+    h, w = image.shape[:2]
+    scale = side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return image
+    if use_opencv is None:
+        use_opencv = _opencv() is not None
+    if use_opencv:
+        cv2 = _opencv()
+        return cv2.resize(
+            image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        )
+    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(image).resize(size, method))
+
+
+def _opencv() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
 
 
 class OnnxPredictor:
@@ -76,13 +106,7 @@ class OnnxPredictor:
         """``(H, W, 3)`` uint8 -> ``(3, H', W')`` float32, as the checkpoint's input spec says."""
         resize, crop = self.spec.get("resize"), _side(self.spec.get("crop"))
         if resize:
-            h, w = image.shape[:2]
-            scale = resize / min(h, w)
-            size = (int(w * scale), int(h * scale))
-            if size != (w, h):
-                shrink = scale < 1
-                image = np.asarray(Image.fromarray(image).resize(
-                    size, Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR))  # fmt: skip
+            image = resize_shorter_side(image, resize)
         if crop:
             h, w = image.shape[:2]
             top, left = (h - crop[0]) // 2, (w - crop[1]) // 2

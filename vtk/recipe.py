@@ -53,10 +53,14 @@ def find_recipe(name: str | Path) -> Path:
     installed = recipes_dir() / f"{stem}.yaml"
     if installed.is_file() and len(path.parts) <= 2 and path.parent.name in ("", "recipes"):
         return installed
-    names = ", ".join(p.stem for p in installed_recipes())
+    import difflib
+
+    stems = [p.stem for p in installed_recipes()]
+    close = difflib.get_close_matches(stem, stems, n=1, cutoff=0.75)
+    hint = f" Did you mean {close[0]}?" if close else ""
     raise ConfigError(
-        f"recipe {name} does not exist; give the path of a YAML recipe or the name of an "
-        f"installed one: {names}."
+        f"recipe {name} does not exist.{hint} Give the path of a YAML recipe or the name of an "
+        f"installed one: {', '.join(stems)}."
     )
 
 
@@ -125,16 +129,56 @@ def is_file(value: str | Path) -> bool:
         return False
 
 
-def recipe_task_class(config: str | Path) -> str | None:
-    """The ``model.class_path`` of a recipe (a file, or YAML text), or None."""
+def recipe_task_class(config: str | Path, key: str = "model") -> str | None:
+    """The ``model.class_path`` (or ``key``'s) of a recipe (a file, or YAML text), or None."""
     import yaml
 
     try:
         text = Path(config).read_text() if is_file(config) else str(config)
-        model = (yaml.safe_load(text) or {}).get("model")
+        section = (yaml.safe_load(text) or {}).get(key)
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return None
-    return model.get("class_path") if isinstance(model, dict) else None
+    return section.get("class_path") if isinstance(section, dict) else None
+
+
+def data_class_path(argv: list[str]) -> str | None:
+    """The DataModule class a command line builds: its last ``--data CLASS`` (or
+    ``--data.class_path``), else its recipe's."""
+    found = None
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("--data", "--data.class_path") and not argv[i + 1].lstrip().startswith("{"):
+            found = argv[i + 1]
+    for arg in argv:
+        if arg.startswith(("--data=", "--data.class_path=")):
+            found = arg.split("=", 1)[1]
+    if found is None:
+        config = next((argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--config"), None)
+        found = recipe_task_class(config, "data") if config else None
+    if found and "." not in found:  # Lightning's short form: the class name alone
+        found = f"vtk.data.{found}"
+    return found
+
+
+def check_num_classes_option(argv: list[str]) -> None:
+    """``--data.num_classes`` for a DataModule that reads its classes from the data (image
+    folders, a COCO file) is answered in one line saying where they come from, instead of the
+    parser's usage text."""
+    given = any(
+        a.split("=", 1)[0] in ("--data.num_classes", "--data.init_args.num_classes") for a in argv
+    )
+    path = data_class_path(argv) if given else None
+    if not path:
+        return
+    module, _, name = path.rpartition(".")
+    try:
+        where = getattr(importlib.import_module(module), name).classes_from
+    except (ImportError, AttributeError, ValueError):
+        return
+    if where:
+        raise ConfigError(
+            f"{name} takes no num_classes: it reads its classes from {where}. Leave "
+            "--data.num_classes out."
+        )
 
 
 def _main_metric(class_path: str | None) -> tuple[str, str]:

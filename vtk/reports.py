@@ -1,6 +1,5 @@
 """Result files that ``vtk test`` writes beside its metrics: confusion matrices and
-precision-recall curves, as CSV (always) and PNG (with matplotlib: ``pip install -e ".[tools]"``).
-"""
+precision-recall curves, as CSV and PNG (matplotlib, a dependency of vtk)."""
 
 from __future__ import annotations
 
@@ -15,28 +14,23 @@ import numpy as np
 log = logging.getLogger("vtk")
 
 
-def _pyplot() -> Any | None:
-    try:
-        import matplotlib
+def _pyplot() -> Any:
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")  # files only, no window: works on a server without a display
+    import matplotlib.pyplot as plt
+
     return plt
 
 
 def _write(folder: Path, name: str, header: list[str], rows: list[list[Any]], fig: Any) -> None:
-    """``<name>.csv`` and, when matplotlib drew ``fig``, ``<name>.png``."""
+    """``<name>.csv`` and ``<name>.png`` (``fig``)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    if fig is None:
-        log.info('wrote %s (a PNG of it needs matplotlib: pip install -e ".[tools]")', path)
-        return
     fig.savefig(folder / f"{name}.png", dpi=100)
     _pyplot().close(fig)
     log.info("wrote %s and %s.png", path, name)
@@ -44,11 +38,8 @@ def _write(folder: Path, name: str, header: list[str], rows: list[list[Any]], fi
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str = "pixels") -> Any:
     """The confusion matrix drawn (rows normalised to 1), each cell labelled with its count, or
-    with its row share when counts run past four digits (pixel counts; the CSV has them), or
-    None without matplotlib."""
+    with its row share when counts run past four digits (pixel counts; the CSV has them),."""
     plt = _pyplot()
-    if plt is None:
-        return None
     rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * n + 2), max(3.5, 0.4 * n + 1.5)))
@@ -72,8 +63,8 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], unit: str =
 def write_confusion_matrix(
     matrix: np.ndarray, class_names: Sequence[str], folder: Path, unit: str = "pixels"
 ) -> None:
-    """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``) and,
-    with matplotlib, ``confusion_matrix.png`` (:func:`confusion_figure`)."""
+    """``confusion_matrix.csv`` (rows: true class, columns: predicted, counts of ``unit``)
+    and ``confusion_matrix.png`` (:func:`confusion_figure`)."""
     rows = [[name, *(int(v) for v in row)] for name, row in zip(class_names, matrix)]
     _write(folder, "confusion_matrix", ["true \\ predicted", *class_names], rows,
            confusion_figure(matrix, class_names, unit))  # fmt: skip
@@ -84,10 +75,8 @@ def pr_figure(
     iou: float = 0.5,
 ) -> Any:  # fmt: skip
     """Each class's precision-recall curve (``precision``: ``(R, K)``, -1 where COCOeval has
-    none), its AP at this IoU in the legend; None without matplotlib."""
+    none), its AP at this IoU in the legend."""
     plt = _pyplot()
-    if plt is None:
-        return None
     fig, ax = plt.subplots(figsize=(6, 5))
     for k, name in enumerate(class_names):
         p = precision[:, k]
@@ -113,7 +102,7 @@ def write_pr_curves(
     iou: float = 0.5,
 ) -> None:
     """``pr_curves.csv`` (recall, then each class's precision; -1 where COCOeval has none) and,
-    with matplotlib, ``pr_curves.png`` (:func:`pr_figure`).
+    and ``pr_curves.png`` (:func:`pr_figure`).
 
     ``precision``: ``(R, K)``, COCOeval's interpolated precision at the recall thresholds for
     one IoU threshold, all areas, the largest max-detections setting."""

@@ -20,14 +20,16 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vtk.checkpoint import (
     AtomicCheckpointIO,
+    checkpoint_run_folder,
     find_resume_checkpoint,
     network_differences,
     recipe_hyperparameters,
 )
 from vtk.cli import _config_argument
-from vtk.errors import TrainingError, find_user_error, user_message
+from vtk.errors import ConfigError, TrainingError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
+    check_num_classes_option,
     default_run_config,
     is_file,
     link_data_to_task,
@@ -119,6 +121,43 @@ class VTKCLI(LightningCLI):
             # is this run's choice (mmsegmentation's test config, a --tta flag), as given
             for key, value in getattr(self, "_eval_options", {}).items():
                 self.config[sub].model.init_args[key] = value
+            if sub != "fit":
+                self._evaluate_in_the_run_folder(self.config[sub])
+
+    def _evaluate_in_the_run_folder(self, config: Any) -> None:
+        """``vtk test/validate/predict --ckpt_path runs/<recipe>/version_N/checkpoints/X.ckpt``
+        writes into that run's folder (``test/``, ``validate/``, then ``test_2/`` ... on repeats;
+        ``predictions/``), not into a new ``version_N+1`` beside it. Only with vtk's default
+        logger; a recipe's own logger decides for itself."""
+        sub = self.config.subcommand
+        run = checkpoint_run_folder(config.ckpt_path)
+        recipe = _config_argument(sys.argv)
+        if run is None or recipe is None or not is_file(recipe):  # vtk predict CKPT: its own
+            return
+        default = default_run_config(recipe, None)["trainer.logger"]
+        logger = config.trainer.get("logger")
+        logger = logger.as_dict() if hasattr(logger, "as_dict") else logger
+        args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+        if (
+            not isinstance(logger, dict)
+            or logger.get("class_path") != default["class_path"]
+            or any(args.get(k) != v for k, v in default["init_args"].items())
+        ):
+            return
+        if sub == "predict":
+            config.trainer.logger = False
+            config.trainer.default_root_dir = str(run)
+            return
+        name, n = sub, 1
+        while (run / name).exists():
+            n += 1
+            name = f"{sub}_{n}"
+        config.trainer.logger = {
+            "class_path": default["class_path"],
+            "init_args": {"save_dir": str(run), "name": "", "version": name},
+        }
+        if rank_zero_only.rank == 0:
+            log.info("writing this %s into the checkpoint's run folder: %s", sub, run / name)
 
     def _resume_path(self, config: Any) -> str | None:
         trainer = config.trainer.as_dict() if hasattr(config.trainer, "as_dict") else {}
@@ -128,7 +167,11 @@ class VTKCLI(LightningCLI):
         where = ", ".join(str(f) for f in folders[:3]) or "(no run folders)"
         if found is not None:
             if rank_zero_only.rank == 0:
-                log.info("resuming from %s", found)
+                log.info(
+                    "resuming from %s, into a new version folder (its best-*.ckpt is the best "
+                    "since the resume; the earlier best stays where it is)",
+                    found,
+                )
             return str(found)
         if config.ckpt_path == "auto":
             if rank_zero_only.rank == 0:
@@ -177,22 +220,50 @@ def _eval_options(model: Any) -> dict[str, Any]:
     return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}
 
 
-def _checkpoint_only_predict(argv: list[str]) -> None:
+#: the data options a prediction uses (the rest describe training data it does not read)
+PREDICT_DATA_OPTIONS = (
+    "predict_dir",
+    "batch_size",
+    "val_batch_size",
+    "num_workers",
+    "on_bad_image",
+)
+
+
+def _checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None:
     """``vtk predict CKPT [DIR] ...`` -> ``vtk predict --config <from the checkpoint> --ckpt_path
     CKPT [--data.predict_dir DIR] ...``: the model as the checkpoint's recipe built it, and a
     :class:`~vtk.data.PredictFolderDataModule` with the checkpoint's classes, ids and input
-    spec, so no training data is read. Predictions go to ``./predictions`` (or --output_dir)."""
+    spec, so no training data is read. Predictions go to ``./predictions`` (or --output_dir).
+
+    With ``recipe`` (``vtk predict RECIPE --ckpt_path CKPT ...``) the same, keeping the recipe's
+    trainer settings; predictions go to the checkpoint's run folder when it is in one. Data
+    options other than :data:`PREDICT_DATA_OPTIONS` are left out, with a log line."""
     import yaml
 
-    path = Path(argv[2])
+    rest = argv[3:]
+    if recipe is None:
+        path = Path(argv[2])
+    else:
+        rest, path = _without_recipe_and_checkpoint(argv[2:])
     hparams = recipe_hyperparameters(
         path, "give the recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
     )
     init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
     strip_weights(init_args)
     names = init_args.get("class_names")
+    trainer: dict[str, Any] = {"logger": False, "default_root_dir": "."}
+    if recipe is not None:
+        own = (yaml.safe_load(Path(recipe).read_text()) or {}).get("trainer") or {}
+        run = checkpoint_run_folder(path)
+        trainer = {
+            **{k: v for k, v in own.items() if k not in ("logger", "callbacks")},
+            "logger": False,
+            "default_root_dir": str(run or "."),
+        }
+        rest = _prediction_data_options(rest)
     config = {
-        "trainer": {"logger": False, "default_root_dir": "."},
+        "trainer": trainer,
         "model": {"class_path": hparams["_class_path"], "init_args": init_args},
         "data": {
             "class_path": "vtk.data.PredictFolderDataModule",
@@ -205,10 +276,58 @@ def _checkpoint_only_predict(argv: list[str]) -> None:
             },
         },
     }
-    rest = argv[3:]
     if rest and not rest[0].startswith("-"):  # vtk predict CKPT DIR
         rest = ["--data.predict_dir", *rest]
     argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
+
+
+def _without_recipe_and_checkpoint(args: list[str]) -> tuple[list[str], Path]:
+    """The arguments without the recipe (``--config PATH``) and ``--ckpt_path``, and the
+    checkpoint."""
+    out: list[str] = []
+    path = None
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg in ("--config", "--ckpt_path") and i + 1 < len(args):
+            if arg == "--ckpt_path":
+                path = Path(args[i + 1])
+            skip = True
+        elif arg.startswith("--ckpt_path="):
+            path = Path(arg.split("=", 1)[1])
+        elif not arg.startswith("--config="):
+            out.append(arg)
+    assert path is not None
+    return out, path
+
+
+def _prediction_data_options(args: list[str]) -> list[str]:
+    """``args`` without the data options a prediction does not use (each named in the log)."""
+    out: list[str] = []
+    dropped: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key = arg.split("=", 1)[0]
+        takes_value = "=" not in arg and i + 1 < len(args)
+        if key == "--data" or key.startswith("--data."):
+            option = key.removeprefix("--data.").removeprefix("init_args.")
+            if key != "--data" and option in PREDICT_DATA_OPTIONS:
+                out += args[i : i + 1 + takes_value]
+            else:
+                dropped.append(key)
+            i += 1 + takes_value
+            continue
+        out.append(arg)
+        i += 1
+    if dropped:
+        log.info(
+            "prediction reads only the images of --data.predict_dir, with the checkpoint's "
+            "classes and input spec: left out %s",
+            ", ".join(dropped),
+        )
+    return out
 
 
 def run() -> None:
@@ -219,6 +338,22 @@ def run() -> None:
     warnings.filterwarnings(
         "ignore", message=r"It is recommended to use `self.log\('(val|test)/(AP|IoU|mIoU|acc)"
     )
+    # frozen stages (frozen_stages, norm_eval, FrozenBatchNorm2d) stay in eval mode on purpose;
+    # the task logs how many modules that is
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    if sys.argv[1:2] != ["fit"]:  # evaluating needs none of the callbacks that trained it (EMA)
+        warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
+    # a resumed run, or an evaluation, writes into a new folder on purpose (CSVLogger would
+    # delete the old one's metrics.csv); the resume log line says what that means
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    # between Lightning and this torch, not the user's to act on
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for handler in logging.getLogger("lightning.pytorch").handlers:  # advertisements
+        handler.addFilter(_drop_tips)
+    try:
+        check_num_classes_option(sys.argv)
+    except ConfigError as e:
+        raise SystemExit(f"vtk: error: {e}") from None
     try:
         VTKCLI(
             trainer_class=VTKTrainer,  # Lightning's, with precision: auto
@@ -239,6 +374,10 @@ def run() -> None:
             message = " ".join(str(e).split())
             raise SystemExit(f"vtk: error: {message}" if rank_zero_only.rank == 0 else 1) from None
         raise
+
+
+def _drop_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
 
 
 def _lightning_check(error: BaseException) -> bool:

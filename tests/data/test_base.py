@@ -154,3 +154,50 @@ def test_input_spec_round_trips_through_plain_values() -> None:
     assert x.shape == (3, 32, 24)
     torch.testing.assert_close(x[:, 0, 0], torch.tensor([0.9, 0.4, 0.7 / 3]))
     assert (to_uint8(x, spec) == 255).all()
+
+
+def test_vtk_test_needs_a_test_split_or_says_it_evaluates_val(tmp_path, make_voc, vtk_log) -> None:
+    """No silent val-as-test: data without a test split stops `vtk test` naming the option;
+    the validation split given as the test split is evaluated and logged as such."""
+    from vtk.data import ImageFolderDataModule, MaskFolderDataModule
+
+    images, ann = _coco(tmp_path, ["a.jpg", "b.jpg"])
+    voc = make_voc(tmp_path / "VOC2012", {"train": ["a", "b"], "val": ["c"]})
+    (tmp_path / "folder" / "train" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "folder" / "train" / "cat" / "x.png")
+    masks = tmp_path / "masks"
+    for split in ("train", "val"):
+        (masks / split).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(masks / split / "x.jpg")
+        Image.new("L", (8, 8)).save(masks / split / "x_mask.png")
+    cases = [
+        (
+            lambda **t: CocoDetectionDataModule(str(images), str(ann), str(ann), **t),
+            {"test_annotations": str(ann)}, "--data.test_annotations FILE",
+        ),
+        (
+            lambda **t: VOCSegmentationDataModule(str(voc), train_split="train", **t),
+            {"test_split": "val"}, "--data.test_split NAME",
+        ),
+        (
+            lambda **t: ImageFolderDataModule(str(tmp_path / "folder"), **t),
+            {"test_split": "val"}, "--data.test_split NAME",
+        ),
+        (
+            lambda **t: MaskFolderDataModule(str(masks / "train"), str(masks / "val"), num_classes=2, **t),
+            {"test_dir": str(masks / "val")}, "--data.test_dir DIR",
+        ),
+    ]  # fmt: skip
+    for make, as_val, option in cases:
+        dm = make(num_workers=0)
+        with pytest.raises(DataError, match=f"{type(dm).__name__} has no test split.*{option}"):
+            dm.setup("test")
+        if isinstance(dm, ImageFolderDataModule):
+            continue  # its val folder is not there; the source is still told apart
+        vtk_log.clear()
+        dm = make(num_workers=0, **as_val)
+        dm.setup("test")
+        assert len(dm.datasets["test"]) == len(make(num_workers=0).make_dataset("val"))
+        assert "vtk test evaluates the validation" in vtk_log.text, type(dm).__name__
+    assert ImageFolderDataModule(str(tmp_path / "folder"), test_split="val").test_source()
+    assert ImageFolderDataModule(str(tmp_path / "folder"), test_split="test").test_source() == ""

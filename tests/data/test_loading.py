@@ -112,3 +112,16 @@ def test_repeat_factor_sampling_repeats_rare_images_as_often_as_their_factor() -
     assert set(counts[:, 1].tolist()) <= {1.0, 2.0, 3.0}  # wrapped or cut epochs can lose one
     assert abs(counts[:, 1].mean().item() - 2.5) < 0.15
     assert abs(counts[:, 0].mean().item() - 1.0) < 0.1
+
+
+def test_loader_workers_are_capped_at_the_available_cores(monkeypatch) -> None:
+    """Recipes ask for 4 workers; on a 2-core machine more than 2 only compete with training."""
+    from vtk.data import loading
+
+    monkeypatch.setattr(loading, "available_cores", lambda: 2)
+    demo = DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=4)
+    demo.setup("fit")
+    assert demo.train_dataloader().num_workers == 2
+    demo = DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=1)
+    demo.setup("fit")
+    assert demo.train_dataloader().num_workers == 1

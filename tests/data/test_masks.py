@@ -105,6 +105,19 @@ def test_audit_refuses_stray_values_naming_a_file_and_warns_on_classes_only_in_v
     lines = table.splitlines()
     assert lines[0].startswith("mask audit") and "train" in lines[1] and "val" in lines[1]
     assert any(line.split()[:2] == ["255", "(ignore)"] for line in lines)
+    assert "no pixel in any" not in vtk_log.text
+
+
+def test_audit_names_classes_that_occur_in_no_split(vtk_log) -> None:
+    """TQB's "table": no pixel anywhere, so no row and no word (and test/IoU/table is nan)."""
+    table = audit(
+        MaskDecoder(4),
+        {"train": _counts({0: 5, 1: 2}), "val": _counts({0: 5, 1: 4})},
+        ["bg", "chair", "table", "lamp"],
+    )
+    assert "classes with no pixel in any train/val mask: table (2), lamp (3)" in vtk_log.text
+    rows = {line.split()[1]: line.split()[2:] for line in table.splitlines()[2:]}
+    assert rows["table"] == ["0", "0"] and rows["lamp"] == ["0", "0"]
 
 
 def test_counts_are_cached_per_file_list(tmp_path, monkeypatch) -> None:

@@ -214,6 +214,13 @@ def test_folder_pairs_and_roboflow_classes_csv(tmp_path, make_pair) -> None:
     assert dm.num_classes == 3 and dm.class_names == ["background", "Road", "bin"]
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["mask"].shape == (2, 16, 16)
+    # a num_classes that disagrees with the file is named as that, not as a count of names
+    table = tmp_path / "train" / "_classes.csv"
+    with pytest.raises(
+        DataError,
+        match=rf"num_classes is 2, but {table} lists 3 classes \(background, Road, bin\).*leave --data.num_classes out",
+    ):
+        MaskFolderDataModule(str(tmp_path / "train"), str(tmp_path / "valid"), num_classes=2)
 
 
 def test_folder_with_separate_mask_folder(tmp_path, make_pair) -> None:

@@ -261,7 +261,9 @@ def test_jpeg_draft_images_are_scored_in_the_files_pixels(tmp_path) -> None:
     from vtk.data import CocoDetectionDataModule
 
     a, im = str(tmp_path / "ann.json"), str(tmp_path / "images")
-    dm = CocoDetectionDataModule(im, a, a, jpeg_draft=True, num_workers=0, batch_size=1)
+    dm = CocoDetectionDataModule(
+        im, a, a, test_annotations=a, jpeg_draft=True, num_workers=0, batch_size=1
+    )
     model = Quarter()
     task = DetectionTask(model, class_names=dm.class_names, category_ids=dm.category_ids)
     (result,) = quiet_trainer(tmp_path).validate(task, datamodule=dm, verbose=False)

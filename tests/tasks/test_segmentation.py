@@ -24,7 +24,12 @@ from vtk.tasks import SegmentationTask
 
 def _data(root) -> VOCSegmentationDataModule:
     return VOCSegmentationDataModule(
-        root=str(root), train_split="train", crop_size=32, batch_size=2, num_workers=0
+        root=str(root),
+        train_split="train",
+        test_split="val",
+        crop_size=32,
+        batch_size=2,
+        num_workers=0,
     )
 
 

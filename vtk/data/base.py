@@ -156,6 +156,15 @@ def list_collate(batch: list[dict[str, Any] | None]) -> dict[str, list[Any]] | N
     return {key: [b[key] for b in kept] for key in kept[0]}
 
 
+def split_source(splits: dict[str, str | None]) -> str | None:
+    """:meth:`VisionDataModule.test_source` of data whose splits are named."""
+    if splits["test"] is None:
+        return None
+    if splits["test"] == splits["val"]:
+        return f"the validation split ({splits['val']}), as test_split says"
+    return ""
+
+
 class VisionDataModule(LightningDataModule):
     """Base of the vtk DataModules.
 
@@ -236,7 +245,36 @@ class VisionDataModule(LightningDataModule):
         """The evaluation pipeline of :meth:`eval_spec`."""
         return eval_transform(self.eval_spec())
 
+    #: how a user gives this DataModule a test split (named when ``vtk test`` finds none)
+    test_option: str = ""
+    #: where the classes come from when the DataModule takes no ``num_classes`` (a
+    #: ``--data.num_classes`` is then answered with this, not the parser's usage text)
+    classes_from: str | None = None
+
+    def test_source(self) -> str | None:
+        """What ``vtk test`` evaluates: ``""`` the data's own test split, a description when
+        that is the validation images (logged), None when there is no test split (``vtk test``
+        stops and names :attr:`test_option`)."""
+        return ""
+
+    def check_test_split(self) -> None:
+        """Stop ``vtk test`` on data without a test split rather than evaluate the validation
+        images under the test metrics' names; log it when the test split *is* the validation
+        split, as asked."""
+        source = self.test_source()
+        if source is None:
+            raise DataError(
+                f"{type(self).__name__} has no test split, so vtk test has nothing held out "
+                f"to evaluate: give one with {self.test_option}. To evaluate the validation "
+                "images, give theirs (the metrics are then named test/ but measure val), or "
+                "run vtk validate."
+            )
+        if source:
+            log.info("vtk test evaluates %s", source)
+
     def setup(self, stage: str) -> None:
+        if stage == "test":
+            self.check_test_split()
         for split in STAGE_SPLITS[stage]:
             self.datasets[split] = (
                 self.predict_dataset() if split == "predict" else self.make_dataset(split)

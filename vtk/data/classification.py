@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torch.utils.data import default_collate as _default_collate
 
 from vtk.data import transforms as T
-from vtk.data.base import ImageFileDataset, VisionDataModule
+from vtk.data.base import ImageFileDataset, VisionDataModule, split_source
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file
 from vtk.drawing import draw_classes
 from vtk.errors import DataError
@@ -220,7 +220,9 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     Args:
         root: the folder holding the split folders.
-        train_split, val_split, test_split: their names under ``root``.
+        train_split, val_split, test_split: their names under ``root``; no test split unless
+            given (``vtk test`` then stops; ``test_split: val`` evaluates the validation
+            images, and says so).
         **kwargs: see :class:`ClassificationDataModule` (``num_classes`` and ``class_names``
             come from the train split's folders).
     """
@@ -230,13 +232,19 @@ class ImageFolderDataModule(ClassificationDataModule):
         root: str,
         train_split: str = "train",
         val_split: str = "val",
-        test_split: str = "val",
+        test_split: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.root = Path(root).expanduser()
         names = class_folders(self.root / train_split)
         super().__init__(num_classes=len(names), class_names=names, **kwargs)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    test_option = "--data.test_split NAME (a split folder under root)"
+    classes_from = "the class sub-folders of the training folder (ROOT/train/<class>/)"
+
+    def test_source(self) -> str | None:
+        return split_source(self.splits)
 
     def make_dataset(self, split: str) -> Dataset:
         folder = self.root / self.splits[split]
@@ -316,6 +324,11 @@ class CIFAR10DataModule(ClassificationDataModule):
     def eval_spec(self) -> InputSpec:
         # the 32x32 images as they are; another image (prediction) is resized and cropped to 32
         return InputSpec(self.mean, self.std, resize=32, crop=32)
+
+    classes_from = "CIFAR-10 itself (10 classes)"
+
+    def test_source(self) -> str:
+        return "the 10,000 test images, which are also the validation split (the ResNet paper's)"
 
     def make_dataset(self, split: str) -> Dataset:
         images, labels = read_cifar10(self.root, train=split == "train")

@@ -40,6 +40,8 @@ from vtk.spec import IGNORE_INDEX
 DEMO_SEGMENTATION_CLASSES = ("background", "circle", "square", "triangle")
 DEMO_CLASSIFICATION_CLASSES = ("circle", "square", "star", "triangle")
 DEMO_DETECTION_CLASSES = ("circle", "square", "triangle")
+#: what ``vtk test`` of a demo evaluates (logged)
+DEMO_TEST = "the validation images (the demo sets have no test split)"
 
 
 def data_dir() -> Path:
@@ -210,6 +212,11 @@ class DemoSegmentationDataModule(SegmentationDataModule):
     def samples(self, split: str) -> list[Sample]:
         return voc_samples(self.root, "train" if split == "train" else "val")
 
+    classes_from = "the demo set (its shapes)"
+
+    def test_source(self) -> str:
+        return DEMO_TEST
+
 
 class DemoClassificationDataModule(ClassificationDataModule):
     """The synthetic shapes classification set (4 classes, 64x64), generated on first use.
@@ -242,6 +249,11 @@ class DemoClassificationDataModule(ClassificationDataModule):
             resize_size=resize_size,
             **kwargs,
         )
+
+    classes_from = "the demo set (its shapes)"
+
+    def test_source(self) -> str:
+        return DEMO_TEST
 
     def make_dataset(self, split: str) -> Any:
         folder = self.root / ("train" if split == "train" else "val")
@@ -333,5 +345,11 @@ class DemoDetectionDataModule(CocoDetectionDataModule):
             train_annotations=str(folder / "annotations" / "train.json"),
             val_images=str(folder / "val"),
             val_annotations=str(folder / "annotations" / "val.json"),
+            test_annotations=str(folder / "annotations" / "val.json"),
             **kwargs,
         )
+
+    classes_from = "the demo set (its shapes)"
+
+    def test_source(self) -> str:
+        return DEMO_TEST

@@ -317,7 +317,9 @@ class CocoDetectionDataModule(VisionDataModule):
             ``class_names`` and ``category_ids``).
         val_images: the validation image folder (default: ``train_images``, for sets that keep
             all images in one folder with one JSON per split).
-        test_images, test_annotations: for ``vtk test`` (default: the validation split).
+        test_images, test_annotations: for ``vtk test`` (``test_images`` defaults to
+            ``val_images``); no test split without ``test_annotations`` (``vtk test`` then
+            stops; the validation JSON evaluates the validation images, and says so).
         keep_empty: keep training images without boxes as negatives (COCO does).
         hflip: horizontal flip probability in training.
         photometric: SSD's photometric distortion in training (brightness, contrast,
@@ -370,7 +372,7 @@ class CocoDetectionDataModule(VisionDataModule):
         self.paths = {
             "train": (train_images, train_annotations),
             "val": (val_images, val_annotations),
-            "test": (test_images or val_images, test_annotations or val_annotations),
+            "test": (test_images or val_images, test_annotations),
         }
         val = read_coco_json(val_annotations)
         categories = sorted(val["categories"], key=lambda c: c["id"])
@@ -400,6 +402,17 @@ class CocoDetectionDataModule(VisionDataModule):
         self.aspect_ratio_groups = aspect_ratio_groups
         self.jpeg_draft = jpeg_draft
         self.repeat_factor_threshold = repeat_factor_threshold
+
+    test_option = "--data.test_annotations FILE (and --data.test_images DIR)"
+    classes_from = "the categories of the validation JSON (val_annotations)"
+
+    def test_source(self) -> str | None:
+        annotations = self.paths["test"][1]
+        if annotations is None:
+            return None
+        if Path(annotations).expanduser() == Path(self.paths["val"][1]).expanduser():
+            return f"the validation images ({annotations}), as test_annotations says"
+        return ""
 
     def train_sampler_options(self, dataset: Any) -> dict[str, Any]:
         options: dict[str, Any] = {}

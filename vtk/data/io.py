@@ -102,7 +102,7 @@ def read_image(path: str | Path, fit: tuple[int, int] | None = None) -> np.ndarr
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # writable: albumentations and torch warn otherwise
 
 
 #: what :func:`as_rgb` takes: a file's path, a PIL image or an ``(H, W, 3)`` uint8 RGB array
@@ -134,7 +134,7 @@ def read_mask(path: str | Path) -> np.ndarray:
         )
     if img.mode == "LA":
         img = img.getchannel("L")
-    a = np.asarray(img)
+    a = np.array(img)  # a writable copy: masks become tensors without a copy later
     if a.dtype not in (np.uint8, np.uint16):
         if a.min() < 0 or a.max() > 65535:
             raise DataError(f"mask {path} has values outside 0..65535; it is not a label mask.")

@@ -172,6 +172,14 @@ def _placement(datamodule: LightningDataModule) -> tuple[int, int]:
     return trainer.world_size, trainer.global_rank
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def make_loader(
     datamodule: LightningDataModule,
     dataset: Dataset,
@@ -184,11 +192,14 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader for ``dataset`` with vtk's samplers (see the module docstring).
 
-    Training drops the last incomplete batch (a batch of one breaks BatchNorm) when the shard
+    ``num_workers`` is capped at the cores this process may use (more loader processes than
+    cores only compete with training for them, and Lightning warns). Training drops the last
+    incomplete batch (a batch of one breaks BatchNorm) when the shard
     holds at least one full batch. ``sampler_options`` go to the :class:`TrainSampler`
     (``repeat_factors``, ``groups``).
     """
     world_size, rank = _placement(datamodule)
+    num_workers = min(num_workers, available_cores())  # more would only compete for them
     options = dict(
         batch_size=batch_size,
         num_workers=num_workers,

