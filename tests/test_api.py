@@ -14,7 +14,7 @@ from PIL import Image
 
 import vtk
 from vtk.data.transforms import eval_transform
-from vtk.errors import ConfigError
+from vtk.errors import CheckpointError, ConfigError
 from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, InputSpec
 
 
@@ -114,10 +114,10 @@ def test_a_subclass_of_a_task_just_works(fit_demo, tmp_path) -> None:
 
 
 def test_a_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         vtk.load(tmp_path / "nope.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
-    with pytest.raises(ConfigError, match="was not saved by `vtk fit`"):
+    with pytest.raises(CheckpointError, match="was not saved by `vtk fit`"):
         vtk.load(tmp_path / "plain.ckpt")
 
 

@@ -500,3 +500,37 @@ def test_num_classes_for_data_that_reads_its_classes_is_one_line(run_vtk, recipe
         "ImageFolderDataModule takes no num_classes: it reads its classes from the class sub-folders"
         in message
     )
+
+
+def test_a_fresh_demo_fit_and_test_print_no_warning(vtk_process, tmp_path) -> None:
+    """Every warning a run printed was one a user could not act on (worker count above the
+    cores, modules in eval mode, callbacks of the checkpoint, a new run folder, Lightning's
+    tips): a fresh demo fit, and a test of its checkpoint, print none."""
+    fit = vtk_process("fit", "demo_classification", "--trainer.max_steps", "2",
+                      "--trainer.enable_progress_bar", "false", "--data.num_workers", "4")  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    run = tmp_path / "runs" / "demo_classification" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    test = (
+        "test",
+        "demo_classification",
+        "--ckpt_path",
+        last,
+        "--trainer.enable_progress_bar",
+        "false",
+    )
+    tested = [vtk_process(*test) for _ in range(2)]
+    for result in (fit, *tested):
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Warning" not in result.stderr and "Tip:" not in result.stderr, result.stderr
+    # the tests wrote into the checkpoint's run folder, one folder each, and said so
+    assert (run / "test" / "metrics.csv").is_file() and (run / "test_2" / "metrics.csv").is_file()
+    assert not (run.parent / "version_1").exists()
+    assert (
+        f"writing this test into the checkpoint's run folder: {Path('runs/demo_classification/version_0/test_2')}"
+        in tested[1].stderr
+    )
+    assert (
+        "vtk test evaluates the validation images (the demo sets have no test split)"
+        in tested[0].stderr
+    )

@@ -89,3 +89,21 @@ def test_an_operator_onnx_cannot_express_is_named(tmp_path) -> None:
         ConfigError, match=r"cannot express the operator torchvision::deform_conv2d"
     ):
         export_onnx(task, tmp_path / "m.onnx", size=32)
+
+
+@pytest.mark.parametrize("shape", [(97, 131), (480, 640), (31, 40)])
+def test_the_onnx_runtime_resizes_as_the_pytorch_pipeline(shape) -> None:
+    """With OpenCV the deployed preparation is the PyTorch pipeline's resize exactly (same
+    sizes, same pixels); Pillow's stand-in gives the same size and close pixels."""
+    import albumentations as A
+
+    from vtk.deploy import resize_shorter_side
+
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    smooth = 127 + 100 * np.sin(x / 7.0)[..., None] * np.cos(y / 5.0)[..., None] * [1, 0.5, -1]
+    image = smooth.astype(np.uint8)  # a photo's smoothness (on noise the filters differ most)
+    expected = A.SmallestMaxSize(max_size=64, area_for_downscale="image")(image=image)["image"]
+    assert np.array_equal(resize_shorter_side(image, 64, use_opencv=True), expected)
+    pillow = resize_shorter_side(image, 64, use_opencv=False)
+    assert pillow.shape == expected.shape
+    assert np.abs(pillow.astype(int) - expected.astype(int)).mean() < 8

@@ -16,13 +16,15 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from vtk.errors import ConfigError
+from vtk.errors import CheckpointError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -120,16 +122,108 @@ def network_differences(saved: Any, current: Any, ignore: tuple[str, ...] = ("nu
     ]
 
 
-def recipe_hyperparameters(path: str | Path, instead: str) -> dict[str, Any]:
-    """The task's hyper-parameters in a checkpoint written by ``vtk fit`` (its ``_class_path``
-    and the network's config among them); a ConfigError naming the file otherwise, ending with
-    ``instead`` (what to do)."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint read as data only (``torch.load(weights_only=True)``: nothing in
+    the file is executed, whatever it holds), memory-mapped when it can be (cheap to check).
+
+    Raises :class:`~vtk.errors.CheckpointError`, naming the file and what it is instead: missing,
+    empty, truncated or not a PyTorch file; a pickle that holds Python objects a checkpoint does
+    not (another program's, or one carrying code: refused, never run); a PyTorch file that is not
+    a Lightning checkpoint (a bare state_dict).
+    """
+    import pickle
+    import zipfile
+
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist.")
-    hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was not written through.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    try:
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it does not expect
+            warnings.simplefilter("ignore")
+            obj = torch.load(
+                path, weights_only=True, map_location="cpu", mmap=head == b"PK\x03\x04"
+            )
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        names = [found.group(1)] if found else _pickle_globals(path)
+        if not names:  # not a pickle at all, or a broken one
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint: torch.load could not read it."
+            ) from None
+        what = f" ({', '.join(dict.fromkeys(names))})"
+        raise CheckpointError(
+            f"{path} is a pickle that holds Python objects a checkpoint does not{what}: another "
+            "program's file, or one carrying code. vtk reads checkpoints as data only and did "
+            "not run it; use a checkpoint written by vtk fit."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        kind = (
+            "truncated (cut off while written or copied)"
+            if head == b"PK\x03\x04"
+            else ("not a PyTorch checkpoint")
+        )
+        reason = " ".join(str(e).split())[:120]
+        raise CheckpointError(
+            f"{path} is {kind}: torch.load could not read it ({reason})."
+        ) from None
+    if not isinstance(obj, dict) or "state_dict" not in obj:
+        what = "a bare state_dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise CheckpointError(
+            f"{path} is {what}, not a Lightning checkpoint (no state_dict and hyper-parameters "
+            "inside): use a checkpoint written by vtk fit, or load plain weights with the "
+            "model's weights argument."
+        )
+    return obj
+
+
+def _pickle_globals(path: Path) -> list[str] | None:
+    """The classes and functions a plain pickle file names (read with ``pickletools``, which
+    only parses: nothing is imported or called); None when it is not a pickle."""
+    import pickletools
+
+    names: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(path.read_bytes()):
+            if isinstance(arg, str) and "UNICODE" in op.name:
+                strings.append(arg)
+            elif op.name == "GLOBAL":
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # pickletools' errors for what is not a pickle
+        return None
+    return names
+
+
+def check_task(path: str | Path, checkpoint: dict[str, Any], class_path: str | None) -> None:
+    """Refuse a vtk checkpoint of another task than the recipe's (``class_path``), by name."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    if not saved or not class_path or saved == class_path:
+        return
+    short = saved.rsplit(".", 1)[-1]
+    if short == class_path.rsplit(".", 1)[-1]:
+        return
+    raise CheckpointError(
+        f"{path} was saved by a {short}; this recipe builds a {class_path.rsplit('.', 1)[-1]}. "
+        f"Give a recipe of the checkpoint's task, or no recipe: vtk predict {path} IMAGES."
+    )
+
+
+def recipe_hyperparameters(path: str | Path, instead: str) -> dict[str, Any]:
+    """The task's hyper-parameters in a checkpoint written by ``vtk fit`` (its ``_class_path``
+    and the network's config among them); a CheckpointError naming the file otherwise, ending
+    with ``instead`` (what to do)."""
+    path = Path(path)
+    hparams = read_checkpoint(path).get("hyper_parameters") or {}
     if not hparams.get("_class_path") or "model" not in hparams:
-        raise ConfigError(f"{path} was not saved by `vtk fit` (it has no recipe config); {instead}")
+        raise CheckpointError(
+            f"{path} was not saved by `vtk fit` (it has no recipe config); {instead}"
+        )
     return hparams

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vtk.data.io import IMAGE_SUFFIXES, ImageLike, as_rgb
+from vtk.errors import CheckpointError
 
 log = logging.getLogger("vtk")
 
@@ -85,12 +86,21 @@ class OnnxPredictor:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(self.path), providers=list(providers or ["CPUExecutionProvider"])
-        )
+        if not self.path.is_file():
+            raise CheckpointError(f"ONNX model {self.path} does not exist.")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as e:  # onnxruntime's own classes (InvalidProtobuf, Fail, ...)
+            reason = " ".join(str(e).split())[:160]
+            raise CheckpointError(
+                f"{self.path} is not an ONNX model onnxruntime can load (truncated, or another "
+                f"kind of file): {reason}"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "vtk.task" not in meta:
-            raise ValueError(
+            raise CheckpointError(
                 f"{self.path} has no vtk metadata: export it with `vtk export CKPT --format onnx`."
             )
         self.task = meta["vtk.task"]

@@ -21,6 +21,10 @@ class ConfigError(VTKError, ValueError):
     """A model or task argument cannot work as given."""
 
 
+class CheckpointError(VTKError, ValueError):
+    """A file given as a checkpoint (or an ONNX model) is not one, or not one vtk can use."""
+
+
 class TrainingError(VTKError, RuntimeError):
     """Training cannot go on (a non-finite loss or gradient); the message says where and what
     to try."""

@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -20,13 +19,15 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vtk.checkpoint import (
     AtomicCheckpointIO,
+    check_task,
     checkpoint_run_folder,
     find_resume_checkpoint,
     network_differences,
+    read_checkpoint,
     recipe_hyperparameters,
 )
 from vtk.cli import _config_argument
-from vtk.errors import ConfigError, TrainingError, find_user_error, user_message
+from vtk.errors import TrainingError, VTKError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
     check_num_classes_option,
@@ -185,9 +186,7 @@ class VTKCLI(LightningCLI):
 
     def _check_same_network(self, config: Any) -> None:
         path = Path(config.ckpt_path)
-        if not path.is_file():
-            raise SystemExit(f"vtk: error: checkpoint {path} does not exist.")
-        saved = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        saved = read_checkpoint(path).get("hyper_parameters", {})
         saved_net = (saved.get("model") or {}) if isinstance(saved, dict) else {}
         model = config.model.as_dict() if hasattr(config.model, "as_dict") else {}
         current_net = (model.get("init_args") or {}).get("model") or {}
@@ -352,7 +351,8 @@ def run() -> None:
         handler.addFilter(_drop_tips)
     try:
         check_num_classes_option(sys.argv)
-    except ConfigError as e:
+        _check_checkpoint_argument(sys.argv)
+    except VTKError as e:
         raise SystemExit(f"vtk: error: {e}") from None
     try:
         VTKCLI(
@@ -374,6 +374,18 @@ def run() -> None:
             message = " ".join(str(e).split())
             raise SystemExit(f"vtk: error: {message}" if rank_zero_only.rank == 0 else 1) from None
         raise
+
+
+def _check_checkpoint_argument(argv: list[str]) -> None:
+    """``--ckpt_path FILE`` read as data before Lightning reads it: a file that is not a vtk
+    checkpoint of the recipe's task is one line naming it (:func:`vtk.checkpoint.read_checkpoint`)."""
+    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
+    values += [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
+    if not values or values[-1] in ("last", "auto", "null", "None", ""):
+        return
+    checkpoint = read_checkpoint(values[-1])
+    recipe = _config_argument(argv)
+    check_task(values[-1], checkpoint, recipe_task_class(recipe) if recipe else None)
 
 
 def _drop_tips(record: logging.LogRecord) -> bool:

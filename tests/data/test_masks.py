@@ -142,3 +142,59 @@ def test_median_frequency_weights_by_hand() -> None:
     weights = median_frequency_weights(counts, 4)
     assert weights == pytest.approx([0.3 / 0.6, 0.3 / 0.2, 1.0, 0.0])  # class 3 absent: 0
     assert SplitCounts.from_json(json.loads(json.dumps(counts.to_json()))) == counts  # the cache
+
+
+def _jpeg_masks(folder, colours, n: int = 3):
+    """Image/mask pairs whose masks were saved as JPEG (quality 75), and the true labels."""
+    from PIL import ImageDraw
+
+    folder.mkdir(parents=True)
+    truth = []
+    for i in range(n):
+        labels = Image.new("L", (64, 48), 0)
+        ImageDraw.Draw(labels).ellipse((8 + 4 * i, 6, 40 + 4 * i, 40), fill=1)
+        if len(colours) > 2:
+            ImageDraw.Draw(labels).rectangle((44, 10, 60, 30), fill=2)
+        a = np.asarray(labels)
+        drawn = np.asarray(colours, np.uint8)[a]  # (H, W) grey or (H, W, 3) colour
+        Image.fromarray(drawn).save(folder / f"{i}_mask.jpg", quality=75)
+        Image.new("RGB", (64, 48), (90, 90, 90)).save(folder / f"{i}.jpg")
+        truth.append(a)
+    return truth
+
+
+def test_jpeg_binary_masks_are_recognised_and_read_with_a_threshold(tmp_path, vtk_log) -> None:
+    """Masks of 0 and 255 saved as JPEG: values near both plus noise. The audit says what it
+    is and the fix; mask_threshold reads them back to the drawn labels."""
+    from vtk.data import MaskFolderDataModule
+
+    truth = _jpeg_masks(tmp_path / "train", [0, 255])
+    _jpeg_masks(tmp_path / "val", [0, 255], n=1)
+    args = dict(mask_suffix="_mask.jpg", num_classes=2, crop_size=32, batch_size=2, num_workers=0)
+    dm = MaskFolderDataModule(str(tmp_path / "train"), str(tmp_path / "val"), **args)
+    with pytest.raises(DataError, match=r"look JPEG-compressed .*mask_threshold: 128"):
+        dm.setup("fit")
+    dm = MaskFolderDataModule(
+        str(tmp_path / "train"), str(tmp_path / "val"), mask_threshold=128, **args
+    )
+    dm.setup("fit")
+    assert "look JPEG" not in vtk_log.text
+    read = [dm.decoder.read(tmp_path / "train" / f"{i}_mask.jpg") for i in range(3)]
+    assert all(set(np.unique(r)) == {0, 1} for r in read)
+    agreement = np.mean([(r == t).mean() for r, t in zip(read, truth)])
+    assert agreement > 0.99, agreement
+    with pytest.raises(ConfigError, match="num_classes is 3; set num_classes: 2"):
+        MaskDecoder(3, threshold=128)
+
+
+def test_jpeg_colour_masks_read_with_the_nearest_palette_colour(tmp_path) -> None:
+    colours = [(0, 0, 0), (200, 30, 30), (30, 30, 200)]
+    truth = _jpeg_masks(tmp_path / "masks", colours)
+    with pytest.raises(DataError, match="colours that are not in the palette"):
+        MaskDecoder(3, palette=colours).read(tmp_path / "masks" / "0_mask.jpg")
+    decoder = MaskDecoder(3, palette=colours, nearest_colour=True)
+    read = [decoder.read(tmp_path / "masks" / f"{i}_mask.jpg") for i in range(3)]
+    agreement = np.mean([(r == t).mean() for r, t in zip(read, truth)])
+    assert agreement > 0.99, agreement
+    with pytest.raises(ConfigError, match="nearest_colour needs the palette"):
+        MaskDecoder(3, nearest_colour=True)

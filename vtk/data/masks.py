@@ -10,7 +10,10 @@ A :class:`MaskDecoder` holds a set's label conventions:
 * ``reduce_zero_label``: 0 -> ignore, k -> k - 1 (ADE20K, whose 0 is "other").
 * ``palette``: RGB colours in class order, for colour masks (a CVAT "Segmentation mask" export
   with its ``labelmap.txt``, :func:`read_labelmap`); a colour not in it is an error naming the
-  file, the colour and how many pixels have it.
+  file, the colour and how many pixels have it — unless ``nearest_colour``: each pixel takes
+  the class of the nearest palette colour (colour masks saved as JPEG).
+* ``threshold``: binary masks saved lossy (JPEG): values >= t are the object (1), the rest
+  background (0).
 
 :func:`audit` counts the pixels of every decoded value over a split's masks (cached per file
 list) and says, naming files and the fix, what would otherwise go wrong silently.
@@ -71,8 +74,23 @@ class MaskDecoder:
     label_map: Mapping[int, int | str] = field(default_factory=dict)
     reduce_zero_label: bool = False
     palette: Sequence[Sequence[int]] | None = None
+    threshold: int | None = None
+    nearest_colour: bool = False
 
     def __post_init__(self) -> None:
+        if self.threshold is not None:
+            if self.num_classes != 2:
+                raise ConfigError(
+                    f"mask_threshold makes binary masks (0 background, 1 object), but "
+                    f"num_classes is {self.num_classes}; set num_classes: 2."
+                )
+            if self.label_map or self.reduce_zero_label or self.palette is not None:
+                raise ConfigError(
+                    "mask_threshold decides every pixel by itself: leave out label_map, "
+                    "reduce_zero_label and palette."
+                )
+        if self.nearest_colour and self.palette is None:
+            raise ConfigError("nearest_colour needs the palette (palette: [...] or labelmap.txt).")
         if self.label_map and self.reduce_zero_label:
             raise ConfigError(
                 "label_map and reduce_zero_label together are ambiguous; write the whole mapping "
@@ -96,7 +114,8 @@ class MaskDecoder:
         """What identifies these conventions (for the audit's cache)."""
         return json.dumps(
             [self.num_classes, self.ignore_index, sorted((int(k), v) for k, v in self.label_map.items()),
-             self.reduce_zero_label, [list(c) for c in self.palette or []]]
+             self.reduce_zero_label, [list(c) for c in self.palette or []], self.threshold,
+             self.nearest_colour]
         )  # fmt: skip
 
     def _lookup(self, top: int) -> np.ndarray:
@@ -120,9 +139,24 @@ class MaskDecoder:
 
     def read(self, path: str | Path) -> np.ndarray:
         """The mask at ``path`` as an ``(H, W)`` array of class indices and ``ignore_index``."""
+        if self.threshold is not None:
+            gray = np.asarray(open_image(path).convert("L"))  # JPEGs are saved grey or RGB
+            return (gray >= self.threshold).astype(np.uint8)
         if self.palette is None:
             return self.decode(read_mask(path))
+        if self.nearest_colour:
+            return self._nearest_colours(path)
         return self._colours_to_indices(path)
+
+    def _nearest_colours(self, path: str | Path) -> np.ndarray:
+        rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.int32)
+        colours = np.asarray(self.palette, dtype=np.int32)  # (K, 3)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        found, inverse = np.unique(codes, return_inverse=True)  # each distinct colour once
+        values = np.stack([found >> 16, (found >> 8) & 255, found & 255], axis=1)
+        nearest = ((values[:, None, :] - colours[None]) ** 2).sum(-1).argmin(1)
+        dtype = np.uint8 if self.num_classes <= 256 else np.int32
+        return nearest[inverse].reshape(codes.shape).astype(dtype)
 
     def _colours_to_indices(self, path: str | Path) -> np.ndarray:
         rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.int64)
@@ -221,6 +255,9 @@ def audit(
     ignore = decoder.ignore_index
     for split, counts in splits.items():
         bad = sorted(v for v in counts.pixels if v >= decoder.num_classes and v != ignore)
+        lossy = _lossy_masks(counts, decoder)
+        if bad and lossy:
+            raise DataError(lossy)
         if bad:
             listing = ", ".join(
                 f"{v} ({counts.pixels[v]} pixels, e.g. {counts.files[v]})" for v in bad[:5]
@@ -264,6 +301,27 @@ def audit(
         cells = "".join(f"{splits[s].pixels.get(v, 0):>14,}" for s in splits)
         rows.append(f"{v:>6}  {names.get(v, '?'):<20}{cells}")
     return "mask audit (pixels per value and split):\n" + "\n".join(rows)
+
+
+def _lossy_masks(counts: SplitCounts, decoder: MaskDecoder) -> str | None:
+    """What to say when a split's masks look JPEG-compressed (labels blurred into many values
+    around a few), or None."""
+    values = sorted(counts.pixels)
+    jpeg = [f for f in counts.files.values() if Path(f).suffix.lower() in (".jpg", ".jpeg")]
+    if decoder.palette is not None or decoder.label_map or (len(values) < 16 and not jpeg):
+        return None
+    pixels = np.array([counts.pixels[v] for v in values], dtype=np.float64)
+    top = [values[i] for i in np.argsort(-pixels)[:2]]  # the modes the noise spreads around
+    share = pixels[np.isin(values, top)].sum() / pixels.sum()
+    example = jpeg[0] if jpeg else counts.files[values[len(values) // 2]]
+    return (
+        f"the masks look JPEG-compressed (e.g. {example}): {len(values)} distinct values, "
+        f"{share:.0%} of the pixels at {top[0]} and {top[-1]}, the rest compression noise "
+        "between them; no label_map can list them. For a binary set (background and object) "
+        f"set mask_threshold: {int((top[0] + top[-1] + 1) // 2)} (values at or above it are the "
+        "object, class 1; num_classes: 2). For colour masks give the palette with "
+        "nearest_colour: true. Masks saved as PNG avoid this."
+    )
 
 
 def median_frequency_weights(counts: SplitCounts, num_classes: int) -> list[float]:

@@ -337,6 +337,11 @@ class SegmentationDataModule(VisionDataModule):
         reduce_zero_label: 0 -> ignore, k -> k - 1 (ADE20K).
         palette: for colour masks: the RGB colour of each class, or the path of a CVAT
             ``labelmap.txt`` (which then also gives the class names and their number).
+        mask_threshold: binary masks saved lossy (JPEG: values near 0 and 255 plus noise):
+            values at or above it are the object (class 1), the rest background (0);
+            ``num_classes: 2``.
+        nearest_colour: colour masks saved lossy: each pixel takes the class of the nearest
+            palette colour instead of stopping at a colour not in the palette.
         audit: count every mask's values at setup (cached), log the table and stop on what
             would train or score wrong (see :func:`vtk.data.masks.audit`).
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``batch_size``,
@@ -360,6 +365,8 @@ class SegmentationDataModule(VisionDataModule):
         label_map: dict[int, int | str] | None = None,
         reduce_zero_label: bool = False,
         palette: list[list[int]] | str | None = None,
+        mask_threshold: int | None = None,
+        nearest_colour: bool = False,
         audit: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -380,8 +387,9 @@ class SegmentationDataModule(VisionDataModule):
         self.ignore_index = ignore_index
         try:
             self.decoder = MaskDecoder(
-                num_classes, ignore_index, dict(label_map or {}), reduce_zero_label, colours
-            )
+                num_classes, ignore_index, dict(label_map or {}), reduce_zero_label, colours,
+                mask_threshold, nearest_colour,
+            )  # fmt: skip
         except ConfigError as e:
             raise DataError(str(e)) from None
         self.audit = audit
