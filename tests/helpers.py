@@ -63,3 +63,31 @@ PLUGINS = {
     "blur_pool_5": {"blur_pool": 5},
     "stn": {"stn": True},
 }
+
+
+def write_roboflow_yolo(root, polygons: bool = False):
+    """A Roboflow "YOLO" export: data.yaml in the set's root, whose entries say ``../``; each
+    split's images/ and labels/ (boxes, or the same boxes as 4-point polygons)."""
+    boxes = {
+        "a": [(0, 0.5, 0.5, 0.25, 0.25)],
+        "b": [(1, 0.3, 0.4, 0.2, 0.3), (0, 0.7, 0.7, 0.2, 0.2)],
+        "c": [],
+    }
+    for split in ("train", "valid", "test"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir()
+        for name, objects in boxes.items():
+            Image.new("RGB", (80, 60), (40, 90, 160)).save(root / split / "images" / f"{name}.jpg")
+            lines = []
+            for k, cx, cy, w, h in objects:
+                if polygons:
+                    x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+                    lines.append(f"{k} {x1} {y1} {x2} {y1} {x2} {y2} {x1} {y2}")
+                else:
+                    lines.append(f"{k} {cx} {cy} {w} {h}")
+            (root / split / "labels" / f"{name}.txt").write_text("\n".join(lines))
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\n"
+        "names: ['cell', 'platelet']\n"
+    )
+    return root / "data.yaml"

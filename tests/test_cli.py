@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import QUIET, ROOT
+from helpers import QUIET, ROOT, write_roboflow_yolo
 from PIL import Image
 
 from vtk.cli import rewrite_recipe_argv
@@ -534,3 +534,20 @@ def test_a_fresh_demo_fit_and_test_print_no_warning(vtk_process, tmp_path) -> No
         "vtk test evaluates the validation images (the demo sets have no test split)"
         in tested[0].stderr
     )
+
+
+def test_a_yolo_export_trains_and_tests_without_conversion(run_vtk, tmp_path, capsys) -> None:
+    """docs/detection.md's command on a Roboflow YOLO export (relative data.yaml path; offline:
+    weights null, small images), then vtk test on its test: entry."""
+    write_roboflow_yolo(tmp_path / "my_set")
+    recipe = "finetune_fcos_resnet50_custom_coco"
+    data = ("--data", "vtk.data.YOLODataModule", "--data.data_yaml", "my_set/data.yaml")
+    small = ("--model.init_args.model.init_args.weights", "null", "--data.num_workers", "0",
+             "--model.init_args.model.init_args.min_size", "64",
+             "--model.init_args.model.init_args.max_size", "96", *QUIET[:4])  # fmt: skip
+    assert run_vtk("fit", recipe, *data, "--trainer.max_steps", "2", *small) == 0
+    last = tmp_path / "runs" / recipe / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    assert run_vtk("test", recipe, *data, "--ckpt_path", last, *small) == 0
+    printed = capsys.readouterr().out
+    assert "test/AP/cell" in printed and "test/AP/platelet" in printed

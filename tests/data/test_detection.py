@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from helpers import write_sideways_jpeg
+from helpers import write_roboflow_yolo, write_sideways_jpeg
 from PIL import Image
 
 from vtk.data import CocoDetectionDataModule
@@ -224,3 +224,42 @@ def test_sampling_options_out_of_range_are_clear_errors(tmp_path) -> None:
         _dm(root, repeat_factor_threshold=2.0)
     with pytest.raises(DataError, match="aspect_ratio_groups must be 0"):
         _dm(root, aspect_ratio_groups=-1)
+
+
+@pytest.mark.parametrize("form", ["roboflow", "ultralytics", "polygons"])
+def test_a_yolo_export_is_read_as_it_comes(tmp_path, monkeypatch, form) -> None:
+    """Both data.yaml forms, from a relative path (once joined twice), with boxes or polygons."""
+    from vtk.data import YOLODataModule
+
+    data_yaml = write_roboflow_yolo(tmp_path / "ds", polygons=form == "polygons")
+    if form == "ultralytics":  # path: the root, entries relative to it
+        data_yaml.write_text(
+            "path: .\ntrain: train/images\nval: valid/images\nnames: {0: cell, 1: platelet}\n"
+        )
+    monkeypatch.chdir(tmp_path)
+    dm = YOLODataModule("ds/data.yaml", batch_size=2, num_workers=0)
+    assert dm.class_names == ["cell", "platelet"] and dm.category_ids == [1, 2]
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == len(dm.datasets["val"]) == 3
+    record = {r.path.name: r for r in dm.datasets["val"].records}["b.jpg"]
+    np.testing.assert_allclose(record.boxes[0], [16, 15, 32, 33], atol=1e-3)  # 80x60 pixels
+    if form == "ultralytics":  # no test entry: no test split
+        with pytest.raises(DataError, match="YOLODataModule has no test split"):
+            dm.setup("test")
+    else:
+        dm.setup("test")
+        assert len(dm.datasets["test"]) == 3
+
+
+def test_a_yolo_entry_that_names_nothing_says_what_was_tried(tmp_path) -> None:
+    from vtk.data import YOLODataModule
+
+    data_yaml = write_roboflow_yolo(tmp_path / "ds")
+    data_yaml.write_text(
+        "train: ../training/images\nval: ../valid/images\nnames: [cell, platelet]\n"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"the train entry '../training/images' names no folder or list: tried .*ds/../training/images and .*ds/training/images",
+    ):
+        YOLODataModule(str(data_yaml))

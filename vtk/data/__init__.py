@@ -23,6 +23,7 @@ _EXPORTS = {
     "make_demo_classification": "demo",
     "make_demo_segmentation": "demo",
     "CocoDetectionDataModule": "detection",
+    "YOLODataModule": "detection",
     "ADE20KDataModule": "segmentation",
     "CamVidDataModule": "segmentation",
     "CityscapesDataModule": "segmentation",

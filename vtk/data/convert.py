@@ -170,27 +170,42 @@ def _yolo_names(config: dict[str, Any], path: Path) -> list[str]:
 
 
 def _yolo_images(config: dict[str, Any], split: str, path: Path) -> list[Path]:
+    """The image files of a split entry, resolved as ultralytics resolves them: relative to
+    ``path`` (itself relative to the YAML's folder) or, without ``path``, to the YAML's folder;
+    an entry starting with ``../`` that does not exist there is tried without it (Roboflow's
+    exports write ``train: ../train/images`` beside a data.yaml in the set's root)."""
     if split not in config or not config[split]:
         raise DataError(
             f"{path} has no {split!r} entry; its splits: "
             f"{[k for k in ('train', 'val', 'test') if config.get(k)]}."
         )
-    base = Path(config.get("path") or path.parent)
-    if not base.is_absolute():
-        base = path.parent / base
+    root = Path(str(config.get("path") or "")).expanduser()
+    base = root if root.is_absolute() else path.parent / root
     entries = config[split] if isinstance(config[split], list) else [config[split]]
     images: list[Path] = []
     for entry in entries:
-        where = Path(entry) if Path(entry).is_absolute() else base / entry
+        tried = [Path(entry) if Path(entry).is_absolute() else base / entry]
+        if str(entry).startswith("../"):
+            tried.append(base / str(entry)[3:])
+        where = next((w for w in tried if w.exists()), None)
+        if where is None:
+            relative = f"path: {config['path']}" if config.get("path") else "the YAML's folder"
+            raise DataError(
+                f"{path}: the {split} entry {entry!r} names no folder or list: tried "
+                f"{' and '.join(str(w) for w in tried)} (relative to {relative}). Fix the "
+                "entry, or set path: to the set's root folder."
+            )
         if where.is_dir():
             images += sorted(p for p in where.rglob("*") if p.is_file() and is_image_file(p))
-        elif where.is_file() and where.suffix == ".txt":  # a list of image paths
+        elif where.suffix == ".txt":  # a list of image paths
             for line in where.read_text().splitlines():
                 if line.strip():
                     p = Path(line.strip())
                     images.append(p if p.is_absolute() else base / p)
         else:
-            raise DataError(f"{path}: {split} entry {entry!r} is {where}, which does not exist.")
+            raise DataError(
+                f"{path}: {split} entry {entry!r} is {where}, not a folder or a .txt list."
+            )
     if not images:
         raise DataError(f"{path}: no images in the {split!r} split ({entries}).")
     return images

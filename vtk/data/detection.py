@@ -374,7 +374,8 @@ class CocoDetectionDataModule(VisionDataModule):
             "val": (val_images, val_annotations),
             "test": (test_images or val_images, test_annotations),
         }
-        val = read_coco_json(val_annotations)
+        self._cache: dict[str, Any] = getattr(self, "_cache", {})  # files read in memory
+        val = self._cache.get(str(Path(val_annotations))) or read_coco_json(val_annotations)
         categories = sorted(val["categories"], key=lambda c: c["id"])
         if not categories:
             raise DataError(f"{val_annotations} lists no categories.")
@@ -383,7 +384,7 @@ class CocoDetectionDataModule(VisionDataModule):
             [int(c["id"]) for c in categories], batch_size=batch_size, **kwargs,
         )  # fmt: skip
         self.category_ids: list[int]
-        self._cache = {str(Path(val_annotations)): val}
+        self._cache[str(Path(val_annotations))] = val
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
         if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
             raise DataError(
@@ -491,3 +492,74 @@ class CocoDetectionDataModule(VisionDataModule):
             T.to_uint8(item["image"], self.eval_spec()), item["target"]["boxes"], labels,
             [1.0] * len(labels), self.class_names,
         )  # fmt: skip
+
+
+class YOLODataModule(CocoDetectionDataModule):
+    """A YOLO export (ultralytics, Roboflow "YOLO") read as it is: ``data.yaml`` with
+    ``names`` and the split entries, images in ``.../images/``, one ``.txt`` per image in
+    ``.../labels/`` (``class cx cy w h``, or a polygon: its bounding box). Trained and evaluated
+    as COCO-format data (COCO mAP), with no conversion step; ``vtk convert yolo`` writes the same
+    COCO JSON to a file.
+
+    The split entries resolve as ultralytics resolves them: relative to ``path`` (itself
+    relative to the YAML's folder) or to the YAML's folder; a ``../`` entry that does not exist
+    there is tried without it (Roboflow's ``train: ../train/images``). Labels that cannot be
+    used (a class outside ``names``, too few numbers, no area) are left out and counted in the
+    log with their file and line; boxes reaching outside the image are clipped.
+
+    Args:
+        data_yaml: the export's ``data.yaml``.
+        train_split, val_split: its entries for training and validation.
+        test_split: its entry for ``vtk test``, used when the YAML has it (default ``test``);
+            without one there is no test split (``vtk test`` stops and says so).
+        **kwargs: see :class:`CocoDetectionDataModule` (augmentation, sampling, batch size).
+    """
+
+    test_option = "a test: entry in data.yaml (or --data.test_split NAME)"
+    classes_from = "the names of data.yaml"
+
+    def __init__(
+        self,
+        data_yaml: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = "test",
+        **kwargs: Any,
+    ) -> None:
+        import yaml
+
+        from vtk.data.convert import yolo_to_coco
+
+        path = Path(data_yaml).expanduser()
+        if not path.is_file():
+            raise DataError(f"{path} does not exist: give the export's data.yaml.")
+        entries = yaml.safe_load(path.read_text()) or {}
+        if test_split is not None and not entries.get(test_split):
+            test_split = None
+        self.data_yaml = str(path)
+        self._cache = {}
+        folders: dict[str, str | None] = {}
+        for role, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+            if split is None:
+                folders[role] = None
+                continue
+            coco, problems, folder = yolo_to_coco(path, split)
+            for line in problems[:5]:
+                log.warning("%s", line)
+            if len(problems) > 5:
+                log.warning("... %d more label problems in the %s split", len(problems) - 5, split)
+            log.info(
+                "YOLO %s split (%s): %d images, %d boxes", split, folder,
+                len(coco["images"]), len(coco["annotations"]),
+            )  # fmt: skip
+            self._cache[f"{path}#{role}"] = coco
+            folders[role] = str(folder)
+        super().__init__(
+            train_images=folders["train"], train_annotations=f"{path}#train",
+            val_annotations=f"{path}#val", val_images=folders["val"],
+            test_images=folders["test"],
+            test_annotations=f"{path}#test" if folders["test"] else None, **kwargs,
+        )  # fmt: skip
+
+    def test_source(self) -> str | None:
+        return None if self.paths["test"][1] is None else ""
