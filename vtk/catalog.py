@@ -103,6 +103,9 @@ def list_components(recipes: list[Path], recipes_dir: Path) -> str:
     lines = ["Backbones (class_path vtk.models.backbones.<Family>, init_args {arch: <name>}):"]
     lines += [f"  {family}: {', '.join(names)}" for family, names in _families()]
     lines += [
+        "  TimmBackbone: any timm model by name, init_args {name: convnext_tiny} (needs timm)"
+    ]
+    lines += [
         "Plug-ins (backbone arguments; default stages as the papers' configurations):",
         f"  attention: {', '.join(n for n in attention if n not in from_c3)} in every stage, "
         f"{', '.join(n for n in attention if n in from_c3)} in the stages from c3 (stride 8) "

@@ -66,7 +66,7 @@ def foldable_pairs(
     for m in model.modules():
         if type(m) is nn.Conv2d:  # subclasses (deformable, weight-standardised) compute otherwise
             hooks.append(m.register_forward_hook(after_conv))
-        elif isinstance(m, _NORMS):
+        elif type(m) in _NORMS or _is_norm_act(m):  # a subclass may compute more: left be
             hooks.append(m.register_forward_pre_hook(before_norm))
     try:
         with torch.no_grad():
@@ -80,6 +80,22 @@ def foldable_pairs(
     for conv, _ in pairs:
         per_conv[id(conv)] = per_conv.get(id(conv), 0) + 1
     return [(c, n) for c, n in pairs if per_conv[id(c)] == 1 and calls.get(id(c), 0) == 1]
+
+
+def _is_norm_act(m: nn.Module) -> bool:
+    """timm's ``BatchNormAct2d``: BatchNorm, then its ``drop`` and ``act`` modules in one."""
+    return (
+        isinstance(m, nn.BatchNorm2d)
+        and isinstance(getattr(m, "act", None), nn.Module)
+        and isinstance(getattr(m, "drop", None), nn.Module)
+    )
+
+
+def _what_follows_the_norm(norm: nn.Module) -> nn.Module:
+    """What replaces a folded norm: nothing, or the activation a norm+act module applies."""
+    if _is_norm_act(norm):
+        return nn.Sequential(norm.drop, norm.act)  # type: ignore[arg-type]
+    return nn.Identity()
 
 
 @torch.no_grad()
@@ -116,7 +132,7 @@ def fold_batchnorm(
     pairs = foldable_pairs(folded, lambda m: run(m, example))
     for conv, norm in pairs:
         _fold(conv, norm)
-        _replace(folded, norm, nn.Identity())
+        _replace(folded, norm, _what_follows_the_norm(norm))
     with torch.no_grad():
         want, got = tensors_of(run(original, example)), tensors_of(run(folded, example))
     diff, scale = 0.0, 1.0

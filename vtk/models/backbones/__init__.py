@@ -17,6 +17,7 @@ from vtk.models.backbones.base import Backbone, FeatureInfo
 from vtk.models.backbones.cifar_resnet import CIFAR_RESNET_ARCHS, CifarResNet
 from vtk.models.backbones.densenet import DENSENET_ARCHS, DenseNet
 from vtk.models.backbones.resnet import RESNET_ARCHS, ResNet
+from vtk.models.backbones.timm_backbone import TimmBackbone
 from vtk.models.backbones.vgg import VGG, VGG_ARCHS
 
 #: Every backbone variant by name -> its family class (which takes ``arch=name``).
@@ -56,6 +57,7 @@ __all__ = [
     "DenseNet",
     "FeatureInfo",
     "ResNet",
+    "TimmBackbone",
     "create_backbone",
     "list_backbones",
 ]
