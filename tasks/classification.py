@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchvision.utils import make_grid
 
 from vtk.callbacks import ClassificationWriter
+from vtk.drawing import draw_classes, save
+from vtk.metrics import classification_scores
+from vtk.reports import confusion_figure, write_confusion_matrix
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+log = logging.getLogger("vtk")
 
 
 class ClassificationTask(VisionTask):
@@ -38,9 +46,22 @@ class ClassificationTask(VisionTask):
             non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
-    ``val/acc5``; the same under ``test/``. A prediction is ``{"labels", "names", "scores"}``
-    (the top-k classes).
+    ``val/acc5``, ``val/acc_class`` (the mean of the classes' recall) and per class
+    ``val/precision/<name>`` and ``val/recall/<name>`` (the class's accuracy; up to
+    :attr:`per_class_logged` classes), from one
+    confusion matrix over the split (:func:`~vtk.metrics.classification_scores`); the same under
+    ``test/``. ``vtk test`` writes ``confusion_matrix.csv`` / ``.png`` (counts; colours the row
+    shares) and ``mistakes.png``: the :attr:`mistakes_shown` most confident wrong predictions,
+    each labelled with the predicted class, its score and the true class; with a
+    TensorBoard logger the matrix (every validation) and the mistakes go there too. A
+    prediction is ``{"labels", "names", "scores"}`` (the top-k classes).
     """
+
+    #: how many of the most confident mistakes ``vtk test`` draws
+    mistakes_shown: int = 16
+    #: per-class metrics are logged up to this many classes (above, the confusion matrix file
+    #: holds them)
+    per_class_logged: int = 100
 
     main_metric = ("val/acc1", "max")
 
@@ -77,6 +98,9 @@ class ClassificationTask(VisionTask):
         self.train_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.val_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self._mistakes: list[tuple[float, Tensor, int, int]] = []  # (score, image, true, pred)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -106,6 +130,10 @@ class ClassificationTask(VisionTask):
             return
         logits = self.model(batch["image"])
         metrics.update(logits, batch["label"])
+        confusion = self.val_confusion if stage == "val" else self.test_confusion
+        confusion.update(logits.argmax(1), batch["label"])
+        if stage == "test":
+            self._keep_mistakes(batch["image"], logits, batch["label"])
         n = len(batch["label"])
         self.log(
             f"{stage}/loss", F.cross_entropy(logits, batch["label"]), batch_size=n, sync_dist=True
@@ -117,6 +145,87 @@ class ClassificationTask(VisionTask):
 
     def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)
+
+    def _keep_mistakes(self, images: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """The most confident wrong predictions so far (this process's share of the split)."""
+        scores, predicted = torch.softmax(logits.detach().float(), 1).max(1)
+        for i in torch.nonzero(predicted != labels).flatten().tolist():
+            self._mistakes.append(
+                (
+                    float(scores[i]),
+                    images[i].detach().float().cpu(),
+                    int(labels[i]),
+                    int(predicted[i]),
+                )
+            )
+        self._mistakes = sorted(self._mistakes, key=lambda m: -m[0])[: self.mistakes_shown]
+
+    def _log_scores(self, stage: str, confusion: MulticlassConfusionMatrix) -> np.ndarray:
+        """Per-class precision and recall from the split's matrix (summed across processes)."""
+        matrix = confusion.compute()
+        confusion.reset()
+        scores = classification_scores(matrix)
+        self.log(f"{stage}/acc_class", scores["acc_class"].float())
+        if self.num_classes > self.per_class_logged:  # ImageNet: 2,000 columns; see the CSV
+            return matrix.cpu().numpy()
+        for key in ("precision", "recall"):
+            for name, value in zip(self.class_names, scores[key].float()):
+                self.log(f"{stage}/{key}/{name}", value)
+        return matrix.cpu().numpy()
+
+    def on_validation_epoch_end(self) -> None:
+        matrix = self._log_scores("val", self.val_confusion)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self._tensorboard_figure("val/confusion_matrix", matrix)
+
+    def on_test_epoch_start(self) -> None:
+        self._mistakes = []
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self._log_scores("test", self.test_confusion)
+        if not self.trainer.is_global_zero:
+            return
+        folder = self.output_path(".")
+        write_confusion_matrix(matrix, self.class_names, folder, unit="images")
+        self._tensorboard_figure("test/confusion_matrix", matrix)
+        if self._mistakes:
+            grid = self._mistakes_grid()
+            save(grid, folder / "mistakes.png")
+            log.info(
+                "wrote %s: the %d most confident mistakes", folder / "mistakes.png",
+                len(self._mistakes),
+            )  # fmt: skip
+            writer = self._tensorboard()
+            if writer is not None:
+                writer.add_image("test/mistakes", grid, self.global_step)
+
+    def _mistakes_grid(self) -> Tensor:
+        spec = self.input_spec
+        cells = []
+        for score, image, true, predicted in self._mistakes:
+            if spec.mean is not None and spec.std is not None:
+                image = image * torch.tensor(spec.std).view(3, 1, 1) + torch.tensor(spec.mean).view(
+                    3, 1, 1
+                )
+            pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+            pixels = F.interpolate(pixels[None].float(), size=(128, 128), mode="bilinear")[0]
+            label = [f"{self.class_names[predicted]} (true: {self.class_names[true]})"]
+            cells.append(draw_classes(pixels.round().to(torch.uint8), label, [score]))
+        return make_grid(cells, nrow=4, padding=2)
+
+    def _tensorboard(self) -> Any:
+        """The TensorBoard writer of the run's logger, or None."""
+        for logger in self.loggers:
+            if type(logger).__name__ == "TensorBoardLogger":
+                return logger.experiment
+        return None
+
+    def _tensorboard_figure(self, tag: str, matrix: np.ndarray) -> None:
+        writer = self._tensorboard()
+        if writer is not None:
+            writer.add_figure(
+                tag, confusion_figure(matrix, self.class_names, "images"), self.global_step
+            )
 
     def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
         if batch is None:  # no image of the batch could be read (each one was reported)

@@ -37,3 +37,14 @@ def test_segmentation_scores_by_hand() -> None:
 def test_an_empty_matrix_gives_nan_not_an_error() -> None:
     s = segmentation_scores(torch.zeros(3, 3, dtype=torch.long))
     assert all(math.isnan(s[k].item()) for k in ("mIoU", "acc_global", "acc_class"))
+
+
+def test_classification_scores_by_hand() -> None:
+    from vtk.metrics import classification_scores
+
+    confusion = torch.tensor([[5, 1, 0], [2, 2, 0], [0, 0, 0]])  # class 2: never seen or predicted
+    s = classification_scores(confusion)
+    assert s["recall"][:2].tolist() == pytest.approx([5 / 6, 2 / 4])
+    assert s["precision"][:2].tolist() == pytest.approx([5 / 7, 2 / 3])
+    assert torch.isnan(s["recall"][2]) and torch.isnan(s["precision"][2])
+    assert s["acc_class"].item() == pytest.approx((5 / 6 + 2 / 4) / 2)

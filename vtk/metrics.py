@@ -84,6 +84,24 @@ def _intersection_over_first(a: Tensor, b: Tensor) -> Tensor:
     return inter / box_area(a)[:, None].clamp(min=1e-9)
 
 
+def classification_scores(confusion: Tensor) -> dict[str, Tensor]:
+    """Per-class scores of single-label classification from a ``(K, K)`` confusion matrix over a
+    split (rows the true class, columns the predicted one):
+
+    * ``precision`` per class: TP / (TP + FP), NaN for a class never predicted;
+    * ``recall`` per class (the class's accuracy): TP / (TP + FN), NaN for a class absent from
+      the labels;
+    * ``acc_class``: the mean of the classes' recall (balanced accuracy).
+    """
+    c = confusion.double()
+    tp = c.diagonal()
+    labelled, predicted = c.sum(1), c.sum(0)
+    nan = torch.tensor(float("nan"), dtype=c.dtype, device=c.device)
+    recall = torch.where(labelled > 0, tp / labelled.clamp(min=1), nan)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), nan)
+    return {"precision": precision, "recall": recall, "acc_class": recall.nanmean()}
+
+
 def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
     """The scores of semantic segmentation from one ``(K, K)`` confusion matrix over a split
     (rows the true class, columns the predicted one; ignored pixels not counted), as SegNet,

@@ -79,3 +79,46 @@ def test_label_smoothing_reaches_the_loss(demo) -> None:
 def test_model_without_num_classes_is_refused() -> None:
     with pytest.raises(ConfigError, match="num_classes"):
         ClassificationTask(nn.Linear(3, 3))
+
+
+def test_per_class_scores_confusion_matrix_and_mistakes(demo, tmp_path) -> None:
+    """The fixed model predicts class 2 for every image: each class's recall and precision, the
+    matrix vtk test writes and its mistakes grid follow from the labels, counted by hand."""
+    import csv
+
+    from PIL import Image
+
+    demo.setup("test")
+    labels = torch.tensor([s.label for s in demo.datasets["test"].samples])
+    counts = torch.bincount(labels, minlength=4)
+    task = ClassificationTask(Fixed(), class_names=demo.class_names)
+    (result,) = quiet_trainer(tmp_path).test(task, datamodule=demo, verbose=False)
+    names = demo.class_names
+    assert result[f"test/recall/{names[2]}"] == 1.0 and result[f"test/recall/{names[0]}"] == 0.0
+    assert result[f"test/precision/{names[2]}"] == pytest.approx(counts[2].item() / len(labels))
+    assert result["test/acc_class"] == pytest.approx(0.25)
+    with open(tmp_path / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true \\ predicted", *names]
+    for k, row in enumerate(rows[1:]):
+        assert [int(v) for v in row[1:]] == [0, 0, int(counts[k]), 0]
+    grid = Image.open(tmp_path / "mistakes.png")
+    assert grid.size == (4 * 130 + 2, 4 * 130 + 2)  # 16 mistakes of 128 px, 2 px apart
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_tensorboard_gets_the_confusion_matrix_and_the_mistakes(demo, tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    task = ClassificationTask(Fixed(), class_names=demo.class_names)
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = quiet_trainer(tmp_path, logger=logger, limit_val_batches=2, limit_test_batches=2)
+    trainer.validate(task, datamodule=demo, verbose=False)
+    trainer.test(task, datamodule=demo, verbose=False)
+    events = EventAccumulator(str(logger.log_dir))
+    events.Reload()
+    assert {"val/confusion_matrix", "test/confusion_matrix", "test/mistakes"} <= set(
+        events.Tags()["images"]
+    )
