@@ -676,6 +676,76 @@ def benchmark_onnx(args: argparse.Namespace) -> None:
             times, "PyTorch fast")  # fmt: skip
 
 
+def benchmark_int8(args: argparse.Namespace) -> None:
+    """INT8 (what ``vtk export --int8`` writes: onnxruntime static QDQ, first and last layers in
+    fp32) against torchvision's eager fp32 model of the same architecture, and onnxruntime
+    fp32, in one process on the same inputs. Speed only: the weights are random and the
+    calibration inputs too (``vtk export --int8`` reports the accuracy on real images)."""
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from vtk.models.fuse import fold_batchnorm
+    from vtk.quantize import fp32_and_int8_layers
+
+    if args.arch == "fcos_resnet50_fpn":
+        raise SystemExit("int8: detection is not quantised (its graph holds box decoding and NMS)")
+    if args.arch == "deeplabv3_resnet101":
+        raise SystemExit("int8: --arch resnet50 or deeplabv3_resnet50")
+    if args.arch == "deeplabv3_resnet50":
+        ours, reference = deeplabv3_resnet50_pair()
+        title = "DeepLabV3-ResNet50 (OS 8)"
+    else:
+        ours, reference, title = _inference_pair(args.arch, args.size)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    fast, _ = fold_batchnorm(ours.eval(), x[:1], None if args.arch == "resnet50" else
+                             (lambda m, t: m(t)["out"]))  # fmt: skip
+    net = (fast if args.arch == "resnet50" else _OutOnly(fast)).eval()
+    reference = reference.eval()
+
+    class Reader:
+        def __init__(self) -> None:
+            self.left = 8
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            self.left -= 1
+            return (
+                None
+                if self.left < 0
+                else {"image": torch.randn(1, 3, args.size, args.size).numpy()}
+            )
+
+    with tempfile.TemporaryDirectory() as folder:
+        fp32_path, int8_path = str(Path(folder) / "m.onnx"), str(Path(folder) / "q.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), fp32_path, dynamo=False, opset_version=17,
+                              input_names=["image"], output_names=["out"],
+                              dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})  # fmt: skip
+            quantize_static(fp32_path, int8_path, Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(fp32_and_int8_layers(fp32_path)))  # fmt: skip
+        sessions = {
+            name: ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            for name, path in (("onnxruntime fp32", fp32_path), ("onnxruntime int8", int8_path))
+        }
+        xn = x.numpy()
+
+        def torchvision_step() -> None:
+            with torch.inference_mode():
+                reference(x)
+
+        steps = {name: (lambda s=s: s.run(None, {"image": xn})) for name, s in sessions.items()}
+        times = time_alternating({**steps, "torchvision": torchvision_step}, args.steps,
+                                 args.warmup, lambda: None)  # fmt: skip
+    _report(f"{title} inference, batch {args.batch} x {args.size}^2, CPU, median of {args.steps} "
+            "(torchvision eager fp32 against onnxruntime fp32 and INT8 of the folded network):",
+            times, "torchvision")  # fmt: skip
+
+
 class _OutOnly(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -918,6 +988,7 @@ def main() -> None:
             "grouping",
             "decode",
             "onnx",
+            "int8",
         ],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -964,8 +1035,8 @@ def main() -> None:
         args.arch = args.arch or "all"
         if args.arch not in (*TRAIN_SETTINGS, "all"):
             parser.error(f"train --arch: one of {', '.join(TRAIN_SETTINGS)} or all")
-    elif args.arch in ("deeplabv3_resnet50", "all"):
-        parser.error("--arch deeplabv3_resnet50 / all: for train only")
+    elif args.arch == "all" or (args.arch == "deeplabv3_resnet50" and args.task != "int8"):
+        parser.error("--arch deeplabv3_resnet50 / all: for train (and int8) only")
     else:
         args.arch = args.arch or "resnet50"
     if args.batch is None and args.task != "train":
@@ -987,6 +1058,7 @@ def main() -> None:
         "grouping": benchmark_grouping,
         "decode": benchmark_decode,
         "onnx": benchmark_onnx,
+        "int8": benchmark_int8,
     }
     tasks[args.task](args)
 

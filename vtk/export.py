@@ -80,7 +80,8 @@ def export_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``vtk export CKPT --format onnx [--out model.onnx] [--size N] [--opset 17]``."""
+    """``vtk export CKPT --format onnx [--out model.onnx] [--size N] [--opset 17]
+    [--int8 --calib DIR [--calib_images N] [--eval DIR] [--eval_images N]]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="vtk export", description=__doc__,
@@ -90,11 +91,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="model.onnx")
     parser.add_argument("--size", type=int, help="the check's input side (default: the task's)")
     parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--int8", action="store_true",
+                        help="also quantise to INT8 (onnxruntime, static, QDQ): --out is the int8 "
+                        "model, the fp32 one is written beside it as <out>_fp32.onnx")  # fmt: skip
+    parser.add_argument("--calib", help="--int8: a folder of images to calibrate on (the "
+                        "run's own data: e.g. its validation images)")  # fmt: skip
+    parser.add_argument("--calib_images", type=int, default=100)
+    parser.add_argument("--eval", help="--int8: held-out images to measure the cost on (default: "
+                        "the --calib folder's images not used to calibrate)")  # fmt: skip
+    parser.add_argument("--eval_images", type=int, default=200)
+    parser.add_argument(
+        "--quantize_all",
+        action="store_true",
+        help="--int8: quantise the first and last layers too (kept fp32 by default)",
+    )
     args = parser.parse_args(argv)
     from vtk.errors import VTKError
 
+    if args.int8 and not args.calib:
+        raise SystemExit("vtk: error: --int8 needs images to calibrate on: --calib DIR.")
+    out = Path(args.out)
+    fp32_out = out.with_name(f"{out.stem}_fp32{out.suffix}") if args.int8 else out
     try:
-        report = export_checkpoint(args.checkpoint, args.out, args.size, args.opset)
+        report = export_checkpoint(args.checkpoint, fp32_out, args.size, args.opset)
     except VTKError as e:
         raise SystemExit(f"vtk: error: {e}") from None
     print(f"wrote {report['path']} ({report['task']}, opset {report['opset']}, BatchNorm folded, "
@@ -106,6 +125,25 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         print(report["note"])
+    if args.int8:
+        from vtk.quantize import quantize
+
+        try:
+            q = quantize(fp32_out, out, args.calib, args.calib_images, args.eval,
+                         args.eval_images, keep_fp32=not args.quantize_all)  # fmt: skip
+        except VTKError as e:
+            raise SystemExit(f"vtk: error: {e}") from None
+        kept = ", ".join(q["kept_in_fp32"]) or "none"
+        print(f"wrote {out} (INT8: {q['route']}; calibrated on {q['calibration_images']} images; "
+              f"kept in fp32: {kept})")  # fmt: skip
+        if "top1_agreement" in q:
+            line = f"top-1 agreement with fp32 on {q['eval_images']} held-out images: {q['top1_agreement']:.1%}"
+            if "top1_int8" in q:
+                line += f"; top-1 fp32 {q['top1_fp32']:.1%}, int8 {q['top1_int8']:.1%}"
+        else:
+            line = (f"on {q['eval_images']} held-out images: {q['pixel_agreement']:.2%} of the pixels "
+                    f"agree with fp32, mIoU of int8 against fp32 {q['miou_vs_fp32']:.1%}")  # fmt: skip
+        print(line + f" (written to {out}.json)")
 
 
 def export_onnx(task: Any, path: str | Path, size: int = 224, opset: int = 17) -> dict[str, Any]:
