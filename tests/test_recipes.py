@@ -3,6 +3,7 @@ demo data of its task (its own data and pretrained weights are not here)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,18 @@ def test_the_image_folder_finetune_command_runs_on_a_cpu(tmp_path: Path, run_vtk
     assert code == 0, code
     run = tmp_path / "runs" / "finetune_resnet50_imagefolder" / "version_0"
     assert len(list(run.rglob("best-*.ckpt"))) == 1  # validated at the end of the short fit
+    # docs/recipes.md: one folder, the validation images carved out of it
+    import shutil
+
+    shutil.rmtree(tmp_path / "my_dataset" / "val")
+    code = run_vtk(
+        "fit", "finetune_resnet50_imagefolder", "--data.root", tmp_path / "my_dataset",
+        "--data.val_fraction", "0.25",
+        "--model.init_args.model.init_args.backbone.init_args.weights", "null",
+        "--model.init_args.model.init_args.backbone.init_args.arch", "resnet18",
+        "--data.image_size", "32", "--data.resize_size", "36", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--trainer.max_steps", "1", "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    assert code == 0, code
+    split = json.loads((run.parent / "version_1" / "data_split.json").read_text())
+    assert (len(split["train"]), len(split["val"])) == (8, 4)

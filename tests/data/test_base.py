@@ -4,6 +4,7 @@ dataset, and what a DataModule says once (class names, category ids, input spec)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,87 @@ def test_vtk_test_needs_a_test_split_or_says_it_evaluates_val(tmp_path, make_voc
         assert "vtk test evaluates the validation" in vtk_log.text, type(dm).__name__
     assert ImageFolderDataModule(str(tmp_path / "folder"), test_split="val").test_source()
     assert ImageFolderDataModule(str(tmp_path / "folder"), test_split="test").test_source() == ""
+
+
+def _one_folder(root, classes=("ants", "bees", "wasps"), n=10):
+    for k, name in enumerate(classes):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (12, 10), (20 * k, 5 * i, 90)).save(root / "train" / name / f"{i}.png")
+    return root
+
+
+def test_val_and_test_carved_out_of_one_folder(tmp_path, vtk_log) -> None:
+    """ImageFolder with a train folder only: stratified per class, seeded, disjoint, logged,
+    and a checkpoint's split wins over a fresh draw."""
+    from vtk.data import ImageFolderDataModule
+
+    root = _one_folder(tmp_path / "set")
+    dm = ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.1, num_workers=0)
+    dm.setup("fit")
+    dm.setup("test")
+    parts = {s: {str(x.path) for x in dm.datasets[s].samples} for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [21, 6, 3]
+    assert not (parts["train"] & parts["val"]) and not (parts["val"] & parts["test"])
+    for split, per_class in (("val", 2), ("test", 1)):  # stratified: the same share of each class
+        labels = [x.label for x in dm.datasets[split].samples]
+        assert labels.count(0) == labels.count(1) == labels.count(2) == per_class
+    assert (
+        "data split (val_fraction 0.2, test_fraction 0.1, seed 0) of 30 training images"
+        in vtk_log.text
+    )
+    assert "val 2 ants, 2 bees, 2 wasps" in vtk_log.text
+    # another seed draws another split; the checkpoint's state brings the first one back
+    other = ImageFolderDataModule(
+        str(root), val_fraction=0.2, test_fraction=0.1, split_seed=1, num_workers=0
+    )
+    other.setup("fit")
+    assert {str(x.path) for x in other.datasets["val"].samples} != parts["val"]
+    other.load_state_dict(dm.state_dict())
+    assert {str(x.path) for x in other.datasets["val"].samples} == parts["val"]
+    with pytest.raises(DataError, match="val_fraction is a share of the training images"):
+        ImageFolderDataModule(str(root), val_fraction=1.5)
+
+
+def test_one_mask_folder_and_one_coco_file_are_split_by_image(tmp_path, make_pair) -> None:
+    from vtk.data import MaskFolderDataModule
+
+    folder = tmp_path / "all"
+    for i in range(10):
+        make_pair(folder / f"{i}.jpg", folder / f"{i}_mask.png", 16, 16, seed=i)
+    dm = MaskFolderDataModule(
+        str(folder), val_fraction=0.3, num_classes=21, num_workers=0, audit=False
+    )
+    dm.setup("fit")
+    assert (len(dm.datasets["train"]), len(dm.datasets["val"])) == (7, 3)
+    with pytest.raises(DataError, match="MaskFolderDataModule has no test split"):
+        dm.setup("test")
+    with pytest.raises(DataError, match=r"no val images: give --data\.val_dir DIR, or carve them"):
+        MaskFolderDataModule(str(folder), num_classes=21, num_workers=0, audit=False).setup("fit")
+    images, ann = _coco(tmp_path, [f"{c}.jpg" for c in "abcdefgh"])
+    coco = CocoDetectionDataModule(
+        str(images), str(ann), str(ann), val_fraction=0.25, num_workers=0
+    )
+    coco.setup("fit")
+    assert (len(coco.datasets["train"]), len(coco.datasets["val"])) == (6, 2)
+
+
+def test_a_fit_keeps_its_split_in_the_run_folder_and_the_checkpoint(tmp_path) -> None:
+    from helpers import quiet_trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from vtk.data import ImageFolderDataModule
+    from vtk.models import Classifier, ResNet
+    from vtk.tasks import ClassificationTask
+
+    root = _one_folder(tmp_path / "set", n=6)
+    dm = ImageFolderDataModule(str(root), val_fraction=0.34, image_size=8, resize_size=8,
+                               batch_size=4, num_workers=0)  # fmt: skip
+    task = ClassificationTask(Classifier(ResNet("resnet18"), 3))
+    logger = CSVLogger(tmp_path / "runs", name="x")
+    trainer = quiet_trainer(tmp_path, max_steps=1, logger=logger, enable_checkpointing=True)
+    trainer.fit(task, datamodule=dm)
+    written = json.loads((Path(logger.log_dir) / "data_split.json").read_text())
+    assert len(written["val"]) == 6 and len(written["train"]) == 12
+    ckpt = torch.load(next(Path(logger.log_dir).rglob("*.ckpt")), weights_only=True)
+    assert ckpt["ImageFolderDataModule"]["assignment"] == dm.state_dict()["assignment"]

@@ -19,6 +19,7 @@ skipped, images that cannot be decoded are reported by path and the rest go on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -179,6 +180,13 @@ class VisionDataModule(LightningDataModule):
         on_bad_image: "error" stops at an image that cannot be decoded (naming it); "skip"
             leaves it out and logs its path. Prediction always skips and reports.
         predict_dir: folder of images for ``vtk predict``.
+        val_fraction, test_fraction: carve the validation (and test) split out of the training
+            split instead of reading one: for a single folder, COCO file or YOLO list. Seeded
+            (``split_seed``), stratified by class for classification (by image for detection
+            and segmentation); the lists are logged with their counts, written to
+            ``data_split.json`` in the run folder and kept in the checkpoint, so a resumed run
+            and ``vtk test`` of its checkpoint see the same images.
+        split_seed: the seed of that split.
     """
 
     #: stacks a list of samples of a split (train, val, test) into a batch (see :meth:`collate`)
@@ -196,8 +204,19 @@ class VisionDataModule(LightningDataModule):
         num_workers: int = 4,
         on_bad_image: OnBadImage = "error",
         predict_dir: str | None = None,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if value is not None and not 0.0 < value < 1.0:
+                raise DataError(f"{name} is a share of the training images in (0, 1), got {value}.")
+        if (val_fraction or 0.0) + (test_fraction or 0.0) >= 1.0:
+            raise DataError("val_fraction + test_fraction leave no training images.")
+        self.fractions = {"val": val_fraction, "test": test_fraction}
+        self.split_seed = split_seed
+        self._assignment: dict[str, str] | None = None  # item key -> train / val / test
         if num_classes < 1:
             raise DataError(f"num_classes must be at least 1, got {num_classes}.")
         try:
@@ -261,7 +280,7 @@ class VisionDataModule(LightningDataModule):
         """Stop ``vtk test`` on data without a test split rather than evaluate the validation
         images under the test metrics' names; log it when the test split *is* the validation
         split, as asked."""
-        source = self.test_source()
+        source = "" if self.fractions["test"] else self.test_source()
         if source is None:
             raise DataError(
                 f"{type(self).__name__} has no test split, so vtk test has nothing held out "
@@ -271,6 +290,99 @@ class VisionDataModule(LightningDataModule):
             )
         if source:
             log.info("vtk test evaluates %s", source)
+
+    # -- val_fraction / test_fraction ---------------------------------------------------------
+    def carve(
+        self,
+        split: str,
+        items_of: Callable[[str], list[Any]],
+        key: Callable[[Any], str],
+        label: Callable[[Any], int] | None = None,
+    ) -> list[Any]:
+        """The items of ``split``: ``items_of(split)``, or its share of the training split's
+        items when ``val_fraction`` / ``test_fraction`` carve it out (see the class docs).
+        ``key`` names an item (its file), ``label`` its class (stratified when given)."""
+        carved = split in ("val", "test") and self.fractions[split] is not None
+        if not (carved or (split == "train" and any(self.fractions.values()))):
+            return items_of(split)
+        items = items_of("train")
+        if self._assignment is None:
+            self._assignment = self._assign(items, key, label)
+        known = [it for it in items if key(it) in self._assignment]
+        if len(known) < len(items) and split == "train":
+            log.info(
+                "%d training images are not in the checkpoint's data split (added since): "
+                "they train", len(items) - len(known),
+            )  # fmt: skip
+        return [it for it in items if self._assignment.get(key(it), "train") == split]
+
+    def _assign(
+        self, items: list[Any], key: Callable[[Any], str], label: Callable[[Any], int] | None
+    ) -> dict[str, str]:
+        import random
+
+        groups: dict[int, list[str]] = {}
+        for it in items:
+            groups.setdefault(label(it) if label is not None else 0, []).append(key(it))
+        rng = random.Random(self.split_seed)
+        out: dict[str, str] = {}
+        for group in (sorted(groups[g]) for g in sorted(groups)):
+            rng.shuffle(group)
+            n_test = round(len(group) * (self.fractions["test"] or 0.0))
+            n_val = round(len(group) * (self.fractions["val"] or 0.0))
+            for i, k in enumerate(group):
+                out[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+        for role in ("val", "test"):
+            if self.fractions[role] and role not in out.values():
+                raise DataError(
+                    f"{role}_fraction={self.fractions[role]} of {len(items)} training images "
+                    f"is no image; raise it (or give a {role} split)."
+                )
+        counts = {role: sum(v == role for v in out.values()) for role in ("train", "val", "test")}
+        if label is not None:
+            per_class = {
+                role: [sum(out[key(it)] == role for it in items if label(it) == c)
+                       for c in range(self.num_classes)]
+                for role in counts if counts[role]
+            }  # fmt: skip
+            detail = "; ".join(
+                f"{role} " + ", ".join(f"{n} {self.class_names[c]}" for c, n in enumerate(row))
+                for role, row in per_class.items()
+            )
+        else:
+            detail = ", ".join(f"{n} {role}" for role, n in counts.items() if n)
+        log.info(
+            "data split (val_fraction %s, test_fraction %s, seed %d) of %d training images: %s",
+            self.fractions["val"], self.fractions["test"], self.split_seed, len(items), detail,
+        )  # fmt: skip
+        self._write_split(out)
+        return out
+
+    def _write_split(self, assignment: dict[str, str]) -> None:
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        folder = Path(trainer.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        lists = {role: sorted(k for k, v in assignment.items() if v == role)
+                 for role in ("train", "val", "test")}  # fmt: skip
+        (folder / "data_split.json").write_text(
+            json.dumps({"seed": self.split_seed, "fractions": self.fractions, **lists}, indent=1)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Kept in every checkpoint: the carved split, when there is one."""
+        return {"assignment": self._assignment} if self._assignment else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's carved split replaces a freshly drawn one (resume, ``vtk test``)."""
+        saved = state.get("assignment")
+        if not saved or saved == self._assignment or not any(self.fractions.values()):
+            return
+        self._assignment = dict(saved)
+        for split in [s for s in self.datasets if s != "predict"]:
+            self.datasets[split] = self.make_dataset(split)
+        log.info("the data split is the checkpoint's (%d images)", len(saved))
 
     def setup(self, stage: str) -> None:
         if stage == "test":

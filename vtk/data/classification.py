@@ -247,10 +247,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         return split_source(self.splits)
 
     def make_dataset(self, split: str) -> Dataset:
-        folder = self.root / self.splits[split]
-        return self.files_dataset(
-            image_folder_samples(folder, self.class_names), split, str(folder)
-        )
+        samples = self.carve(
+            split, lambda s: image_folder_samples(self.root / self.splits[s], self.class_names),
+            key=lambda sample: str(sample.path), label=lambda sample: sample.label,
+        )  # fmt: skip
+        source = "train" if self.fractions.get(split) else split
+        return self.files_dataset(samples, split, str(self.root / self.splits[source]))
 
 
 def class_folders(train: Path) -> list[str]:

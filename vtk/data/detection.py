@@ -484,7 +484,8 @@ class CocoDetectionDataModule(VisionDataModule):
         log.info("JPEG draft decoding: no smaller than shorter side %d, longer %d", *fit)
 
     def make_dataset(self, split: str) -> CocoDetectionDataset:
-        return CocoDetectionDataset(self._records(split), self.transform(split), self.on_bad_image)
+        records = self.carve(split, self._records, key=lambda record: str(record.path))
+        return CocoDetectionDataset(records, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
         labels = item["target"]["labels"].tolist()
@@ -540,6 +541,10 @@ class YOLODataModule(CocoDetectionDataModule):
         self._cache = {}
         folders: dict[str, str | None] = {}
         for role, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+            if role == "val" and not entries.get(split) and kwargs.get("val_fraction"):
+                self._cache[f"{path}#val"] = self._cache[f"{path}#train"]  # carved from train
+                folders["val"] = folders["train"]
+                continue
             if split is None:
                 folders[role] = None
                 continue

@@ -419,7 +419,8 @@ class SegmentationDataModule(VisionDataModule):
         return list_collate
 
     def make_dataset(self, split: str) -> SegmentationDataset:
-        samples = check_sizes(self.samples(split), self.on_bad_image)
+        samples = self.carve(split, self.samples, key=lambda sample: str(sample.image))
+        samples = check_sizes(samples, self.on_bad_image)
         return SegmentationDataset(samples, self.decoder, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
@@ -531,7 +532,7 @@ class MaskFolderDataModule(SegmentationDataModule):
     def __init__(
         self,
         train_dir: str,
-        val_dir: str,
+        val_dir: str | None = None,
         test_dir: str | None = None,
         train_masks: str | None = None,
         val_masks: str | None = None,
@@ -581,6 +582,11 @@ class MaskFolderDataModule(SegmentationDataModule):
         return ""
 
     def samples(self, split: str) -> list[Sample]:
+        if self.dirs[split] is None:
+            raise DataError(
+                f"no {split} images: give --data.{split}_dir DIR, or carve them out of the "
+                f"training folder with --data.{split}_fraction (e.g. 0.2)."
+            )
         image_dir = Path(self.dirs[split]).expanduser()
         mask_dir: Path | None = None
         if self.mask_dirs[split]:
