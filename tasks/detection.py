@@ -30,6 +30,7 @@ from vtk.data.io import resize_scale
 from vtk.drawing import DRAW_SCORE, draw_detections
 from vtk.errors import ConfigError
 from vtk.metrics import DetectionConfusionMatrix
+from vtk.models.inference import sliced_detections
 from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
 from vtk.spec import InputSpec
 from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
@@ -106,6 +107,11 @@ class DetectionTask(VisionTask):
             non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
         draw_score: ``vtk predict`` draws the detections scoring at least this (all of them
             are in ``predictions.json``); images left with no box drawn are counted in the log.
+        slice_size, slice_overlap, slice_whole, slice_iou: sliced detection for large images
+            (SAHI) in evaluation and prediction: ``slice_size`` x ``slice_size`` tiles
+            overlapping by ``slice_overlap``, each detected as an image of its own (so small
+            objects are not shrunk with the whole image), plus the whole image
+            (``slice_whole``), merged by class-aware NMS at ``slice_iou``. Default off.
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
@@ -117,7 +123,10 @@ class DetectionTask(VisionTask):
     """
 
     main_metric = ("val/AP", "max")
-    eval_options = ("confusion_score_thresh", "confusion_iou_thresh", "draw_score")
+    eval_options = (
+        "confusion_score_thresh", "confusion_iou_thresh", "draw_score", "slice_size",
+        "slice_overlap", "slice_whole", "slice_iou",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -136,12 +145,24 @@ class DetectionTask(VisionTask):
         nonfinite_skips: int = 0,
         compile_model: bool = False,
         draw_score: float = DRAW_SCORE,
+        slice_size: int | None = None,
+        slice_overlap: float = 0.2,
+        slice_whole: bool = True,
+        slice_iou: float = 0.5,
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
             backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
         )  # fmt: skip
         self.draw_score = draw_score
+        if slice_size is not None and slice_size < 32:
+            raise ConfigError(f"slice_size is a tile side in pixels (e.g. 640), got {slice_size}.")
+        if not 0.0 <= slice_overlap < 1.0:
+            raise ConfigError(
+                f"slice_overlap is a share of the tile in [0, 1), got {slice_overlap}."
+            )
+        self.slice_size, self.slice_overlap = slice_size, slice_overlap
+        self.slice_whole, self.slice_iou = slice_whole, slice_iou
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
@@ -171,6 +192,17 @@ class DetectionTask(VisionTask):
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
+    def detect(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Evaluation and prediction: the detector on each image, or sliced (``slice_size``:
+        tiles run as images of their own and merged, :func:`vtk.models.inference.sliced_detections`)."""
+        if self.slice_size is None:
+            return self.model(images)
+        limit = getattr(self.model, "detections_per_img", 100)
+        options = (self.slice_size, self.slice_overlap, self.slice_whole, self.slice_iou)
+        return [
+            sliced_detections(self.model, image, *options, max_detections=limit) for image in images
+        ]
+
     def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         losses = self.model(batch["image"], batch["target"])
         return {"loss": sum(losses.values()), **losses}
@@ -183,7 +215,7 @@ class DetectionTask(VisionTask):
     def _evaluate(
         self, batch: dict[str, Any], metric: MeanAveragePrecision
     ) -> list[dict[str, Tensor]]:
-        detections = self.model(batch["image"])
+        detections = self.detect(batch["image"])
         for d, (sx, sy) in zip(detections, batch.get("scale") or []):
             if (sx, sy) != (1.0, 1.0):  # draft-decoded: back to the file's pixels
                 d["boxes"] = d["boxes"] * d["boxes"].new_tensor([sx, sy, sx, sy])
@@ -305,7 +337,7 @@ class DetectionTask(VisionTask):
         if batch is None:  # no image of the batch could be read (each one was reported)
             return []
         results = []
-        for i, p, d in zip(batch["id"], batch["path"], self.model(batch["image"])):
+        for i, p, d in zip(batch["id"], batch["path"], self.detect(batch["image"])):
             labels = d["labels"].tolist()
             results.append(
                 {

@@ -81,3 +81,42 @@ def test_flip_tta_of_a_symmetric_image_is_symmetric_and_scales_resize_back() -> 
         torch.testing.assert_close(plain, net(image))
         scaled = inference.augmented(net, image, scales=(0.5, 1.0, 1.5))
     assert scaled.shape == (1, 4, 16, 24)
+
+
+def _white_box_detector(max_side: int):
+    """Finds the bounding box of the white pixels of each image, but only in images no larger
+    than ``max_side`` (a detector that resizes a large image loses small objects)."""
+
+    def detect(images):
+        out = []
+        for image in images:
+            ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+            if len(ys) and max(image.shape[-2:]) <= max_side:
+                box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]).float()
+                out.append(
+                    {"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}
+                )
+            else:
+                out.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
+                            "labels": torch.zeros(0, dtype=torch.int64)})  # fmt: skip
+        return out
+
+    return detect
+
+
+def test_sliced_detection_finds_what_the_whole_image_loses() -> None:
+    from vtk.models.inference import sliced_detections
+
+    image = torch.zeros(3, 300, 520)
+    image[:, 200:220, 400:430] = 1.0  # a small object near the bottom-right
+    detector = _white_box_detector(max_side=256)
+    assert len(detector([image])[0]["boxes"]) == 0  # the whole image: lost
+    found = sliced_detections(detector, image, size=256, overlap=0.25)
+    # seen whole by two overlapping tiles: one box after NMS, in the image's pixels
+    assert found["boxes"].tolist() == [[400.0, 200.0, 430.0, 220.0]]
+    assert found["labels"].tolist() == [1]
+    # an image no larger than a tile is one tile, and the whole pass is not run twice
+    calls = []
+    small = torch.zeros(3, 100, 120)
+    sliced_detections(lambda ims: calls.append(len(ims)) or detector(ims), small, size=256)
+    assert calls == [1]

@@ -306,3 +306,25 @@ def test_tensorboard_gets_the_figures_and_drawn_images_at_validation(demo, tmp_p
     first = events.Images("val/image_0")[0]
     assert first.width == 2 * 128 and first.height == 128  # prediction | ground truth
     assert "val/AP/circle" in events.Tags()["scalars"]
+
+
+def test_sliced_evaluation_and_prediction(demo, tmp_path) -> None:
+    """slice_size runs each tile (and the whole image) through the detector in vtk test and
+    predictions."""
+    seen: list[tuple[int, int]] = []
+    model = FCOS(
+        ResNet("resnet18", out_indices=(1, 2, 3)), demo.num_classes, min_size=64, max_size=64
+    )
+    model.register_forward_pre_hook(
+        lambda m, args: seen.extend(tuple(i.shape[-2:]) for i in args[0])
+    )
+    task = DetectionTask(model, class_names=demo.class_names, category_ids=demo.category_ids,
+                         slice_size=64, slice_overlap=0.0)  # fmt: skip
+    (result,) = quiet_trainer(tmp_path, limit_test_batches=1).test(
+        task, datamodule=demo, verbose=False
+    )
+    assert "test/AP" in result
+    # 4 images of 128 px: four 64 px tiles and the whole image each
+    assert seen.count((64, 64)) == 16 and seen.count((128, 128)) == 4
+    with pytest.raises(ConfigError, match="slice_size is a tile side in pixels"):
+        DetectionTask(model, slice_size=4)

@@ -104,3 +104,41 @@ def augmented(
             n += 1
     assert total is not None
     return total / n
+
+
+def sliced_detections(
+    detector: Callable[[list[Tensor]], list[dict[str, Tensor]]],
+    image: Tensor,
+    size: int,
+    overlap: float = 0.2,
+    whole_image: bool = True,
+    iou: float = 0.5,
+    batch: int = 4,
+    max_detections: int = 100,
+) -> dict[str, Tensor]:
+    """Sliced detection of one large image (SAHI, Akyon et al. 2022): ``size`` x ``size`` tiles
+    overlapping by ``overlap`` of their side (the last ones flush with the border), each run
+    through ``detector`` (a list of ``(3, h, w)`` images in, torchvision's detections out) as an
+    image of its own, ``batch`` tiles at a time, plus the whole image when ``whole_image`` (for
+    the objects larger than a tile); the boxes are moved to the image's pixels and merged with
+    class-aware NMS at ``iou`` (torchvision's ``batched_nms``), the ``max_detections`` best kept.
+    """
+    from torchvision.ops import batched_nms
+
+    h, w = image.shape[-2:]
+    stride = max(1, round(size * (1.0 - overlap)))
+    tiles = [(y, x) for y in _starts(h, size, stride) for x in _starts(w, size, stride)]
+    found: list[dict[str, Tensor]] = []
+    for k in range(0, len(tiles), batch):
+        part = tiles[k : k + batch]
+        out = detector([image[:, y : y + size, x : x + size] for y, x in part])
+        for (y, x), d in zip(part, out):
+            shift = d["boxes"].new_tensor([x, y, x, y])
+            found.append({**d, "boxes": d["boxes"] + shift})
+    if whole_image and len(tiles) > 1:
+        found.extend(detector([image]))
+    boxes = torch.cat([d["boxes"] for d in found])
+    scores = torch.cat([d["scores"] for d in found])
+    labels = torch.cat([d["labels"] for d in found])
+    keep = batched_nms(boxes.float(), scores.float(), labels, iou)[:max_detections]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
