@@ -96,3 +96,27 @@ def test_shift_consistency_compares_checkpoints(fit_demo, tmp_path, capsys) -> N
     lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
     assert [ln.split(":")[0].strip() for ln in lines] == [str(plain), str(blur)]
     assert "vs the first: consistency" in lines[1] and "top-1" in lines[0]
+
+
+def test_mosaics_carry_the_boxes(tmp_path) -> None:
+    """tools/mosaic_coco.py: 4 images of 40x30 -> one 80x60 mosaic, each box moved by its cell."""
+    import json
+
+    make_mosaics = runpy.run_path(str(ROOT / "tools" / "mosaic_coco.py"), run_name="tool")[
+        "make_mosaics"
+    ]
+
+    (tmp_path / "im").mkdir()
+    images, anns = [], []
+    for i in range(5):  # the fifth is left out (no complete group)
+        Image.new("RGB", (40, 30), (50 * i, 0, 0)).save(tmp_path / "im" / f"{i}.jpg")
+        images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": 40, "height": 30})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 3, "bbox": [2, 3, 10, 5],
+                     "area": 50, "iscrowd": 0})  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                 "categories": [{"id": 3, "name": "c"}]}))  # fmt: skip
+    out = make_mosaics(tmp_path / "im", tmp_path / "a.json", tmp_path / "m")
+    assert [i["width"] for i in out["images"]] == [80] and len(out["annotations"]) == 4
+    assert [a["bbox"][:2] for a in out["annotations"]] == [[2, 3], [42, 3], [2, 33], [42, 33]]
+    mosaic = Image.open(tmp_path / "m" / "images" / "mosaic_0000.jpg")
+    assert mosaic.size == (80, 60) and mosaic.getpixel((45, 5))[0] > 30  # image 1 top-right
