@@ -41,6 +41,7 @@ subcommands:
   analyze RECIPE      per stage: stride, channels, parameters, MACs, receptive field
   convert FORMAT ...  VOC XML, YOLO txt or COCO JSON -> COCO JSON (vtk convert --help)
   export CKPT         ONNX with the preprocessing and class names inside (vtk export --help)
+  serve MODEL         a checkpoint or ONNX model behind HTTP, with a page (vtk serve --help)
 
 options:
   -h, --help          this message (vtk SUBCOMMAND --help: the subcommand's options)
@@ -133,6 +134,11 @@ def main() -> None:
         from vtk.export import main as export
 
         export(sys.argv[2:])
+        return
+    if command == "serve":
+        from vtk.serve import main as serve
+
+        serve(sys.argv[2:])
         return
     if command == "convert":
         from vtk.data.convert import main as convert
