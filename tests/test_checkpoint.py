@@ -69,6 +69,7 @@ def test_every_entry_point_names_a_bad_checkpoint_and_runs_nothing(
             ("predict", "demo_classification", "--ckpt_path", path, "--data.predict_dir", images),
             ("fit", "demo_classification", "--ckpt_path", path),
             ("export", path, "--out", tmp_path / "m.onnx"),
+            ("serve", path),
         ):
             message = run_vtk(*args)
             assert isinstance(message, str), args

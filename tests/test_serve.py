@@ -177,3 +177,46 @@ def test_segmentation_and_detection_answer_as_vtk_load(recipe, fit_demo, tmp_pat
             np.testing.assert_allclose(got["boxes"], want["boxes"], atol=0.01)
     finally:
         server.stop()
+
+
+def test_the_page_in_a_real_browser(classifier, tmp_path) -> None:
+    """Debian's chromium, headless, driven by Selenium: upload an image on the page, the drawn
+    result appears (a screenshot is kept in tmp_path; docs/images/serve_page.png is one)."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip(
+            "chromium and chromedriver are not installed (apt install chromium chromium-driver)"
+        )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = Server(classifier)
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=900,700"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium")
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    browser = webdriver.Chrome(options=options, service=service)
+    try:
+        image = sorted(
+            (Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val" / "star").glob(
+                "*.png"
+            )
+        )[0]
+        want = vtk.load(classifier, device="cpu").predict(image)["names"][0]
+        browser.get(server.url + "/")
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        WebDriverWait(browser, 60).until(
+            lambda b: b.find_element(By.ID, "view").get_attribute("data-done") == "1"
+        )
+        status = browser.find_element(By.ID, "status").text
+        assert status.startswith(f"{image.name}: {want} ")
+        width = browser.execute_script("return document.getElementById('view').width")
+        assert width == Image.open(image).width  # the image was drawn at its size
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        assert (tmp_path / "page.png").stat().st_size > 1000
+    finally:
+        browser.quit()
+        server.stop()

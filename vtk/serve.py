@@ -245,7 +245,7 @@ class VTKAPI(_LitAPI):  # type: ignore[misc,valid-type]
         return output
 
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vtk serve</title>
 <style>
 body{font-family:sans-serif;margin:2em;color:#222}
