@@ -23,6 +23,7 @@ from PIL import Image
 
 import vtk
 
+pytestmark = pytest.mark.slow  # servers in their own processes, and a browser
 pytest.importorskip("litserve")
 pytest.importorskip("multipart")
 
@@ -150,6 +151,16 @@ def test_dynamic_batching_gives_each_caller_its_own_result(classifier) -> None:
             answers = list(pool.map(lambda p: server.post(_png(p)), images))
         assert [a[0] for a in answers] == [200] * 12
         assert [a[1]["names"] for a in answers] == expected
+        # tools/load_serve.py against the same server: no errors, the server's memory read
+        import runpy
+
+        tool = runpy.run_path(
+            str(Path(__file__).parents[1] / "tools" / "load_serve.py"), run_name="tool"
+        )
+        bodies = [(p.read_bytes(), "image/png") for p in images]
+        result = tool["run"](server.url, bodies, 24, 4)
+        assert result["errors"] == 0 and result["p99_ms"] >= result["p50_ms"] > 0
+        assert tool["rss_mib"](server.process.pid) > 50  # the server and its worker
     finally:
         server.stop()
 
