@@ -686,6 +686,7 @@ def benchmark_int8(args: argparse.Namespace) -> None:
 
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from vtk.models.fuse import fold_batchnorm
     from vtk.quantize import fp32_and_int8_layers
@@ -724,10 +725,12 @@ def benchmark_int8(args: argparse.Namespace) -> None:
             torch.onnx.export(net, (x,), fp32_path, dynamo=False, opset_version=17,
                               input_names=["image"], output_names=["out"],
                               dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})  # fmt: skip
-            quantize_static(fp32_path, int8_path, Reader(), quant_format=QuantFormat.QDQ,
+            prepared = str(Path(folder) / "prep.onnx")  # as vtk.quantize: folded, shapes known
+            quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+            quantize_static(prepared, int8_path, Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
-                            nodes_to_exclude=list(fp32_and_int8_layers(fp32_path)))  # fmt: skip
+                            nodes_to_exclude=list(fp32_and_int8_layers(prepared)))  # fmt: skip
         sessions = {
             name: ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             for name, path in (("onnxruntime fp32", fp32_path), ("onnxruntime int8", int8_path))
