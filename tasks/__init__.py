@@ -3,6 +3,13 @@
 from vtk.tasks.base import VisionTask
 from vtk.tasks.classification import ClassificationTask
 from vtk.tasks.detection import DetectionTask
+from vtk.tasks.multilabel import MultiLabelClassificationTask
 from vtk.tasks.segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "DetectionTask", "SegmentationTask", "VisionTask"]
+__all__ = [
+    "ClassificationTask",
+    "DetectionTask",
+    "MultiLabelClassificationTask",
+    "SegmentationTask",
+    "VisionTask",
+]

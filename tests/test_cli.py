@@ -550,3 +550,20 @@ def test_a_yolo_export_trains_and_tests_without_conversion(run_vtk, tmp_path, ca
     assert run_vtk("test", recipe, *data, "--ckpt_path", last, *small) == 0
     printed = capsys.readouterr().out
     assert "test/AP/cell" in printed and "test/AP/platelet" in printed
+
+
+def test_multilabel_fit_then_predict_from_the_checkpoint(fit_demo, run_vtk, tmp_path) -> None:
+    import csv
+
+    ckpt = fit_demo(
+        "demo_multilabel", "--data.image_size", "32", "--data.resize_size", "32", steps=2
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection" / "val").iterdir())[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    assert run_vtk("predict", ckpt, images, "--model.threshold", "0.01") == 0
+    with open(tmp_path / "predictions" / "predictions.csv") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 4  # header + 3 images, each with every class above 0.01
+    assert all(len(r) == 2 + 2 * 3 for r in rows[1:])

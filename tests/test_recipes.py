@@ -24,6 +24,10 @@ DEMO_DATA = {
         "class_path": "vtk.data.DemoClassificationDataModule",
         "init_args": {"image_size": 32, "resize_size": 32, "batch_size": 2, "num_workers": 0},
     },
+    "vtk.tasks.MultiLabelClassificationTask": {
+        "class_path": "vtk.data.DemoMultiLabelDataModule",
+        "init_args": {"image_size": 32, "resize_size": 32, "batch_size": 2, "num_workers": 0},
+    },
     "vtk.tasks.DetectionTask": {
         "class_path": "vtk.data.DemoDetectionDataModule",
         "init_args": {"batch_size": 2, "num_workers": 0},

@@ -23,6 +23,8 @@ _EXPORTS = {
     "make_demo_classification": "demo",
     "make_demo_segmentation": "demo",
     "CocoDetectionDataModule": "detection",
+    "DemoMultiLabelDataModule": "multilabel",
+    "MultiLabelDataModule": "multilabel",
     "YOLODataModule": "detection",
     "ADE20KDataModule": "segmentation",
     "CamVidDataModule": "segmentation",

@@ -1,0 +1,196 @@
+"""Multi-label image classification: any number of classes per image.
+
+Sigmoid outputs with binary cross-entropy, or the asymmetric loss (ASL, Ridnik et al. 2021,
+which down-weights the many easy negatives); per-class average precision and its mean (mAP,
+torchmetrics), and F1 at a decision threshold chosen on the validation split (the one that
+maximises the mean F1 over the classes, on a grid of 0.05 .. 0.95) and kept in the checkpoint:
+``vtk test`` and prediction use it, so ``vtk predict`` returns every class scoring at or above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback
+from torch import Tensor, nn
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelStatScores
+
+from vtk.callbacks import ClassificationWriter
+from vtk.errors import ConfigError
+from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+#: the decision thresholds the validation chooses among
+THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
+
+
+def asymmetric_loss(
+    logits: Tensor, targets: Tensor, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
+    clip: float = 0.05,
+) -> Tensor:  # fmt: skip
+    """ASL (Ridnik et al. 2021, eq. 7): ``-y (1-p)^g+ log p - (1-y) p_m^g- log(1 - p_m)`` with
+    ``p_m = max(p - clip, 0)``, summed over the classes, averaged over the images. With both
+    gammas and ``clip`` at 0 it is binary cross-entropy (summed over the classes)."""
+    p = torch.sigmoid(logits.float())
+    p_m = (p - clip).clamp(min=0) if clip > 0 else p
+    eps = 1e-8
+    positive = targets * (1 - p).pow(gamma_pos) * torch.log(p.clamp(min=eps))
+    negative = (1 - targets) * p_m.pow(gamma_neg) * torch.log((1 - p_m).clamp(min=eps))
+    return -(positive + negative).sum(1).mean()
+
+
+class MultiLabelClassificationTask(VisionTask):
+    """Train and evaluate a multi-label classifier (a :class:`vtk.models.Classifier`: logits
+    per class, read through a sigmoid).
+
+    Args:
+        model: the classifier.
+        optimizer, lr_scheduler: as :class:`~vtk.tasks.ClassificationTask`.
+        loss: ``bce`` (binary cross-entropy) or ``asl`` (asymmetric loss: ``asl_gamma_neg``,
+            ``asl_gamma_pos``, ``asl_clip``).
+        threshold: the decision threshold; None (default): chosen at every validation as the
+            one with the best mean F1, and kept in the checkpoint.
+        class_names, category_ids, input_spec, backbone_lr_mult, norm_bias_decay,
+        channels_last, nonfinite_skips, compile_model: as every task (:class:`VisionTask`).
+
+    Logged: ``train/loss``, ``train/lr``; ``val/loss``, ``val/mAP``, ``val/F1`` (mean over the
+    classes at the threshold), ``val/threshold``, per class ``val/AP/<name>`` and
+    ``val/F1/<name>``; the same under ``test/`` (at the validation's threshold). A prediction
+    is ``{"labels", "names", "scores"}``: every class at or above the threshold, best first.
+    """
+
+    main_metric = ("val/mAP", "max")
+    eval_options = ("threshold",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+        loss: Literal["bce", "asl"] = "bce",
+        threshold: float | None = None,
+        asl_gamma_neg: float = 4.0,
+        asl_gamma_pos: float = 0.0,
+        asl_clip: float = 0.05,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        input_spec: dict[str, Any] | None = None,
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
+        channels_last: bool = False,
+        nonfinite_skips: int = 0,
+        compile_model: bool = False,
+    ) -> None:
+        super().__init__(
+            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
+            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
+        )  # fmt: skip
+        if loss not in ("bce", "asl"):
+            raise ConfigError(f"loss is bce or asl, got {loss!r}.")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ConfigError(f"threshold is a probability in (0, 1), got {threshold}.")
+        self.loss_kind, self.fixed_threshold = loss, threshold
+        self.asl = dict(gamma_neg=asl_gamma_neg, gamma_pos=asl_gamma_pos, clip=asl_clip)
+        # the validation's choice, saved in the checkpoint with the weights
+        self.register_buffer("decision_threshold", torch.tensor(threshold or 0.5))
+        k = self.num_classes
+        self.val_ap = MultilabelAveragePrecision(k, average=None)
+        self.test_ap = MultilabelAveragePrecision(k, average=None)
+        self.val_stats = nn.ModuleList(
+            MultilabelStatScores(k, threshold=t, average=None) for t in THRESHOLDS
+        )
+        self.test_stats = nn.ModuleList(
+            MultilabelStatScores(k, threshold=t, average=None) for t in THRESHOLDS
+        )
+
+    @property
+    def threshold(self) -> float:
+        return float(self.fixed_threshold or self.decision_threshold)
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:  # an evaluation option (--model.threshold)
+        self.fixed_threshold = value
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.loss_kind == "asl":
+            return asymmetric_loss(logits, targets, **self.asl)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return {"loss": self._loss(self.model(batch["image"]), batch["label"])}
+
+    def _evaluate(self, batch: dict[str, Any] | None, stage: str) -> None:
+        if batch is None:
+            return
+        logits = self.model(batch["image"])
+        targets = batch["label"]
+        scores = torch.sigmoid(logits.float())
+        (self.val_ap if stage == "val" else self.test_ap).update(scores, targets.long())
+        for metric in self.val_stats if stage == "val" else self.test_stats:
+            metric.update(scores, targets.long())
+        self.log(
+            f"{stage}/loss", self._loss(logits, targets), batch_size=len(targets), sync_dist=True
+        )
+
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_scores(self, stage: str) -> None:
+        ap_metric = self.val_ap if stage == "val" else self.test_ap
+        ap = ap_metric.compute()
+        ap_metric.reset()
+        f1 = []
+        for metric in self.val_stats if stage == "val" else self.test_stats:
+            tp, fp, _, fn, _ = metric.compute().double().unbind(-1)
+            metric.reset()
+            f1.append(
+                torch.where(
+                    2 * tp + fp + fn > 0,
+                    2 * tp / (2 * tp + fp + fn).clamp(min=1),
+                    tp.new_tensor(float("nan")),
+                )
+            )
+        f1 = torch.stack(f1)  # (thresholds, classes)
+        if stage == "val" and self.fixed_threshold is None and not self.trainer.sanity_checking:
+            best = int(torch.nan_to_num(f1.nanmean(1), nan=-1.0).argmax())
+            self.decision_threshold.fill_(THRESHOLDS[best])
+        chosen = min(range(len(THRESHOLDS)), key=lambda i: abs(THRESHOLDS[i] - self.threshold))
+        self.log(f"{stage}/mAP", ap.nanmean().float(), prog_bar=stage == "val")
+        self.log(f"{stage}/F1", f1[chosen].nanmean().float())
+        self.log(f"{stage}/threshold", float(THRESHOLDS[chosen]))
+        if self.num_classes <= 100:
+            for name, a, f in zip(self.class_names, ap.float(), f1[chosen].float()):
+                self.log(f"{stage}/AP/{name}", a)
+                self.log(f"{stage}/F1/{name}", f)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int) -> list[dict[str, Any]]:
+        if batch is None:
+            return []
+        scores = torch.sigmoid(self.model(torch.stack(batch["image"])).float()).cpu()
+        out = []
+        for i, p, s in zip(batch["id"], batch["path"], scores):
+            order = [
+                k for k in torch.argsort(s, descending=True).tolist() if s[k] >= self.threshold
+            ]
+            out.append({"id": i, "path": p, "labels": order,
+                        "names": [self.class_names[k] for k in order],
+                        "scores": [float(s[k]) for k in order]})  # fmt: skip
+        return out
+
+    def prediction_writer(self, output_dir: Path) -> Callback:
+        return ClassificationWriter(str(output_dir))
