@@ -67,11 +67,37 @@ class Server:
             return e.code, json.loads(e.read() or b"{}")
 
     def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: vtk serve stops its inference workers too."""
+        workers = _children(self.process.pid)
         self.process.terminate()
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+            time.sleep(0.2)
+        left = [p for p in workers if Path(f"/proc/{p}").exists()]
+        for p in left:
+            os.kill(p, 9)
+        assert not left, f"vtk serve left {len(left)} worker processes running"
+
+
+def _children(pid: int) -> list[int]:
+    """The descendants of ``pid`` (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _png(path: Path) -> bytes:

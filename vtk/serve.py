@@ -374,5 +374,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"vtk: error: vtk serve needs litserve: pip install litserve ({e})."
         ) from None
+    _stop_workers_with_the_server()
     server.run(host=args.host, port=args.port, generate_client_file=False,
                api_server_worker_type="thread", log_level="warning")  # fmt: skip
+
+
+def _stop_workers_with_the_server() -> None:
+    """On SIGTERM (``kill``, a service manager) stop LitServe's inference workers too: they are
+    processes of their own and would otherwise live on, holding the model's memory."""
+    import multiprocessing
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        for child in multiprocessing.active_children():
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+        os._exit(0)  # LitServe's main loop would catch SystemExit and keep waiting
+
+    signal.signal(signal.SIGTERM, stop)
