@@ -50,11 +50,16 @@ options:
 Documentation: docs/index.md (the site: mkdocs serve)."""
 
 
+def _argument(argv: list[str], name: str) -> str | None:
+    """The value of the last ``name`` option of a command line (``name VALUE`` or ``name=VALUE``)."""
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
+    return values[-1] if values else None
+
+
 def _config_argument(argv: list[str]) -> str | None:
     """The value of the last ``--config`` of a command line (a recipe path or YAML text)."""
-    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
-    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
-    return values[-1] if values else None
+    return _argument(argv, "--config")
 
 
 def rewrite_recipe_argv(argv: list[str]) -> None:
@@ -87,14 +92,13 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
 def _predicts_a_vtk_checkpoint(argv: list[str]) -> bool:
     """Whether ``--ckpt_path`` names a checkpoint that ``vtk fit`` wrote (it carries the task's
     config, so prediction needs nothing from the recipe's data)."""
-    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
-    values += [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
-    if not values or not is_file(values[-1]):
+    path = _argument(argv, "--ckpt_path")
+    if path is None or not is_file(path):
         return False
     from vtk.checkpoint import recipe_hyperparameters
 
     try:
-        recipe_hyperparameters(values[-1], "")
+        recipe_hyperparameters(path, "")
     except VTKError:
         return False
     return True

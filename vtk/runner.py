@@ -26,7 +26,7 @@ from vtk.checkpoint import (
     read_checkpoint,
     recipe_hyperparameters,
 )
-from vtk.cli import _config_argument
+from vtk.cli import _argument, _config_argument
 from vtk.errors import TrainingError, VTKError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
@@ -379,13 +379,11 @@ def run() -> None:
 def _check_checkpoint_argument(argv: list[str]) -> None:
     """``--ckpt_path FILE`` read as data before Lightning reads it: a file that is not a vtk
     checkpoint of the recipe's task is one line naming it (:func:`vtk.checkpoint.read_checkpoint`)."""
-    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
-    values += [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
-    if not values or values[-1] in ("last", "auto", "null", "None", ""):
+    path = _argument(argv, "--ckpt_path")
+    if path is None or path in ("last", "auto", "null", "None", ""):
         return
-    checkpoint = read_checkpoint(values[-1])
     recipe = _config_argument(argv)
-    check_task(values[-1], checkpoint, recipe_task_class(recipe) if recipe else None)
+    check_task(path, read_checkpoint(path), recipe_task_class(recipe) if recipe else None)
 
 
 def _drop_tips(record: logging.LogRecord) -> bool:

@@ -108,22 +108,11 @@ class RequestGuard:
             *[(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type", b"content-length")],
             (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
         ]}  # fmt: skip
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _receiver(payload), send)
 
 
-async def _first_file(scope: dict, body: bytes) -> bytes | None:
-    from starlette.datastructures import UploadFile
-    from starlette.requests import Request
-
+def _receiver(body: bytes) -> Any:
+    """An ASGI ``receive`` that gives ``body`` once, as one message (a body already read)."""
     sent = False
 
     async def receive() -> dict:
@@ -133,7 +122,14 @@ async def _first_file(scope: dict, body: bytes) -> bytes | None:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(scope, receive).form()
+    return receive
+
+
+async def _first_file(scope: dict, body: bytes) -> bytes | None:
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    form = await Request(scope, _receiver(body)).form()
     for value in form.values():
         if isinstance(value, UploadFile):
             return await value.read()
