@@ -114,7 +114,8 @@ class DeepLabV3PlusHead(nn.Module):
         channels: width of ASPP and of the decoder convs (256).
         low_level_channels: width of the reduced low-level features (48).
         image_pooling: ASPP's image-level branch.
-        dropout: ASPP's dropout after projection.
+        dropout: ASPP's dropout after projection: 0.1, the authors' (``keep_prob=0.9`` after
+            the ASPP concatenation in ``deeplab/model.py`` of tensorflow/models).
         in_index: the backbone output for ASPP (default the last).
         low_level_index: the stride-4 backbone output (default the first).
     """
@@ -127,7 +128,7 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_channels: int = 48,
         image_pooling: bool = True,
-        dropout: float = 0.5,
+        dropout: float = 0.1,
         in_index: int = -1,
         low_level_index: int = 0,
     ) -> None:
