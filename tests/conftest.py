@@ -22,10 +22,12 @@ from vtk.drawing import voc_palette
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Demo data and torch.hub's cache go to a per-session temporary folder."""
+    """Demo data, torch.hub's cache and vtk's go to a per-session temporary folder."""
     root = tmp_path_factory.mktemp("vtk_home")
     os.environ["VTK_DATA_DIR"] = str(root / "data")
     os.environ["TORCH_HOME"] = str(root / "torch")
+    os.environ["VTK_CACHE_DIR"] = str(root / "cache")  # checkpoints of the shipped weights
+    os.environ.pop("VTK_WEIGHTS_DIR", None)  # only the weights shipped in the repository
 
 
 def write_pair(

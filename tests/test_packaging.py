@@ -20,12 +20,16 @@ def test_every_package_is_listed_in_pyproject() -> None:
     found = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtk").rglob("__init__.py")
     }
-    found |= {"vtk.tasks", "vtk.recipes"}
+    found |= {"vtk.tasks", "vtk.recipes", "vtk.weights"}
     assert listed == found
-    assert config["package-dir"] == {"vtk.tasks": "tasks", "vtk.recipes": "recipes"}
-    assert config["package-data"] == {"vtk.recipes": ["*.yaml"]}
-    assert (ROOT / "tasks" / "__init__.py").is_file()
-    assert (ROOT / "recipes" / "__init__.py").is_file()
+    assert config["package-dir"] == {
+        "vtk.tasks": "tasks", "vtk.recipes": "recipes", "vtk.weights": "weights"
+    }  # fmt: skip
+    assert config["package-data"] == {
+        "vtk.recipes": ["*.yaml"], "vtk.weights": ["*.yaml", "*.safetensors"]
+    }  # fmt: skip
+    for folder in ("tasks", "recipes", "weights"):
+        assert (ROOT / folder / "__init__.py").is_file()
 
 
 def test_tasks_and_recipes_import_from_their_folders() -> None:

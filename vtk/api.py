@@ -22,6 +22,7 @@ import torch
 from lightning.fabric.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
+from vtk import zoo
 from vtk._compat import enable_inductor_freezing
 from vtk.checkpoint import recipe_hyperparameters
 from vtk.data.base import PredictDataset, list_collate, list_images, predict_item
@@ -162,14 +163,15 @@ def load(
     bf16: bool = False,
     **eval_options: Any,
 ) -> Predictor:
-    """The task saved in ``checkpoint`` (by ``vtk fit``), ready to :meth:`~Predictor.predict`
-    (see :class:`Predictor` for ``device``, ``fast``, ``compile``, ``bf16``).
+    """The task saved in ``checkpoint`` (by ``vtk fit``), or the weights vtk ships under that
+    name (``vtk list weights``), ready to :meth:`~Predictor.predict` (see :class:`Predictor` for
+    ``device``, ``fast``, ``compile``, ``bf16``).
 
     ``eval_options`` replace the checkpoint's evaluation settings, those the task lists in its
     ``eval_options`` (segmentation: ``eval_mode``, ``window``, ``stride``, ``slide_batch``,
     ``tta_scales``, ``tta_flip``): ``vtk.load(path, tta_flip=True)``.
     """
-    path = Path(checkpoint)
+    path = Path(zoo.resolve(checkpoint))
     hparams = recipe_hyperparameters(
         path, "build the model in Python and load its state_dict instead."
     )

@@ -37,7 +37,8 @@ subcommands:
   validate RECIPE     evaluate on the validation split (--ckpt_path CKPT)
   test RECIPE         evaluate on the test split, write the confusion matrix (--ckpt_path CKPT)
   predict CKPT DIR    predict a folder of images from a checkpoint alone (or RECIPE --ckpt_path)
-  list                backbones, plug-ins, models, necks, heads, tasks, data, recipes
+  list [weights]      backbones, plug-ins, models, necks, heads, tasks, data, recipes; the
+                      trained weights vtk ships (a name goes wherever a checkpoint does)
   analyze RECIPE      per stage: stride, channels, parameters, MACs, receptive field
   convert FORMAT ...  VOC XML, YOLO txt or COCO JSON -> COCO JSON (vtk convert --help)
   export CKPT         ONNX with the preprocessing and class names inside (vtk export --help)
@@ -71,6 +72,7 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
     """
     if len(argv) < 3 or argv[1] not in SUBCOMMANDS:
         return
+    _resolve_weights_names(argv)
     if argv[1] == "predict" and argv[2].endswith(".ckpt"):
         from vtk.runner import _checkpoint_only_predict  # reads the checkpoint: torch
 
@@ -87,6 +89,20 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
         from vtk.runner import _checkpoint_only_predict
 
         _checkpoint_only_predict(argv, recipe)  # the recipe's training data is not needed
+
+
+def _resolve_weights_names(argv: list[str]) -> None:
+    """The name of weights vtk ships, where a checkpoint goes (``vtk predict NAME DIR``,
+    ``--ckpt_path NAME``), becomes the checkpoint :mod:`vtk.zoo` materialises for it."""
+    from vtk import zoo
+
+    if argv[1] == "predict" and zoo.is_weights_name(argv[2]):
+        argv[2] = zoo.resolve(argv[2])
+    for i, arg in enumerate(argv):
+        if arg == "--ckpt_path" and i + 1 < len(argv) and zoo.is_weights_name(argv[i + 1]):
+            argv[i + 1] = zoo.resolve(argv[i + 1])
+        elif arg.startswith("--ckpt_path=") and zoo.is_weights_name(arg.split("=", 1)[1]):
+            argv[i] = "--ckpt_path=" + zoo.resolve(arg.split("=", 1)[1])
 
 
 def _predicts_a_vtk_checkpoint(argv: list[str]) -> bool:
@@ -118,8 +134,13 @@ def _setup_logging() -> None:
 def list_components() -> str:
     """What ``vtk list`` prints, read from the package's source (:mod:`vtk.catalog`)."""
     from vtk.catalog import list_components as catalog
+    from vtk.zoo import entries
 
-    return catalog(installed_recipes(), recipes_dir())
+    names = ", ".join(entries()) or "(none)"
+    return (
+        catalog(installed_recipes(), recipes_dir())
+        + f"\nWeights (vtk list weights: metrics, recipe, SHA-256): {names}"
+    )
 
 
 def main() -> None:
@@ -132,6 +153,14 @@ def main() -> None:
         print(f"vtk {__version__}")
         return
     if command == "list":
+        if sys.argv[2:3] == ["weights"]:
+            from vtk.zoo import table
+
+            try:
+                print(table())
+            except VTKError as e:
+                raise SystemExit(f"vtk: error: {e}") from None
+            return
         print(list_components())
         return
     if command == "export":

@@ -81,14 +81,25 @@ def export_checkpoint(
 
 def main(argv: list[str] | None = None) -> None:
     """``vtk export CKPT --format onnx [--out model.onnx] [--size N] [--opset 17]
-    [--int8 --calib DIR [--calib_images N] [--eval DIR] [--eval_images N]]``."""
+    [--int8 --calib DIR [--calib_images N] [--eval DIR] [--eval_images N]]``, or ``vtk export
+    CKPT --format weights --name NAME [--out DIR] [--info YAML] [--metrics CSV]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="vtk export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("checkpoint")
-    parser.add_argument("--format", choices=["onnx"], default="onnx")
-    parser.add_argument("--out", default="model.onnx")
+    parser.add_argument("checkpoint", help="a checkpoint of vtk fit, or the name of weights "
+                        "vtk ships (vtk list weights)")  # fmt: skip
+    parser.add_argument("--format", choices=["onnx", "weights"], default="onnx",
+                        help="onnx: an ONNX model; weights: an entry of a weights registry "
+                        "(NAME.safetensors in float16 and its card NAME.yaml, in --out, a "
+                        "folder: VTK_WEIGHTS_DIR=that folder makes NAME usable everywhere)")  # fmt: skip
+    parser.add_argument("--out", help="default: model.onnx, or the current folder (weights)")
+    parser.add_argument("--name", help="--format weights: the entry's name")
+    parser.add_argument("--info", help="--format weights: a YAML file of the card's own fields "
+                        "(description, architecture, metrics: {split, values}, recipe, "
+                        "trained_with, rescore, report, trained_on)")  # fmt: skip
+    parser.add_argument("--metrics", help="--format weights: the metrics.csv of a vtk test of "
+                        "this checkpoint: its test/ values become the card's metrics")  # fmt: skip
     parser.add_argument("--size", type=int, help="the check's input side (default: the task's)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--int8", action="store_true",
@@ -106,11 +117,19 @@ def main(argv: list[str] | None = None) -> None:
         help="--int8: quantise the first and last layers too (kept fp32 by default)",
     )
     args = parser.parse_args(argv)
+    from vtk import zoo
     from vtk.errors import VTKError
 
+    if args.format == "weights":
+        _export_weights(args)
+        return
     if args.int8 and not args.calib:
         raise SystemExit("vtk: error: --int8 needs images to calibrate on: --calib DIR.")
-    out = Path(args.out)
+    try:
+        args.checkpoint = zoo.resolve(args.checkpoint)
+    except VTKError as e:
+        raise SystemExit(f"vtk: error: {e}") from None
+    out = Path(args.out or "model.onnx")
     fp32_out = out.with_name(f"{out.stem}_fp32{out.suffix}") if args.int8 else out
     try:
         report = export_checkpoint(args.checkpoint, fp32_out, args.size, args.opset)
@@ -144,6 +163,46 @@ def main(argv: list[str] | None = None) -> None:
             line = (f"on {q['eval_images']} held-out images: {q['pixel_agreement']:.2%} of the pixels "
                     f"agree with fp32, mIoU of int8 against fp32 {q['miou_vs_fp32']:.1%}")  # fmt: skip
         print(line + f" (written to {out}.json)")
+
+
+def _export_weights(args: Any) -> None:
+    """``vtk export CKPT --format weights --name NAME [--out DIR] [--info YAML] [--metrics CSV]``."""
+    import yaml
+
+    from vtk import zoo
+    from vtk.errors import VTKError
+
+    if not args.name:
+        raise SystemExit("vtk: error: --format weights needs the entry's name: --name NAME.")
+    try:
+        info = yaml.safe_load(Path(args.info).read_text()) if args.info else {}
+        if args.metrics:
+            metrics = dict(info.get("metrics") or {})
+            metrics["values"] = {**summary_metrics(args.metrics), **(metrics.get("values") or {})}
+            info["metrics"] = metrics
+        entry = zoo.write_entry(args.checkpoint, args.name, args.out or ".", info)
+    except VTKError as e:
+        raise SystemExit(f"vtk: error: {e}") from None
+    size = entry.file.stat().st_size / 1e6
+    print(f"wrote {entry.file} ({size:.1f} MB, sha256 {entry.sha256}) and its card {entry.card}")
+
+
+def summary_metrics(csv_path: str | Path) -> dict[str, float]:
+    """The summary metrics of a ``vtk test`` metrics.csv (``test/<name>`` columns, not the
+    per-class ones), fractions as percentages with two decimals, as model zoos table them."""
+    import csv
+
+    values: dict[str, float] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                name = key.removeprefix("test/")
+                if key.startswith("test/") and "/" not in name and name != "loss" and value:
+                    number = float(value)
+                    values[name] = round(100 * number, 2) if 0 <= number <= 1 else number
+    if not values:
+        raise ConfigError(f"{csv_path} holds no test/ metrics: give the metrics.csv of a vtk test.")
+    return values
 
 
 def export_onnx(task: Any, path: str | Path, size: int = 224, opset: int = 17) -> dict[str, Any]:

@@ -342,7 +342,8 @@ def build_server(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="vtk serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("model", help="a checkpoint of vtk fit, or an ONNX file of vtk export")
+    parser.add_argument("model", help="a checkpoint of vtk fit, the name of weights vtk ships "
+                        "(vtk list weights), or an ONNX file of vtk export")  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="inference processes")
@@ -353,10 +354,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_pixels", type=int, default=40_000_000)
     parser.add_argument("--api_key", default=os.environ.get("VTK_API_KEY"))
     args = parser.parse_args(argv)
+    from vtk import zoo
     from vtk.checkpoint import read_checkpoint
     from vtk.errors import VTKError
 
     try:
+        args.model = zoo.resolve(args.model)  # the name of weights vtk ships: their checkpoint
         if args.model.endswith(".onnx"):
             import vtk
 

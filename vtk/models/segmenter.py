@@ -34,7 +34,8 @@ class Segmenter(nn.Module):
         num_classes: classes to predict, background included (given by the data in a recipe).
         aux_head: an auxiliary head trained with a weighted loss and skipped at inference,
             e.g. :class:`~vtk.models.heads.FCNHead` on stage 3.
-        weights: path to a whole-model state_dict (vtk's, or torchvision's DeepLabV3 / FCN).
+        weights: a whole-model state_dict: the name of weights vtk ships (``vtk list weights``),
+            or a path (vtk's, or torchvision's DeepLabV3 / FCN).
             When ``num_classes`` differs, the class-logits layers are re-initialised and the
             log says so; everything else must match.
 

@@ -182,10 +182,16 @@ def fetch_weights(
 ) -> tuple[dict[str, Tensor], str]:
     """The tensors ``weights`` names, and where they come from (for messages).
 
-    ``weights`` is a path, or a torchvision weights name ("imagenet", "IMAGENET1K_V2", ...) of
-    the torchvision model ``torchvision_name``; without one it must be a path.
+    ``weights`` is the name of weights vtk ships (``vtk list weights``: the tensors of the part
+    being loaded are found under its prefix, so a backbone can start from a whole model's
+    entry), a path, or a torchvision weights name ("imagenet", "IMAGENET1K_V2", ...) of the
+    torchvision model ``torchvision_name``.
     """
+    from vtk import zoo
+
     text = str(weights)
+    if zoo.is_weights_name(text):  # a model vtk ships (vtk list weights)
+        return zoo.read_tensors(text)
     path = Path(text).expanduser()
     if torchvision_name is None or path.suffix or "/" in text or path.exists():
         return read_state_dict(path), str(path)
