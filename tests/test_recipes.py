@@ -20,6 +20,10 @@ DEMO_DATA = {
         "class_path": "vtk.data.DemoSegmentationDataModule",
         "init_args": {"crop_size": 64, "batch_size": 2, "num_workers": 0},
     },
+    "vtk.tasks.BinarySegmentationTask": {
+        "class_path": "vtk.data.DemoSegmentationDataModule",
+        "init_args": {"crop_size": 64, "batch_size": 2, "num_workers": 0, "binary": True},
+    },
     "vtk.tasks.ClassificationTask": {
         "class_path": "vtk.data.DemoClassificationDataModule",
         "init_args": {"image_size": 32, "resize_size": 32, "batch_size": 2, "num_workers": 0},

@@ -94,7 +94,9 @@ def test_a_backbone_or_a_whole_model_starts_from_an_entry(entry) -> None:
         "demo_segmentation", ["--model.init_args.model.init_args.weights", name]
     )
     network = recipe.network(num_classes=4)
-    assert torch.equal(network.classifier.classifier.weight, state["model.classifier.classifier.weight"])
+    assert torch.equal(
+        network.classifier.classifier.weight, state["model.classifier.classifier.weight"]
+    )
 
 
 def test_a_tampered_file_is_refused_in_one_line(entry, run_vtk, capsys) -> None:

@@ -130,3 +130,54 @@ def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
         "IoU": iou,
         "acc": acc,
     }
+
+
+class BinaryThresholdCounts(Metric):
+    """True/false positives and negatives of a binary prediction at each of ``thresholds``
+    (a foreground probability at or above the threshold is a positive), as ``(T, 4)`` counts
+    ``tp, fp, tn, fn``, summed across processes. One pass per update: each probability is
+    binned by the thresholds it reaches, and the counts at every threshold are suffix sums of
+    the bins, so the counts are exact for the grid whatever its size."""
+
+    full_state_update = False
+
+    def __init__(self, thresholds: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("thresholds", torch.tensor(sorted(thresholds), dtype=torch.float64))
+        t = len(thresholds)
+        self.add_state("pos_bins", torch.zeros(t + 1, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("neg_bins", torch.zeros(t + 1, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        """``probs`` the foreground probabilities and ``target`` 1 / 0 of the scored pixels."""
+        bins = torch.bucketize(probs.double().flatten(), self.thresholds, right=True)
+        positive = target.flatten().bool()
+        n = len(self.thresholds) + 1
+        self.pos_bins += torch.bincount(bins[positive], minlength=n)
+        self.neg_bins += torch.bincount(bins[~positive], minlength=n)
+
+    def compute(self) -> Tensor:
+        # a probability in bin k reaches thresholds 0..k-1: at threshold j the positives are
+        # the bins above j
+        above_pos = self.pos_bins.flip(0).cumsum(0).flip(0)[1:]
+        above_neg = self.neg_bins.flip(0).cumsum(0).flip(0)[1:]
+        tp, fp = above_pos, above_neg
+        fn, tn = self.pos_bins.sum() - tp, self.neg_bins.sum() - fp
+        return torch.stack([tp, fp, tn, fn], dim=1)
+
+
+def binary_scores(counts: Tensor) -> dict[str, Tensor]:
+    """F1 (Dice), sensitivity (recall), specificity, precision and accuracy from ``(..., 4)``
+    counts ``tp, fp, tn, fn`` (0 where a ratio has no denominator)."""
+    tp, fp, tn, fn = counts.double().unbind(-1)
+
+    def ratio(a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(b > 0, a / b.clamp(min=1), torch.zeros_like(a))
+
+    return {
+        "F1": ratio(2 * tp, 2 * tp + fp + fn),
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "precision": ratio(tp, tp + fp),
+        "acc": ratio(tp + tn, tp + fp + tn + fn),
+    }

@@ -324,6 +324,7 @@ def write_entry(
     }
     path = out / f"{name}.yaml"
     path.write_text(
-        f"# {card.get('description', name)}\n" + yaml.safe_dump(card, sort_keys=False, width=100, default_flow_style=None)
+        f"# {card.get('description', name)}\n"
+        + yaml.safe_dump(card, sort_keys=False, width=100, default_flow_style=None)
     )
     return _read_card(path)

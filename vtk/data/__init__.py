@@ -20,6 +20,7 @@ _EXPORTS = {
     "DemoClassificationDataModule": "demo",
     "DemoDetectionDataModule": "demo",
     "DemoSegmentationDataModule": "demo",
+    "DRIVEDataModule": "drive",
     "make_demo_classification": "demo",
     "make_demo_segmentation": "demo",
     "CocoDetectionDataModule": "detection",

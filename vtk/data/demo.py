@@ -191,15 +191,16 @@ class DemoSegmentationDataModule(SegmentationDataModule):
 
     Args:
         root: where to write it (default ``$VTK_DATA_DIR/demo_segmentation``).
+        binary: every shape is one foreground class, ``shape`` (two classes: the demo of
+            :class:`~vtk.tasks.BinarySegmentationTask`).
         **kwargs: see :class:`~vtk.data.segmentation.SegmentationDataModule`.
     """
 
-    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
-        super().__init__(
-            num_classes=len(DEMO_SEGMENTATION_CLASSES),
-            class_names=DEMO_SEGMENTATION_CLASSES,
-            **kwargs,
-        )
+    def __init__(self, root: str | None = None, binary: bool = False, **kwargs: Any) -> None:
+        if binary:
+            kwargs["label_map"] = {k: 1 for k in range(1, len(DEMO_SEGMENTATION_CLASSES))}
+        names = ("background", "shape") if binary else DEMO_SEGMENTATION_CLASSES
+        super().__init__(num_classes=len(names), class_names=names, **kwargs)
         self.root = Path(root).expanduser() if root else data_dir() / "demo_segmentation"
 
     def prepare_data(self) -> None:

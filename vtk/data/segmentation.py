@@ -44,7 +44,7 @@ from vtk.data.base import (
     list_collate,
     split_source,
 )
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, upright_size
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, open_image, upright_size
 from vtk.data.masks import (
     MaskDecoder,
     SplitCounts,
@@ -76,9 +76,13 @@ VOC_HOWTO = (
 
 @dataclass(frozen=True)
 class Sample:
+    """An image, its mask and, where the data has one, its region of interest (a grey image,
+    non-zero inside: DRIVE's field of view): pixels outside it are not scored."""
+
     id: str
     image: Path
     mask: Path
+    roi: Path | None = None
 
 
 # -- listing samples --------------------------------------------------------------------------
@@ -280,6 +284,8 @@ class SegmentationDataset(ImageFileDataset):
                 "Re-export the pair at one size or remove it."
             )
         self.decoder.check(mask, sample.mask)
+        if sample.roi is not None:
+            mask = self._outside_roi_ignored(mask, sample)
         out = self.transform(image=image, mask=mask)
         return {
             "image": out["image"],
@@ -288,6 +294,17 @@ class SegmentationDataset(ImageFileDataset):
             "path": str(sample.image),
             "size": image.shape[:2],
         }
+
+    def _outside_roi_ignored(self, mask: np.ndarray, sample: Sample) -> np.ndarray:
+        roi = np.asarray(open_image(sample.roi).convert("L"))  # type: ignore[arg-type]
+        if roi.shape != mask.shape:
+            raise DataError(
+                f"region-of-interest mask {sample.roi} is {roi.shape[1]}x{roi.shape[0]} but the "
+                f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} (width x height)."
+            )
+        mask = mask.copy()
+        mask[roi == 0] = self.decoder.ignore_index
+        return mask
 
 
 def pad_stack(tensors: Sequence[Tensor], value: float) -> Tensor:
@@ -331,6 +348,8 @@ class SegmentationDataModule(VisionDataModule):
             share of its scored pixels or more (mmsegmentation's 0.75; 1.0: any crop).
         photometric: mmsegmentation's ``PhotoMetricDistortion`` on training images
             (brightness, contrast, saturation, hue; :class:`vtk.data.transforms.PhotoMetricDistortion`).
+        vflip, rotate90: vertical flips (a probability) and random quarter turns in training,
+            for images without an up (retinas, cells, aerial views).
         mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
         ignore_index: the label of pixels that are not scored (linked to the task).
         label_map: ``{value on disk: class index or "ignore"}``; other values pass through.
@@ -359,6 +378,8 @@ class SegmentationDataModule(VisionDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         cat_max_ratio: float = 1.0,
         photometric: bool = False,
+        vflip: float = 0.0,
+        rotate90: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         ignore_index: int = IGNORE_INDEX,
@@ -383,6 +404,7 @@ class SegmentationDataModule(VisionDataModule):
         if not 0.0 < cat_max_ratio <= 1.0:
             raise DataError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio}.")
         self.cat_max_ratio, self.photometric = cat_max_ratio, photometric
+        self.vflip, self.rotate90 = vflip, rotate90
         self.mean, self.std = mean, std
         self.ignore_index = ignore_index
         try:
@@ -402,7 +424,7 @@ class SegmentationDataModule(VisionDataModule):
         return T.segmentation_train(
             self.crop_size, self.scale_range, mean=self.mean, std=self.std,
             ignore_index=self.ignore_index, cat_max_ratio=self.cat_max_ratio,
-            photometric=self.photometric,
+            photometric=self.photometric, vflip=self.vflip, rotate90=self.rotate90,
         )  # fmt: skip
 
     def eval_spec(self) -> InputSpec:
@@ -437,7 +459,8 @@ class SegmentationDataModule(VisionDataModule):
     def split_counts(self, split: str) -> SplitCounts:
         """Pixels per class of ``split``'s masks (read once, then cached)."""
         dataset = self.datasets.get(split) or self.make_dataset(split)
-        return count_split(self.decoder, [s.mask for s in dataset.samples], self.num_workers)
+        masks = list(dict.fromkeys(s.mask for s in dataset.samples))  # each file once
+        return count_split(self.decoder, masks, self.num_workers)
 
     def audit_masks(self, splits: Sequence[str]) -> None:
         counts = {split: self.split_counts(split) for split in splits}

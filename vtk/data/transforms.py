@@ -43,11 +43,14 @@ def segmentation_train(
     ignore_index: int = IGNORE_INDEX,
     cat_max_ratio: float = 1.0,
     photometric: bool = False,
+    vflip: float = 0.0,
+    rotate90: bool = False,
 ) -> A.Compose:
     """DeepLab's training augmentation (DeepLabv3 §4.1): random scale, pad, crop, flip; with
     mmsegmentation's options: a crop in which one class covers at most ``cat_max_ratio`` of
     the scored pixels (:class:`ClassBalancedCrop`) and :class:`PhotoMetricDistortion` after
-    the flip (mmseg's order).
+    the flip (mmseg's order). For images without an up (retinas, cells, aerial views):
+    ``vflip`` (a probability) and ``rotate90`` (a random quarter turn).
 
     Padding fills the image with the mean colour (0 after normalisation) and the mask with
     ``ignore_index``, so padded pixels are never scored.
@@ -68,6 +71,8 @@ def segmentation_train(
             ),
             crop,
             A.HorizontalFlip(p=hflip),
+            *([A.VerticalFlip(p=vflip)] if vflip else []),
+            *([A.RandomRotate90(p=1.0)] if rotate90 else []),
             *([PhotoMetricDistortion()] if photometric else []),
             A.Normalize(mean=mean, std=std),
             ToTensorV2(),

@@ -12,6 +12,7 @@ Configured this way the model is torchvision's ``deeplabv3_resnet50`` parameter 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ class Segmenter(nn.Module):
         self.backbone = backbone
         channels = backbone.out_channels
         # torchvision's attribute names, so its DeepLabV3 / FCN state_dicts load unchanged
-        self.classifier = head(channels, num_classes)
+        self.classifier = _build_head(head, backbone, num_classes)
         self.aux_classifier = aux_head(channels, num_classes) if aux_head is not None else None
         if not no_weights(weights):
             load_weights(self, weights, reinit_prefixes=self._logits_layers())
@@ -78,6 +79,14 @@ class Segmenter(nn.Module):
         if self.aux_classifier is not None and self.training:
             out["aux"] = _resize(self.aux_classifier(features), size)
         return out
+
+
+def _build_head(head: HeadFactory, backbone: Backbone, num_classes: int) -> nn.Module:
+    """``head(channels, num_classes)``, with the backbone's strides for a head that takes
+    ``in_strides`` (U-Net: how many blocks reach full resolution)."""
+    if "in_strides" in inspect.signature(head).parameters:
+        return head(backbone.out_channels, num_classes, in_strides=backbone.strides)
+    return head(backbone.out_channels, num_classes)
 
 
 def _resize(logits: Tensor, size: Sequence[int]) -> Tensor:

@@ -18,6 +18,7 @@ from vtk.models.backbones.cifar_resnet import CIFAR_RESNET_ARCHS, CifarResNet
 from vtk.models.backbones.densenet import DENSENET_ARCHS, DenseNet
 from vtk.models.backbones.resnet import RESNET_ARCHS, ResNet
 from vtk.models.backbones.timm_backbone import TimmBackbone
+from vtk.models.backbones.unet_encoder import UNET_ARCHS, UNetEncoder
 from vtk.models.backbones.vgg import VGG, VGG_ARCHS
 
 #: Every backbone variant by name -> its family class (which takes ``arch=name``).
@@ -27,6 +28,7 @@ for _family, _archs in (
     (CifarResNet, CIFAR_RESNET_ARCHS),
     (VGG, VGG_ARCHS),
     (DenseNet, DENSENET_ARCHS),
+    (UNetEncoder, UNET_ARCHS),
 ):
     for _name in _archs:
         if _name in BACKBONES:
@@ -58,6 +60,7 @@ __all__ = [
     "FeatureInfo",
     "ResNet",
     "TimmBackbone",
+    "UNetEncoder",
     "create_backbone",
     "list_backbones",
 ]

@@ -90,6 +90,9 @@ class Backbone(nn.Module):
         deform, deform_stages: deformable 3x3 convs.
         blur_pool: BlurPool filter size for anti-aliased downsampling.
         stn: a spatial transformer before the stem.
+        stem_out: also return the stem's stride-2 map, first (U-Net's skip at half
+            resolution), for the families whose stem has one (ResNet, timm's networks); its
+            ``feature_info`` entry comes first too.
     """
 
     feature_info: list[FeatureInfo]
@@ -112,6 +115,7 @@ class Backbone(nn.Module):
         deform_stages: Sequence[int] | None = None,
         blur_pool: int | None = None,
         stn: bool = False,
+        stem_out: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -171,6 +175,7 @@ class Backbone(nn.Module):
         )
         self.blur_pool = blur_pool
         self.stn = SpatialTransformer(3) if stn else None
+        self.stem_out = bool(stem_out)
 
     def default_stages(self, plugin: str) -> list[int]:
         """The stages ``plugin`` ("se", "gc", "deform", ...) goes into when none are given."""
@@ -244,9 +249,17 @@ class Backbone(nn.Module):
                     f"which has {unit}s 0..{n - 1}."
                 )
 
-    def _set_feature_info(self, stages: Sequence[FeatureInfo]) -> None:
-        """Keep the infos of the requested stages and apply ``frozen_stages``."""
-        self.feature_info = [stages[i] for i in self.out_indices]
+    def _set_feature_info(
+        self, stages: Sequence[FeatureInfo], stem: FeatureInfo | None = None
+    ) -> None:
+        """Keep the infos of the requested stages (after the ``stem``'s, with ``stem_out``) and
+        apply ``frozen_stages``."""
+        if self.stem_out and stem is None:
+            raise ValueError(
+                f"{type(self).__name__} has no stride-2 stem output for stem_out (its first "
+                f"stage is at stride {stages[0].stride}): leave stem_out out."
+            )
+        self.feature_info = [stem] * self.stem_out + [stages[i] for i in self.out_indices]
         self._freeze_stages()
 
     def own_modules(self) -> Iterator[nn.Module]:

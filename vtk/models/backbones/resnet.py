@@ -311,7 +311,7 @@ class ResNet(Backbone):
         self._init_weights(zero_init_residual)
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
-        self._set_feature_info(infos)
+        self._set_feature_info(infos, stem=FeatureInfo(64, 2, "relu"))
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         for m in self.own_modules():  # torchvision's initialisation; plug-ins keep their own
@@ -335,8 +335,9 @@ class ResNet(Backbone):
         return [[self.conv1, self.bn1], *([s] for s in self.stages)]
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        outs = []
+        x = self.relu(self.bn1(self.conv1(x)))
+        outs = [x] if self.stem_out else []
+        x = self.maxpool(x)
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:

@@ -60,7 +60,8 @@ class TimmBackbone(Backbone):
             ``state_dict`` saved from ``timm.create_model(name)``); nothing is downloaded.
         attn_layer: timm's in-block attention for its ResNet family (``se``, ``eca``, ``cbam``).
         timm_args: more keyword arguments for ``timm.create_model``.
-        frozen_stages, norm_eval, stn: as every vtk backbone (:class:`Backbone`).
+        frozen_stages, norm_eval, stn, stem_out: as every vtk backbone (:class:`Backbone`);
+            ``stem_out`` for the networks timm gives a stride-2 level (ResNets, EfficientNets).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class TimmBackbone(Backbone):
         timm_args: dict[str, Any] | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
+        stem_out: bool = False,
         **plugins: Any,
     ) -> None:
         given = [k for k in VTK_BLOCK_PLUGINS if plugins.get(k) is not None]
@@ -109,10 +111,13 @@ class TimmBackbone(Backbone):
         first = next((i for i, d in enumerate(levels) if d["reduction"] >= 4), 0)
         stages = levels[first:]
         super().__init__(
-            len(stages), out_indices, frozen_stages, norm_eval, stn=bool(plugins.get("stn"))
-        )
+            len(stages), out_indices, frozen_stages, norm_eval, stn=bool(plugins.get("stn")),
+            stem_out=stem_out,
+        )  # fmt: skip
         self.name = name
         timm_indices = [first + i for i in range(self.num_built_stages)]
+        if stem_out and first > 0:  # the stride-2 level, first
+            timm_indices.insert(0, first - 1)
         if weights is None and len(timm_indices) == len(levels):
             self.body = probe
         else:  # only what the requested stages use is built (and loaded)
@@ -124,12 +129,13 @@ class TimmBackbone(Backbone):
                 f"frozen_stages is not available for timm's {name}: its feature modules could "
                 "not be told apart by stage; freeze with the optimizer's parameter groups."
             )
-        built = self.body.feature_info.get_dicts()[-self.num_built_stages :]
-        infos = [
+        built = [
             FeatureInfo(int(d["num_chs"]), int(d["reduction"]), f"body.{d['module']}")
-            for d in built
+            for d in self.body.feature_info.get_dicts()
         ]
-        self._set_feature_info(infos)
+        has_stem = first > 0 and len(built) > self.num_built_stages
+        stem = built[-self.num_built_stages - 1] if has_stem else None
+        self._set_feature_info(built[-self.num_built_stages :], stem=stem)
 
     @staticmethod
     def _create(timm: Any, name: str, args: dict[str, Any], indices: list[int] | None) -> nn.Module:
@@ -203,9 +209,10 @@ class TimmBackbone(Backbone):
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         maps = self.body(x)
-        skip = len(maps) - self.num_built_stages  # the stem's stride-2 map, when requested
+        skip = len(maps) - self.num_built_stages  # the stem's stride-2 map, when built
+        stem = [maps[skip - 1]] if self.stem_out else []
         maps = maps[skip:]
-        return [maps[i] for i in self.out_indices]
+        return stem + [maps[i] for i in self.out_indices]
 
 
 #: arguments every vtk backbone family takes that mean nothing here (accepted when unset)
