@@ -72,6 +72,14 @@ class VTKCLI(LightningCLI):
             "is scaled linearly to this run's batch_size x processes x accumulate_grad_batches.",
         )
         parser.add_argument(
+            "--time_budget",
+            type=float | None,
+            default=None,
+            help="vtk fit: minutes to train for: after each epoch the number of epochs and the "
+            "LR schedule are fitted to the time left (as ultralytics' time=), and training "
+            "stops at the budget.",
+        )
+        parser.add_argument(
             "--fast",
             type=bool,
             default=True,
@@ -95,6 +103,11 @@ class VTKCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        minutes = self.config[self.subcommand].get("time_budget") if self.subcommand else None
+        if minutes:
+            from vtk.budget import TimeBudget
+
+            trainer.callbacks.insert(0, TimeBudget(minutes))  # before the checkpoints
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

@@ -321,7 +321,8 @@ class CocoDetectionDataModule(VisionDataModule):
             ``val_images``); no test split without ``test_annotations`` (``vtk test`` then
             stops; the validation JSON evaluates the validation images, and says so).
         keep_empty: keep training images without boxes as negatives (COCO does).
-        hflip: horizontal flip probability in training.
+        hflip, vflip: horizontal and vertical flip probabilities in training (vertical flips
+            for images without an up: cells, aerial views).
         photometric: SSD's photometric distortion in training (brightness, contrast,
             saturation, hue; :func:`vtk.data.transforms.detection_train`).
         zoom_out_crop: SSD's sampling in training: a zoom out of up to 4x and a patch with a
@@ -360,6 +361,7 @@ class CocoDetectionDataModule(VisionDataModule):
         test_annotations: str | None = None,
         keep_empty: bool = True,
         hflip: float = 0.5,
+        vflip: float = 0.0,
         photometric: bool = False,
         zoom_out_crop: bool | Literal["ssd", "rfbnet"] = False,
         aspect_ratio_groups: int = 0,
@@ -386,6 +388,7 @@ class CocoDetectionDataModule(VisionDataModule):
         self.category_ids: list[int]
         self._cache[str(Path(val_annotations))] = val
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
+        self.vflip = vflip
         if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
             raise DataError(
                 f"zoom_out_crop must be false, true (SSD's order), 'ssd' or 'rfbnet', got "
@@ -460,7 +463,7 @@ class CocoDetectionDataModule(VisionDataModule):
         )
 
     def train_transform(self) -> Any:
-        return T.detection_train(self.hflip, self.photometric, self.zoom_out_crop)
+        return T.detection_train(self.hflip, self.photometric, self.zoom_out_crop, vflip=self.vflip)
 
     def eval_spec(self) -> InputSpec:
         # RGB in [0, 1] at the image's size: the detector resizes and normalises (torchvision's

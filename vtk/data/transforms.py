@@ -256,6 +256,7 @@ def detection_train(
     photometric: bool = False,
     zoom_out_crop: bool | str = False,
     fill: Sequence[float] = IMAGENET_MEAN,
+    vflip: float = 0.0,
 ) -> A.Compose:
     """Flip (and photometric distortion, SSD's sampling) with boxes; resizing is the
     detector's own (torchvision's) transform, which also normalises. Output: RGB float in
@@ -269,7 +270,8 @@ def detection_train(
     (:class:`MinIoURandomCrop`). ``True`` or ``"ssd"``: ssd.pytorch's order, distortion ->
     zoom out (half of the time) -> crop -> flip; ``"rfbnet"``: RFB Net's ``preproc``, crop ->
     distortion -> zoom out (p 0.6) -> flip. ``fill`` (RGB in [0, 1]) is the colour around a
-    zoomed-out image (the mean, so it normalises to 0).
+    zoomed-out image (the mean, so it normalises to 0). ``vflip``: vertical flips too (a
+    probability), for images without an up (cells, aerial views).
     """
     if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
         raise ValueError(
@@ -284,7 +286,8 @@ def detection_train(
         ops += [*distort, ZoomOut(4.0, fill=fill_pixel, p=0.5), MinIoURandomCrop()]
     else:
         ops += distort
-    ops += [A.HorizontalFlip(p=hflip), A.ToFloat(max_value=255.0), ToTensorV2()]
+    ops += [A.HorizontalFlip(p=hflip), *([A.VerticalFlip(p=vflip)] if vflip else [])]
+    ops += [A.ToFloat(max_value=255.0), ToTensorV2()]
     return A.Compose(
         ops,
         bbox_params=A.BboxParams(

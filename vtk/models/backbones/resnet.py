@@ -183,6 +183,9 @@ class Bottleneck(_ResidualBlock):
 
 # The variants: data, not classes. Names are torchvision's where it has the model.
 RESNET_ARCHS: dict[str, dict[str, Any]] = {
+    # one basic block per stage (timm's resnet10t less its deep stem): a small network for
+    # small sets and CPUs; torchvision has no weights for it
+    "resnet10": dict(block=BasicBlock, layers=(1, 1, 1, 1)),
     "resnet18": dict(block=BasicBlock, layers=(2, 2, 2, 2)),
     "resnet34": dict(block=BasicBlock, layers=(3, 4, 6, 3)),
     "resnet50": dict(block=Bottleneck, layers=(3, 4, 6, 3)),
