@@ -6,7 +6,9 @@ fits the run to the budget: after each training epoch it measures the mean time 
 taken so far (validation included, as it recurs), sets the number of epochs that fit in the
 budget (``max_epochs``) and stretches or shrinks the per-step LR schedule to end with them
 (the scheduler's ``total_steps``: vtk's schedules are closed forms of the step, so the change
-takes effect at once). Training also stops at the budget itself, whatever the estimate.
+takes effect at once), and the last epoch validates whatever ``check_val_every_n_epoch`` says,
+so the best checkpoint has seen the end of the schedule. Training also stops at the budget
+itself, whatever the estimate.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class TimeBudget(Callback):
         if self.elapsed() >= self.seconds and not trainer.should_stop:
             trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
             if trainer.is_global_zero:
-                log.info("time budget of %.0f min reached: stopping", self.seconds / 60)
+                log.info("time budget of %.1f min reached: stopping", self.seconds / 60)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.epochs_done += 1  # after the epoch's validation, when it had one
@@ -62,6 +64,8 @@ class TimeBudget(Callback):
         # every process decides the same (the slowest's estimate)
         estimate = torch.tensor(float(epochs), device=pl_module.device)
         epochs = int(trainer.strategy.reduce(estimate, reduce_op="min"))
+        if self.epochs_done == epochs - 1:  # the last epoch validates, whatever the interval
+            trainer.check_val_every_n_epoch = 1
         if epochs == trainer.fit_loop.max_epochs:
             return
         trainer.fit_loop.max_epochs = epochs
@@ -72,7 +76,7 @@ class TimeBudget(Callback):
                 config.scheduler.total_steps = total
         if trainer.is_global_zero:
             log.info(
-                "time budget: %.1f s per epoch so far, %d epochs fit in %.0f min (the LR "
+                "time budget: %.1f s per epoch so far, %d epochs fit in %.1f min (the LR "
                 "schedule now ends at step %d)",
                 per_epoch, epochs, self.seconds / 60, total,
             )  # fmt: skip

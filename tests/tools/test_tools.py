@@ -120,3 +120,61 @@ def test_mosaics_carry_the_boxes(tmp_path) -> None:
     assert [a["bbox"][:2] for a in out["annotations"]] == [[2, 3], [42, 3], [2, 33], [42, 33]]
     mosaic = Image.open(tmp_path / "m" / "images" / "mosaic_0000.jpg")
     assert mosaic.size == (80, 60) and mosaic.getpixel((45, 5))[0] > 30  # image 1 top-right
+
+
+def _peers():
+    return runpy.run_path(str(ROOT / "tools" / "peers.py"), run_name="tool")
+
+
+def _tiny_coco(tmp_path):
+    import json
+
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50},
+                   {"id": 2, "file_name": "b.jpg", "width": 100, "height": 50}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 10], "area": 200, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 20, 30, 20], "area": 600, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 40, 40], "area": 1600, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "RBC"}, {"id": 2, "name": "WBC"},
+                       {"id": 3, "name": "Platelets"}],
+    }  # fmt: skip
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(coco))
+    return coco, path
+
+
+def test_the_peers_evaluator_scores_by_cocoeval(tmp_path) -> None:
+    ns = _peers()
+    coco, gt = _tiny_coco(tmp_path)
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                "score": 0.9} for a in coco["annotations"]]  # fmt: skip
+    scores = ns["coco_scores"](gt, perfect)
+    assert scores["AP"] == scores["AP50"] == 100.0
+    assert scores["per_class"] == {"RBC": 100.0, "WBC": 100.0, "Platelets": 100.0}
+    # the WBC box half off (IoU 1/3): missed at every IoU threshold; a false RBC ranks last
+    shifted = [dict(r) for r in perfect]
+    shifted[2]["bbox"] = [20, 0, 40, 40]
+    shifted.append({"image_id": 2, "category_id": 1, "bbox": [60, 0, 10, 10], "score": 0.1})
+    scores = ns["coco_scores"](gt, shifted)
+    assert scores["per_class"]["WBC"] == 0.0 and scores["per_class"]["RBC"] == 100.0
+    assert scores["AP"] == pytest.approx(200 / 3, abs=0.1)
+    assert ns["coco_scores"](gt, [])["AP"] <= 0.0  # nothing found
+
+
+def test_the_yolo_labels_carry_the_same_boxes(tmp_path) -> None:
+    ns = _peers()
+    coco, _ = _tiny_coco(tmp_path)
+    lines = ns["yolo_lines"](coco, coco["images"][0])
+    assert lines == ["0 0.200000 0.300000 0.200000 0.200000",
+                     "2 0.650000 0.600000 0.300000 0.400000"]  # fmt: skip
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in coco["images"]:
+        Image.new("RGB", (100, 50)).save(images / i["file_name"])
+    ns["write_yolo_split"](coco, images, tmp_path / "yolo")
+    assert (
+        tmp_path / "yolo" / "labels" / "b.txt"
+    ).read_text() == "1 0.200000 0.400000 0.400000 0.800000"
+    assert (tmp_path / "yolo" / "images" / "a.jpg").resolve() == (images / "a.jpg").resolve()
