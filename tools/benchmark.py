@@ -192,16 +192,27 @@ def _train_pair(arch: str, height: int, width: int) -> tuple[nn.Module, nn.Modul
 
 
 def _train_step_for(
-    arch: str, model: nn.Module, inputs: tuple, channels_last: bool, bf16: bool, device
+    arch: str, model: nn.Module, inputs: tuple, channels_last: bool, bf16: bool | str, device
 ) -> Callable[[], None]:
     """One SGD step of ``model`` as a vtk task runs it: channels_last weights and images,
-    bf16 autocast around forward and loss (Lightning's ``bf16-mixed``)."""
+    bf16 autocast around forward and loss (Lightning's ``bf16-mixed``), or with ``bf16="fp16"``
+    fp16 autocast and a gradient scaler (``16-mixed``, the GPU recipes')."""
     model.to(device).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    fp16 = bf16 == "fp16"
+    dtype = torch.float16 if fp16 else torch.bfloat16
+    amp = torch.autocast(device.type, dtype=dtype, enabled=bool(bf16))
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+
+    def update(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
     if arch == "fcos_resnet50_fpn":
         images, targets = inputs
 
@@ -209,9 +220,7 @@ def _train_step_for(
             with amp:
                 losses = model(images, targets)
                 loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            update(loss)
 
         return step
     x, y = inputs
@@ -226,9 +235,7 @@ def _train_step_for(
             else:
                 loss = F.cross_entropy(out["out"].float(), y, ignore_index=255)
                 loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), y, ignore_index=255)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        update(loss)
 
     return step
 
@@ -256,6 +263,8 @@ def benchmark_train(args: argparse.Namespace) -> None:
         variants["vtk channels_last"] = (copy.deepcopy(ours), True, False)
         if bf16_ok or args.bf16:
             variants["vtk cl+bf16"] = (copy.deepcopy(ours), True, True)
+        if device.type == "cuda":  # what the GPU recipes train with (16-mixed)
+            variants["vtk cl+fp16"] = (copy.deepcopy(ours), True, "fp16")
         if args.compile:
             compiled = copy.deepcopy(ours)
             # as VisionTask(compile=True): in place (same parameter names); a detector's
@@ -300,8 +309,10 @@ def benchmark_epochs(args: argparse.Namespace) -> None:
             self.times.append(time.perf_counter() - self.start)
 
     results = {}
-    for precision, channels_last in (("32-true", False), ("32-true", True),
-                                     ("bf16-mixed", False), ("bf16-mixed", True)):  # fmt: skip
+    switches = [("32-true", False), ("32-true", True), ("bf16-mixed", False), ("bf16-mixed", True)]
+    if args.device == "cuda":  # what the GPU recipes train with
+        switches.append(("16-mixed", True))
+    for precision, channels_last in switches:
         recipe = Recipe.load(args.recipe, [
             "--data.num_workers", str(args.workers), *args.overrides,
             "--model.init_args.channels_last", str(channels_last).lower(),
@@ -315,7 +326,7 @@ def benchmark_epochs(args: argparse.Namespace) -> None:
             limit_train_batches=args.limit or 1.0,
         )  # fmt: skip
         trainer.fit(task, datamodule=dm)
-        name = f"{'bf16' if precision.startswith('bf16') else 'fp32'}" + (
+        name = {"32-true": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}[precision] + (
             " + channels_last" if channels_last else ""
         )
         results[name] = statistics.median(timer.times[1:])
