@@ -8,7 +8,7 @@ budget (``max_epochs``) and stretches or shrinks the per-step LR schedule to end
 (the scheduler's ``total_steps``: vtk's schedules are closed forms of the step, so the change
 takes effect at once), and the last epoch validates whatever ``check_val_every_n_epoch`` says,
 so the best checkpoint has seen the end of the schedule. Training also stops at the budget
-itself, whatever the estimate.
+itself, whatever the estimate, with a validation there.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ class TimeBudget(Callback):
         return 0.0 if self.start is None else time.monotonic() - self.start
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self.elapsed() >= self.seconds and not trainer.should_stop:
-            trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
+        over = self.elapsed() >= self.seconds
+        if not trainer.should_stop and trainer.strategy.reduce_boolean_decision(over, all=False):
+            trainer.should_stop = True
+            trainer.check_val_every_n_epoch = 1  # Lightning validates a run told to stop
             if trainer.is_global_zero:
                 log.info("time budget of %.1f min reached: stopping", self.seconds / 60)
 
@@ -59,8 +61,15 @@ class TimeBudget(Callback):
         self._refit(trainer, pl_module)
 
     def _refit(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        per_epoch = self.elapsed() / self.epochs_done
-        epochs = max(self.epochs_done, math.floor(self.seconds / per_epoch))
+        elapsed = self.elapsed()
+        per_epoch = elapsed / self.epochs_done
+        # with time left, at least one more epoch (it ends as planned, or at the budget, and
+        # validates either way); the budget spent, none
+        epochs = (
+            max(self.epochs_done + 1, math.floor(self.seconds / per_epoch))
+            if elapsed < self.seconds
+            else self.epochs_done
+        )
         # every process decides the same (the slowest's estimate)
         estimate = torch.tensor(float(epochs), device=pl_module.device)
         epochs = int(trainer.strategy.reduce(estimate, reduce_op="min"))
