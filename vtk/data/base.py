@@ -47,6 +47,8 @@ STAGE_SPLITS = {
 }
 
 OnBadImage = Literal["error", "skip"]
+#: the images of each split whose EXIF tags are read at setup (headers only)
+ORIENTATION_SAMPLE = 2000
 
 
 def resolve_class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
@@ -62,13 +64,16 @@ def resolve_class_names(num_classes: int, class_names: Sequence[str] | None) -> 
 
 
 def load_image(
-    path: str | Path, on_bad_image: OnBadImage, fit: tuple[int, int] | None = None
+    path: str | Path,
+    on_bad_image: OnBadImage,
+    fit: tuple[int, int] | None = None,
+    exif: bool = True,
 ) -> np.ndarray | None:
     """The image as ``(H, W, 3)`` uint8 RGB; one that cannot be decoded stops the run with its
     path (``"error"``) or is logged by path and left out (``"skip"``: None). ``fit``: JPEG
     draft decoding (:func:`vtk.data.io.open_image`)."""
     try:
-        return read_image(path, fit)
+        return read_image(path, fit, exif)
     except DataError as e:
         if on_bad_image == "error":
             raise DataError(f"{e} (set on_bad_image: skip to leave such images out)") from None
@@ -120,13 +125,15 @@ class ImageFileDataset(Dataset):
         self.on_bad_image = on_bad_image
         #: (shorter side, longer-side cap) to decode JPEGs at (draft mode), or None: whole
         self.decode_fit: tuple[int, int] | None = None
+        #: turn images upright as their EXIF orientation says (the data's exif_orientation)
+        self.exif = True
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.samples[index]
-        image = load_image(self.image_path(sample), self.on_bad_image, self.decode_fit)
+        image = load_image(self.image_path(sample), self.on_bad_image, self.decode_fit, self.exif)
         return None if image is None else self.item(sample, image)
 
     def image_path(self, sample: Any) -> Path:
@@ -187,6 +194,13 @@ class VisionDataModule(LightningDataModule):
             ``data_split.json`` in the run folder and kept in the checkpoint, so a resumed run
             and ``vtk test`` of its checkpoint see the same images.
         split_seed: the seed of that split.
+        exif_orientation: ``apply`` (default): images stored sideways with an EXIF orientation
+            tag are turned upright, as viewers, OpenCV and annotation tools (CVAT, Roboflow,
+            LabelMe) show them, and their masks and boxes are taken to be drawn on the upright
+            image; ``ignore``: the stored pixels, for labels made by a tool that ignored the tag.
+            Masks are read as stored either way. Sizes cannot tell the two apart for 180-degree turns,
+            mirrors or square photos: the data's setup counts the tagged images and says which
+            convention is in force.
     """
 
     #: stacks a list of samples of a split (train, val, test) into a batch (see :meth:`collate`)
@@ -207,6 +221,7 @@ class VisionDataModule(LightningDataModule):
         val_fraction: float | None = None,
         test_fraction: float | None = None,
         split_seed: int = 0,
+        exif_orientation: Literal["apply", "ignore"] = "apply",
     ) -> None:
         super().__init__()
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -216,6 +231,9 @@ class VisionDataModule(LightningDataModule):
             raise DataError("val_fraction + test_fraction leave no training images.")
         self.fractions = {"val": val_fraction, "test": test_fraction}
         self.split_seed = split_seed
+        if exif_orientation not in ("apply", "ignore"):
+            raise DataError(f"exif_orientation is apply or ignore, got {exif_orientation!r}.")
+        self.exif = exif_orientation == "apply"
         self._assignment: dict[str, str] | None = None  # item key -> train / val / test
         if num_classes < 1:
             raise DataError(f"num_classes must be at least 1, got {num_classes}.")
@@ -391,6 +409,50 @@ class VisionDataModule(LightningDataModule):
             self.datasets[split] = (
                 self.predict_dataset() if split == "predict" else self.make_dataset(split)
             )
+            if split != "predict" and hasattr(self.datasets[split], "exif"):
+                self.datasets[split].exif = self.exif
+        self.report_orientation([s for s in STAGE_SPLITS[stage] if s != "predict"])
+
+    def image_files(self, split: str) -> list[Path]:
+        """The image files of a split that is set up (for :meth:`report_orientation`)."""
+        dataset = self.datasets.get(split)
+        samples = getattr(dataset, "samples", None) or []
+        if not hasattr(dataset, "image_path"):  # images in memory (CIFAR): no files
+            return []
+        return [Path(dataset.image_path(s)) for s in samples[:ORIENTATION_SAMPLE]]
+
+    def report_orientation(self, splits: Sequence[str]) -> None:
+        """Say how many images (of the first :data:`ORIENTATION_SAMPLE` of each split) carry an
+        EXIF orientation, and which convention their labels are read in: sizes cannot tell
+        when the labels were drawn on the stored pixels of a photo turned by 180 degrees,
+        mirrored, or square."""
+        from vtk.data.io import exif_orientation
+
+        tagged: dict[int, list[str]] = {}
+        for split in splits:
+            for path in dict.fromkeys(self.image_files(split)):
+                tag = exif_orientation(path)
+                if tag != 1:
+                    tagged.setdefault(tag, []).append(path.name)
+        if not tagged or (self.trainer is not None and not self.trainer.is_global_zero):
+            return
+        n = sum(len(v) for v in tagged.values())
+        kinds = ", ".join(f"{len(v)} with orientation {k}" for k, v in sorted(tagged.items()))
+        example = next(iter(tagged.values()))[0]
+        if self.exif:
+            log.warning(
+                "%d images carry an EXIF orientation (%s; e.g. %s): they are turned upright, as "
+                "viewers and annotation tools (CVAT, Roboflow, LabelMe) show them, and their labels "
+                "are taken to be drawn on the upright image. If a tool drew them on the stored "
+                "pixels, set exif_orientation: ignore (--data.exif_orientation ignore).",
+                n, kinds, example,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%d images carry an EXIF orientation (%s; e.g. %s): exif_orientation: ignore reads "
+                "their stored pixels, as their labels are taken to be drawn on them.",
+                n, kinds, example,
+            )  # fmt: skip
 
     def predict_dataset(self) -> PredictDataset:
         if self.predict_dir is None:

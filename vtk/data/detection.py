@@ -283,8 +283,8 @@ class CocoDetectionDataset(ImageFileDataset):
                     f"tag: read upright (as vtk, OpenCV and annotation tools show it) it is "
                     f"{image.shape[1]}x{image.shape[0]}, but the annotation file gives the stored "
                     f"size {r.size[1]}x{r.size[0]}. If the boxes were drawn on the upright image, "
-                    "swap its width and height in the file; if on the stored one, re-save the "
-                    "image without the tag (PIL: ImageOps.exif_transpose, then rotate back)."
+                    "swap its width and height in the file; if on the stored pixels, set "
+                    "exif_orientation: ignore (--data.exif_orientation ignore)."
                 )
             raise DataError(
                 f"image {r.image_id} ({r.path}) is {image.shape[1]}x{image.shape[0]} but the annotation "

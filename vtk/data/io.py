@@ -2,8 +2,9 @@
 
 Images become 8-bit RGB whatever they are on disk (grayscale, palette, RGBA, 16-bit), upright
 as their EXIF orientation says (a phone photo stored sideways is read as it is shown, as
-OpenCV's ``imread``, mmcv and ultralytics read it), and a file that is not an image says so
-with its path. Torch-free (numpy and Pillow): the ONNX runtime (:mod:`vtk.deploy`) reads
+OpenCV's ``imread``, mmcv and ultralytics read it; the data's ``exif_orientation: ignore``
+reads the stored pixels instead; masks are always read as stored), and a file that is not an image says
+so with its path. Torch-free (numpy and Pillow): the ONNX runtime (:mod:`vtk.deploy`) reads
 images with it too. Masks stay class indices (PIL modes ``L``,
 ``P``, ``I;16``, ``I``); a colour mask is refused, since its colours are not class ids.
 """
@@ -80,17 +81,22 @@ def exif_orientation(path: str | Path) -> int:
         return 1
 
 
-def upright_size(img: Image.Image) -> tuple[int, int]:
-    """(width, height) of an opened image as :func:`read_image` gives it (EXIF applied)."""
+def upright_size(img: Image.Image, exif: bool = True) -> tuple[int, int]:
+    """(width, height) of an opened image as :func:`read_image` gives it (EXIF applied, unless
+    ``exif`` is False: as stored)."""
     w, h = img.size
-    return (h, w) if _orientation(img) in SWAPPING_ORIENTATIONS else (w, h)
+    return (h, w) if exif and _orientation(img) in SWAPPING_ORIENTATIONS else (w, h)
 
 
-def read_image(path: str | Path, fit: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied);
+def read_image(
+    path: str | Path, fit: tuple[int, int] | None = None, exif: bool = True
+) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied;
+    ``exif=False``: the stored pixels, as a tool that ignores the tag labelled them);
     ``fit``: JPEG draft decoding (see :func:`open_image`)."""
     img = open_image(path, fit)
-    img = ImageOps.exif_transpose(img) or img
+    if exif:
+        img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255 as PIL would
         a = np.asarray(img, dtype=np.float64)
@@ -123,7 +129,8 @@ def as_rgb(image: ImageLike) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a label mask as an ``(H, W)`` array of class indices (uint8, or uint16)."""
+    """Read a label mask as an ``(H, W)`` array of class indices (uint8, or uint16), as stored:
+    a tag of its own does not turn it (mmcv reads masks 'unchanged' too)."""
     img = open_image(path)
     if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
         raise DataError(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vtk.data.io import open_image, read_mask
 from vtk.errors import ConfigError, DataError
@@ -138,18 +139,20 @@ class MaskDecoder:
         return self._lookup(top)[raw].astype(raw.dtype if self.ignore_index <= 255 else np.int32)
 
     def read(self, path: str | Path) -> np.ndarray:
-        """The mask at ``path`` as an ``(H, W)`` array of class indices and ``ignore_index``."""
-        if self.threshold is not None:
-            gray = np.asarray(open_image(path).convert("L"))  # JPEGs are saved grey or RGB
-            return (gray >= self.threshold).astype(np.uint8)
-        if self.palette is None:
+        """The mask at ``path`` as an ``(H, W)`` array of class indices and ``ignore_index``
+        (as stored: :func:`vtk.data.io.read_mask`)."""
+        if self.palette is None and self.threshold is None:
             return self.decode(read_mask(path))
+        image = open_image(path)
+        if self.threshold is not None:
+            gray = np.asarray(image.convert("L"))  # JPEGs are saved grey or RGB
+            return (gray >= self.threshold).astype(np.uint8)
         if self.nearest_colour:
-            return self._nearest_colours(path)
-        return self._colours_to_indices(path)
+            return self._nearest_colours(image)
+        return self._colours_to_indices(image, path)
 
-    def _nearest_colours(self, path: str | Path) -> np.ndarray:
-        rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.int32)
+    def _nearest_colours(self, image: Image.Image) -> np.ndarray:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int32)
         colours = np.asarray(self.palette, dtype=np.int32)  # (K, 3)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         found, inverse = np.unique(codes, return_inverse=True)  # each distinct colour once
@@ -158,8 +161,8 @@ class MaskDecoder:
         dtype = np.uint8 if self.num_classes <= 256 else np.int32
         return nearest[inverse].reshape(codes.shape).astype(dtype)
 
-    def _colours_to_indices(self, path: str | Path) -> np.ndarray:
-        rgb = np.asarray(open_image(path).convert("RGB"), dtype=np.int64)
+    def _colours_to_indices(self, image: Image.Image, path: str | Path) -> np.ndarray:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int64)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         index = {(r << 16) | (g << 8) | b: k for k, (r, g, b) in enumerate(self.palette or [])}
         found, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)

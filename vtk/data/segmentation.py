@@ -190,7 +190,9 @@ def folder_samples(
     return [Sample(k, images[k], masks[k]) for k in sorted(images)]
 
 
-def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -> list[Sample]:
+def check_sizes(
+    samples: Sequence[Sample], on_bad_image: OnBadImage = "error", exif: bool = True
+) -> list[Sample]:
     """Compare each image's size with its mask's from the file headers (no decoding); returns
     the samples, less those whose header cannot be read or whose sizes differ when
     ``on_bad_image="skip"`` (each one logged).
@@ -202,7 +204,7 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
     for s in samples:
         try:
             with Image.open(s.image) as image, Image.open(s.mask) as mask:
-                upright = upright_size(image)  # images are read upright (EXIF)
+                upright = upright_size(image, exif)  # as the images are read
                 if upright != mask.size:
                     bad.append((s, upright, mask.size, upright != image.size))
         except (OSError, ValueError) as e:
@@ -218,7 +220,12 @@ def check_sizes(samples: Sequence[Sample], on_bad_image: OnBadImage = "error") -
     if bad:
         listing = "; ".join(
             f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}"
-            + (" (read upright as its EXIF orientation says; stored sideways)" if turned else "")
+            + (
+                " (read upright as its EXIF orientation says, stored sideways: if its mask was "
+                "drawn on the stored pixels, set exif_orientation: ignore)"
+                if turned
+                else ""
+            )
             for m, is_, ms, turned in bad[:3]
         )
         more = " ..." if len(bad) > 3 else ""
@@ -442,7 +449,7 @@ class SegmentationDataModule(VisionDataModule):
 
     def make_dataset(self, split: str) -> SegmentationDataset:
         samples = self.carve(split, self.samples, key=lambda sample: str(sample.image))
-        samples = check_sizes(samples, self.on_bad_image)
+        samples = check_sizes(samples, self.on_bad_image, self.exif)
         return SegmentationDataset(samples, self.decoder, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
