@@ -65,13 +65,42 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, vtk_process) ->
     assert f"resuming from {Path('runs/demo_classification/version_0/checkpoints/last.ckpt')}" in (
         resumed.stderr
     )
-    run = tmp_path / "runs" / "demo_classification" / "version_1"
+    run = tmp_path / "runs" / "demo_classification" / "version_0"  # the same run folder
+    assert not (run.parent / "version_1").exists()
     rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()]
     header = rows[0]
-    steps = sorted({int(r[header.index("step")]) for r in rows[1:] if r[header.index("train/lr")]})
-    assert steps[0] == killed_at  # continues at the checkpoint's global step, not at 0
-    assert steps[-1] == 38  # and finishes the same epoch: 39 batches in all
+    steps = [int(r[header.index("step")]) for r in rows[1:] if r[header.index("train/lr")]]
+    # one row per step: those logged before the checkpoint, then the resumed run's from it
+    assert steps == list(range(39))
     assert _step(run / "checkpoints" / "last.ckpt") == 39
+
+
+def test_a_resumed_run_keeps_the_best_of_the_whole_run(run_vtk, tmp_path) -> None:
+    """Resumed from its last checkpoint, a run continues in its folder: its metrics.csv goes on
+    from the checkpoint's step (a row logged after it, by the stopped run, is dropped) and
+    best-*.ckpt is the best of every validation, before and after the resume."""
+    quick = (*TINY[:-2], "--trainer.limit_train_batches", "2")
+    assert run_vtk("fit", RECIPE, *quick, "--trainer.max_epochs", "2") == 0
+    run = tmp_path / "runs" / "demo_classification" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    metrics = run / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    header = lines[0].split(",")
+    stale = [""] * len(header)
+    stale[header.index("step")], stale[header.index("train/lr")] = "99", "1.0"
+    metrics.write_text("\n".join([*lines, ",".join(stale)]) + "\n")  # after the checkpoint
+    assert run_vtk("fit", RECIPE, *quick, "--trainer.max_epochs", "4", "--ckpt_path", last) == 0
+    assert not (run.parent / "version_1").exists()
+    header = metrics.read_text().splitlines()[0].split(",")
+    rows = [dict(zip(header, r.split(","))) for r in metrics.read_text().splitlines()[1:]]
+    assert "99" not in {r["step"] for r in rows}
+    scores = [float(r["val/acc1"]) for r in rows if r.get("val/acc1")]
+    assert len(scores) == 4  # two validations before the resume, two after
+    (best,) = (run / "checkpoints").glob("best*.ckpt")
+    state = torch.load(last, weights_only=False, map_location="cpu")
+    kept = [v for k, v in state["callbacks"].items() if "'monitor': 'val/acc1'" in k]
+    assert kept and float(kept[0]["best_model_score"]) == pytest.approx(max(scores))
+    assert Path(kept[0]["best_model_path"]).name == best.name
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(run_vtk) -> None:

@@ -103,6 +103,9 @@ class VTKCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        continued = getattr(self, "_continued_run", None)
+        if continued is not None and trainer.is_global_zero:
+            _keep_metrics_until(trainer, *continued)
         minutes = self.config[self.subcommand].get("time_budget") if self.subcommand else None
         if minutes:
             from vtk.budget import TimeBudget
@@ -137,6 +140,49 @@ class VTKCLI(LightningCLI):
                 self.config[sub].model.init_args[key] = value
             if sub != "fit":
                 self._evaluate_in_the_run_folder(self.config[sub])
+            else:
+                self._continue_in_the_run_folder(self.config[sub])
+
+    def _default_logger(self, config: Any) -> tuple[dict[str, Any], bool]:
+        """The run's logger config, and whether it is vtk's default (a CSV logger in
+        ``runs/<recipe>``): only then does vtk choose the folder a run writes into."""
+        recipe = _config_argument(sys.argv)
+        default = default_run_config(recipe, None)["trainer.logger"] if recipe else None
+        logger = config.trainer.get("logger")
+        logger = logger.as_dict() if hasattr(logger, "as_dict") else logger
+        args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+        is_default = (
+            default is not None
+            and isinstance(logger, dict)
+            and logger.get("class_path") == default["class_path"]
+            and all(args.get(k) == v for k, v in default["init_args"].items())
+        )
+        return (default or {}), is_default
+
+    def _continue_in_the_run_folder(self, config: Any) -> None:
+        """``vtk fit --ckpt_path runs/<recipe>/version_N/checkpoints/last.ckpt`` continues in
+        ``version_N``: its checkpoints' folder is the same, so Lightning restores which was
+        the best (the best stays the best of the whole run), and its metrics.csv goes on from
+        the checkpoint's step (rows logged after it, by the run that was stopped, are dropped;
+        :meth:`instantiate_trainer` does that). With vtk's default logger only."""
+        run = checkpoint_run_folder(config.ckpt_path)
+        default, is_default = self._default_logger(config)
+        if run is None or not is_default:
+            return
+        checkpoint = read_checkpoint(config.ckpt_path)
+        for state in (checkpoint.get("callbacks") or {}).values():
+            # the folder as the run named it (relative or not): Lightning restores a checkpoint
+            # callback's best only when its folder is named the same
+            saved = Path(str((state or {}).get("dirpath") or ""))
+            if saved.name == "checkpoints" and saved.exists() and saved.samefile(run / saved.name):
+                run = saved.parent
+                break
+        config.trainer.logger = {
+            "class_path": default["class_path"],
+            "init_args": {"save_dir": str(run.parent.parent), "name": run.parent.name,
+                          "version": run.name},
+        }  # fmt: skip
+        self._continued_run = (run, checkpoint.get("global_step", 0))
 
     def _evaluate_in_the_run_folder(self, config: Any) -> None:
         """``vtk test/validate/predict --ckpt_path runs/<recipe>/version_N/checkpoints/X.ckpt``
@@ -148,15 +194,8 @@ class VTKCLI(LightningCLI):
         recipe = _config_argument(sys.argv)
         if run is None or recipe is None or not is_file(recipe):  # vtk predict CKPT: its own
             return
-        default = default_run_config(recipe, None)["trainer.logger"]
-        logger = config.trainer.get("logger")
-        logger = logger.as_dict() if hasattr(logger, "as_dict") else logger
-        args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
-        if (
-            not isinstance(logger, dict)
-            or logger.get("class_path") != default["class_path"]
-            or any(args.get(k) != v for k, v in default["init_args"].items())
-        ):
+        default, is_default = self._default_logger(config)
+        if not is_default:
             return
         if sub == "predict":
             config.trainer.logger = False
@@ -181,11 +220,7 @@ class VTKCLI(LightningCLI):
         where = ", ".join(str(f) for f in folders[:3]) or "(no run folders)"
         if found is not None:
             if rank_zero_only.rank == 0:
-                log.info(
-                    "resuming from %s, into a new version folder (its best-*.ckpt is the best "
-                    "since the resume; the earlier best stays where it is)",
-                    found,
-                )
+                log.info("resuming from %s", found)
             return str(found)
         if config.ckpt_path == "auto":
             if rank_zero_only.rank == 0:
@@ -216,6 +251,31 @@ class VTKCLI(LightningCLI):
                 f"{f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''}. Resume with the "
                 "recipe that made it, or start from its weights with the model's weights argument."
             )
+
+
+def _keep_metrics_until(trainer: Trainer, run: Path, step: int) -> None:
+    """The run's metrics.csv up to ``step`` (the checkpoint's), kept through the CSV logger's
+    start, which would delete it; later rows (logged after the checkpoint by the run that was
+    stopped) are dropped, and the resumed run appends to it."""
+    import csv
+
+    path = run / "metrics.csv"
+    if not path.is_file() or not trainer.loggers:
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = [r for r in reader if r.get("step") and int(r["step"]) < step]
+    writer = trainer.loggers[0].experiment  # creating it deletes the old file
+    writer.metrics_keys = sorted(k for k in header if k)
+    with open(writer.metrics_file_path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=writer.metrics_keys)
+        out.writeheader()
+        out.writerows(rows)
+    log.info(
+        "continuing in %s: its best checkpoint stays the best of the whole run; metrics.csv "
+        "kept up to step %d (%d rows)", run, step, len(rows),
+    )  # fmt: skip
 
 
 def _eval_options(model: Any) -> dict[str, Any]:
@@ -355,9 +415,8 @@ def run() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     if sys.argv[1:2] != ["fit"]:  # evaluating needs none of the callbacks that trained it (EMA)
         warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
-    # a resumed run, or an evaluation, writes into a new folder on purpose (CSVLogger would
-    # delete the old one's metrics.csv); the resume log line says what that means
-    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    # a resumed run continues in its folder, whose metrics.csv vtk keeps (_keep_metrics_until)
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not")
     # between Lightning and this torch, not the user's to act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     for handler in logging.getLogger("lightning.pytorch").handlers:  # advertisements
