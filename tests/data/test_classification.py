@@ -150,3 +150,21 @@ def test_cifar10_missing_or_corrupt(tmp_path) -> None:
     (root / "test_batch").write_bytes(b"garbage")
     with pytest.raises(DataError, match="is not a CIFAR-10 python batch"):
         CIFAR10DataModule(root=str(root), num_workers=0).setup("validate")
+
+
+def test_an_empty_class_folder_is_named_per_split_and_stopped_when_empty_everywhere(
+    tmp_path, caplog
+) -> None:
+    caplog.set_level("WARNING", logger="vtk")
+    _folder(tmp_path)
+    (tmp_path / "train" / "bird").mkdir()  # a class without training images, in val only
+    (tmp_path / "val" / "bird").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "val" / "bird" / "0.jpg")
+    data = ImageFolderDataModule(root=str(tmp_path), batch_size=2, num_workers=0)
+    assert data.class_names == ["bird", "cat", "dog"]
+    data.setup("fit")
+    assert "hold no images: ['bird']" in caplog.text and str(tmp_path / "train") in caplog.text
+    (tmp_path / "train" / "fish").mkdir()  # in no split at all
+    (tmp_path / "val" / "fish").mkdir()
+    with pytest.raises(DataError, match=r"class folders \['fish'\] hold no images in any split"):
+        ImageFolderDataModule(root=str(tmp_path), batch_size=2, num_workers=0)

@@ -84,6 +84,13 @@ def image_folder_samples(
             "skipping %d files that are not images (%s) in %s: %s",
             len(others), ", ".join(IMAGE_SUFFIXES), root, [str(p) for p in others[:5]],
         )  # fmt: skip
+    held = {s.label for s in samples}
+    empty = [name for label, name in enumerate(classes) if label not in held]
+    if empty and samples:
+        log.warning(
+            "%d class folders of %s hold no images: %s. They stay classes (the training split "
+            "names them), but this split has none of them.", len(empty), root, empty[:10],
+        )  # fmt: skip
     if not samples:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders of {root}.")
     return samples
@@ -237,6 +244,14 @@ class ImageFolderDataModule(ClassificationDataModule):
     ) -> None:
         self.root = Path(root).expanduser()
         names = class_folders(self.root / train_split)
+        splits = [s for s in dict.fromkeys((train_split, val_split, test_split)) if s]
+        never = [n for n in names if not any(_has_images(self.root / s / n) for s in splits)]
+        if never:
+            raise DataError(
+                f"class folders {never[:10]} hold no images in any split ({', '.join(splits)} "
+                f"under {self.root}): each would be a class the model never sees. Add its "
+                "images, or remove the empty folders."
+            )
         super().__init__(num_classes=len(names), class_names=names, **kwargs)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
 
@@ -253,6 +268,10 @@ class ImageFolderDataModule(ClassificationDataModule):
         )  # fmt: skip
         source = "train" if self.fractions.get(split) else split
         return self.files_dataset(samples, split, str(self.root / self.splits[source]))
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() and is_image_file(p) for p in folder.rglob("*"))
 
 
 def class_folders(train: Path) -> list[str]:
