@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,3 +98,58 @@ def test_a_file_that_is_not_an_onnx_model_is_named(tmp_path) -> None:
         vtk.load(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         vtk.load(tmp_path / "missing.onnx")
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
+    """A full disk while saving: the partial file is removed, the earlier checkpoint stays
+    whole, and the error says how much the checkpoint needs."""
+    import errno
+
+    import torch
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from vtk.checkpoint import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(1000)}}, target)
+    before = target.read_bytes()
+
+    def full(self, checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", full)
+    with pytest.raises(CheckpointError, match=r"No space left on device\): it needs about 4 MB"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1_000_000)}}, target)
+    assert not (tmp_path / "last.ckpt.partial").exists()
+    assert target.read_bytes() == before
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_before_training(
+    run_vtk, tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "runs").write_text("a file where the run folder goes")
+    message = run_vtk("fit", "demo_classification", "--data.image_size", "32",
+                      "--trainer.max_steps", "1")  # fmt: skip
+    assert isinstance(message, str) and message.startswith("vtk: error: the run folder ")
+    assert "is a file, not a folder" in message and "\n" not in message
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_check_writable_names_permission_and_space(tmp_path, monkeypatch) -> None:
+    import os
+    import shutil
+
+    from vtk.checkpoint import check_writable
+
+    check_writable(tmp_path / "runs" / "x")  # nothing created
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setattr(os, "access", lambda *a: False)
+    with pytest.raises(CheckpointError, match=r"cannot be written .*Permission denied"):
+        check_writable(tmp_path / "runs")
+    monkeypatch.undo()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10_000_000))
+    with pytest.raises(CheckpointError, match="has 10 MB free; one checkpoint of this run needs"):
+        check_writable(tmp_path, needed_bytes=50_000_000)

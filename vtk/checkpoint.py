@@ -37,8 +37,76 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
         partial = target.with_name(target.name + ".partial")
-        super().save_checkpoint(checkpoint, partial, storage_options)
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+        except OSError as e:  # a full disk, a folder made read-only during the run
+            partial.unlink(missing_ok=True)
+            raise CheckpointError(_write_failure(target, checkpoint, e)) from None
         os.replace(partial, target)
+
+
+def _tensor_bytes(node: Any) -> int:
+    import torch
+
+    if isinstance(node, torch.Tensor):
+        return node.numel() * node.element_size()
+    if isinstance(node, dict):
+        return sum(_tensor_bytes(v) for v in node.values())
+    if isinstance(node, list | tuple):
+        return sum(_tensor_bytes(v) for v in node)
+    return 0
+
+
+def _write_failure(target: Path, checkpoint: dict[str, Any], error: OSError) -> str:
+    import shutil
+
+    needed = _tensor_bytes(checkpoint) / 1e6
+    try:
+        free = f"; {shutil.disk_usage(target.parent).free / 1e6:.0f} MB are free there"
+    except OSError:
+        free = ""
+    return (
+        f"could not write the checkpoint {target} ({error.strerror or error}): it needs about "
+        f"{needed:.0f} MB{free}. The partial file was removed; the run's earlier checkpoints "
+        "are whole. Free some space (or give the run another folder), then resume with "
+        "--ckpt_path last."
+    )
+
+
+def check_writable(folder: str | Path, needed_bytes: int = 0) -> None:
+    """Refuse, before training, a run folder that cannot be written (read-only, a file in the
+    way, no permission) or whose disk has less free space than one checkpoint needs
+    (``needed_bytes``). Nothing is created: the nearest existing folder is tried with a
+    temporary file."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(
+            f"the run folder {folder} cannot be made: {existing} is a file, not a folder."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise CheckpointError(
+            f"the run folder {folder} cannot be written ({existing}: {e.strerror or e}): give "
+            "the run a folder it can write (--trainer.default_root_dir DIR, or run from "
+            "another folder)."
+        ) from None
+    free = shutil.disk_usage(existing).free
+    if needed_bytes and free < needed_bytes:
+        raise CheckpointError(
+            f"the disk of {folder} has {free / 1e6:.0f} MB free; one checkpoint of this run "
+            f"needs about {needed_bytes / 1e6:.0f} MB. Free some space or give the run another "
+            "folder."
+        )
 
 
 def _run_folders(logger: Any, root: Path) -> list[Path]:

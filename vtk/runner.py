@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from vtk.checkpoint import (
     AtomicCheckpointIO,
     check_task,
+    check_writable,
     checkpoint_run_folder,
     find_resume_checkpoint,
     network_differences,
@@ -142,6 +143,15 @@ class VTKCLI(LightningCLI):
                 self._evaluate_in_the_run_folder(self.config[sub])
             else:
                 self._continue_in_the_run_folder(self.config[sub])
+
+    def before_fit(self) -> None:
+        """Stop before training when the run folder cannot be written or its disk lacks room
+        for one checkpoint (weights and optimiser state: about three times the weights)."""
+        trainer = self.trainer
+        folder = trainer.log_dir or trainer.default_root_dir
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        if trainer.is_global_zero:
+            check_writable(folder, needed_bytes=3 * weights)
 
     def _default_logger(self, config: Any) -> tuple[dict[str, Any], bool]:
         """The run's logger config, and whether it is vtk's default (a CSV logger in
