@@ -80,14 +80,17 @@ def test_every_entry_point_names_a_bad_checkpoint_and_runs_nothing(
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_another_tasks_checkpoint_is_refused_by_name(fit_demo, run_vtk) -> None:
+def test_another_tasks_checkpoint_is_refused_by_name(fit_demo, run_vtk, tmp_path) -> None:
     segmentation = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)
-    message = run_vtk("test", "demo_classification", "--ckpt_path", segmentation)
-    assert isinstance(message, str)
-    assert (
-        f"vtk: error: {segmentation} was saved by a SegmentationTask; this recipe builds a ClassificationTask"
-        in message
+    expected = (
+        f"vtk: error: {segmentation} was saved by a SegmentationTask; this recipe builds a "
+        "ClassificationTask"
     )
+    for sub in ("test", "predict"):  # predict neither ignores the recipe nor writes elsewhere
+        message = run_vtk(sub, "demo_classification", "--ckpt_path", segmentation,
+                          "--data.predict_dir", tmp_path)  # fmt: skip
+        assert isinstance(message, str) and message.startswith(expected), (sub, message)
+    assert not (segmentation.parent.parent / "predictions").exists()
 
 
 def test_a_file_that_is_not_an_onnx_model_is_named(tmp_path) -> None:

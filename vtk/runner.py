@@ -331,6 +331,8 @@ def _checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None
     hparams = recipe_hyperparameters(
         path, "give the recipe too: vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR."
     )
+    if recipe is not None:  # a checkpoint of another task than the recipe's: refused by name
+        check_task(path, {"hyper_parameters": hparams}, recipe_task_class(recipe))
     init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
     strip_weights(init_args)
     names = init_args.get("class_names")
