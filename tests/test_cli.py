@@ -567,3 +567,15 @@ def test_multilabel_fit_then_predict_from_the_checkpoint(fit_demo, run_vtk, tmp_
         rows = list(csv.reader(f))
     assert len(rows) == 4  # header + 3 images, each with every class above 0.01
     assert all(len(r) == 2 + 2 * 3 for r in rows[1:])
+
+
+def test_a_fit_that_fails_before_training_leaves_no_run_folder(run_vtk, tmp_path) -> None:
+    message = run_vtk("fit", "demo_segmentation", "--data.crop_size", "64",
+                      "--data.batch_size", "100000", "--trainer.max_steps", "1")  # fmt: skip
+    assert isinstance(message, str) and "fewer than batch_size=100000" in message
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "demo_segmentation" / "version_0").mkdir(parents=True)  # a user's
+    assert run_vtk("fit", "demo_segmentation", "--data.batch_size", "100000") != 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "demo_segmentation").iterdir()) == [
+        "version_0"
+    ]  # only what this fit made is removed

@@ -31,3 +31,13 @@ def test_trainer_resolves_auto_and_obeys_explicit_values(tmp_path, vtk_log) -> N
     assert "precision auto -> 32-true on cpu" in vtk_log.text
     assert Trainer(precision="bf16-mixed", **common).precision == "bf16-mixed"
     assert Trainer(**common).precision == "32-true"  # Lightning's default
+
+
+def test_a_whole_number_of_batches_stays_a_count(run_vtk, capsys) -> None:
+    """``--trainer.limit_val_batches 1`` is one batch, not the fraction 1.0 (every batch)."""
+    assert run_vtk("fit", "demo_classification", "--trainer.limit_val_batches", "1",
+                   "--trainer.limit_train_batches", "0.5", "--trainer.val_check_interval", "3",
+                   "--print_config") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "limit_val_batches: 1\n" in out and "limit_train_batches: 0.5\n" in out
+    assert "val_check_interval: 3\n" in out

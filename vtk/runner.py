@@ -152,6 +152,16 @@ class VTKCLI(LightningCLI):
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
         if trainer.is_global_zero:
             check_writable(folder, needed_bytes=3 * weights)
+        # the folders this fit creates: removed again if it fails before its first step
+        self._new_folders = [p for p in (Path(folder), *Path(folder).parents) if not p.exists()]
+
+    def fit(self, model: LightningModule, **kwargs: Any) -> None:
+        try:
+            self.trainer.fit(model, **kwargs)
+        except BaseException:
+            if self.trainer.global_step == 0 and self.trainer.is_global_zero:
+                _remove_unused(getattr(self, "_new_folders", []))
+            raise
 
     def _default_logger(self, config: Any) -> tuple[dict[str, Any], bool]:
         """The run's logger config, and whether it is vtk's default (a CSV logger in
@@ -261,6 +271,19 @@ class VTKCLI(LightningCLI):
                 f"{f' (and {len(diffs) - 5} more)' if len(diffs) > 5 else ''}. Resume with the "
                 "recipe that made it, or start from its weights with the model's weights argument."
             )
+
+
+def _remove_unused(folders: list[Path]) -> None:
+    """Remove the run folders a fit created (deepest first) if it failed before training: they
+    hold at most its config and empty logs, never a checkpoint."""
+    import shutil
+
+    for folder in folders:
+        if not folder.is_dir() or any(folder.rglob("*.ckpt")):
+            return
+        if any(p for p in folder.iterdir() if p.is_dir() and p.name not in ("checkpoints",)):
+            return
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _keep_metrics_until(trainer: Trainer, run: Path, step: int) -> None:

@@ -58,7 +58,10 @@ def resolve_precision(accelerator: Any = "auto") -> str:
 
 
 class Trainer(pl.Trainer):
-    """``lightning.pytorch.Trainer`` that also takes ``precision="auto"`` (see the module).
+    """``lightning.pytorch.Trainer`` that also takes ``precision="auto"`` (see the module), and
+    reads a whole number given to ``limit_*_batches``, ``val_check_interval`` or
+    ``overfit_batches`` as a count of batches, as Lightning's docs mean (1 is one batch, 1.0
+    all of them).
 
     Every other argument is Lightning's.
     """
@@ -67,8 +70,22 @@ class Trainer(pl.Trainer):
         self,
         *args: Any,
         precision: PRECISION_INPUT | Literal["auto"] | None = None,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        val_check_interval: int | float | None = None,
+        overfit_batches: int | float = 0.0,
         **kwargs: Any,
     ) -> None:
+        # Lightning's own hints read Union[float, int] to the CLI parser, which then makes
+        # `--trainer.limit_val_batches 1` the fraction 1.0 (every batch), not one batch:
+        # restated int-first, a whole number on the command line or in a recipe is a count
+        kwargs.update(
+            limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
+            val_check_interval=val_check_interval, overfit_batches=overfit_batches,
+        )  # fmt: skip
         if precision == "auto":
             accelerator = kwargs.get("accelerator", "auto")
             precision = resolve_precision(accelerator)
