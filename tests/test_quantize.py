@@ -61,3 +61,11 @@ def test_int8_needs_calibration_images_and_refuses_detection(fit_demo, run_vtk, 
     assert (
         isinstance(message, str) and "INT8 export is for classification and segmentation" in message
     )
+    # each refused before anything is exported
+    seg = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)
+    (tmp_path / "empty").mkdir()
+    for calib, reason in ((tmp_path / "nowhere", "does not exist"),
+                          (tmp_path / "empty", "holds no images")):  # fmt: skip
+        message = run_vtk("export", seg, "--int8", "--calib", calib, "--out", tmp_path / "s.onnx")
+        assert isinstance(message, str) and reason in message, message
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("d*"))

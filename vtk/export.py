@@ -123,10 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.format == "weights":
         _export_weights(args)
         return
-    if args.int8 and not args.calib:
-        raise SystemExit("vtk: error: --int8 needs images to calibrate on: --calib DIR.")
     try:
         args.checkpoint = zoo.resolve(args.checkpoint)
+        if args.int8:  # before the fp32 export: nothing is written for a run that cannot end
+            from vtk.quantize import check_inputs
+
+            check_inputs(args.checkpoint, args.calib, args.calib_images, args.eval)
     except VTKError as e:
         raise SystemExit(f"vtk: error: {e}") from None
     out = Path(args.out or "model.onnx")

@@ -45,6 +45,32 @@ def _images(folder: str | Path) -> list[Path]:
     return found
 
 
+def check_inputs(
+    checkpoint: str | Path, calib: str | Path | None, calib_images: int = 100,
+    eval_dir: str | Path | None = None,
+) -> None:  # fmt: skip
+    """What ``vtk export --int8`` needs, checked before anything is exported: a task this route
+    quantises, a calibration folder with images, and held-out images to measure the cost on."""
+    from vtk.checkpoint import recipe_hyperparameters
+
+    if not calib:
+        raise ConfigError("--int8 needs images to calibrate on: --calib DIR.")
+    task = str(recipe_hyperparameters(checkpoint, "give a checkpoint of vtk fit.")["_class_path"])
+    if task.endswith("DetectionTask"):
+        raise ConfigError(
+            "INT8 export is for classification and segmentation; a detector's graph holds its "
+            "box decoding and NMS, which this route does not quantise yet."
+        )
+    pool = _images(calib)
+    if eval_dir is not None:
+        _images(eval_dir)
+    elif len(pool) <= calib_images:
+        raise ConfigError(
+            f"every image of {calib} calibrates ({len(pool)}); give held-out images to "
+            "measure the cost on: --eval DIR (or fewer --calib_images)."
+        )
+
+
 def fp32_and_int8_layers(path: str | Path) -> tuple[str, str]:
     """The names of the first convolution and of the last Conv / Gemm of an ONNX graph."""
     import onnx

@@ -12,10 +12,11 @@
 * ``GET /health`` (``ok``), ``GET /`` a page to drop an image on and see the drawn result (no
   external assets).
 * Limits: the upload size (``--max_upload_mb``, 413), the image size in pixels
-  (``--max_pixels``, 413), the request time (``--timeout``, 504); an empty body, a file that is
+  (``--max_pixels``, 413), the request time (``--timeout``, 504; an upload slower than that,
+  408); an empty body, a file that is
   not an image or is truncated, bad JSON and another content type are a 4xx with a one-line
-  reason, and the server keeps serving. ``--api_key`` (or ``VTK_API_KEY``): ``POST /predict``
-  needs the header ``X-API-Key`` (401 otherwise). It binds to 127.0.0.1 unless ``--host`` says
+  reason, and the server keeps serving. ``--api_key`` (or ``VTK_API_KEY``): every route but the
+  page and ``/health`` needs the header ``X-API-Key`` (401 otherwise). It binds to 127.0.0.1 unless ``--host`` says
   otherwise.
 * ``--max_batch_size`` / ``--batch_timeout``: LitServe's dynamic batching (requests arriving
   within the timeout are predicted together); ``--workers``: inference processes.
@@ -24,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import json
@@ -48,16 +50,29 @@ class RequestGuard:
     form of ``POST /predict`` turned into one JSON body ``{"image": base64, "format": ...}``;
     anything else answered here with a 4xx and a one-line reason."""
 
-    def __init__(self, app: Any, api_key: str | None = None, max_bytes: int = 20 << 20) -> None:
-        self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
+    #: what answers without the API key: the page (it asks for the key) and the health check
+    OPEN = ("/", "/health")
+
+    def __init__(
+        self, app: Any, api_key: str | None = None, max_bytes: int = 20 << 20,
+        timeout: float = 30.0,
+    ) -> None:  # fmt: skip
+        self.app, self.api_key, self.max_bytes, self.timeout = app, api_key, max_bytes, timeout
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+        if (
+            self.api_key is not None
+            and scope["path"] not in self.OPEN
+            and headers.get("x-api-key") != self.api_key
+        ):  # every route LitServe and FastAPI add (/info, /docs, /openapi.json) included
             await _reply(send, 401, "missing or wrong API key: send it in the X-API-Key header")
+            return
+        if scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
             return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -65,8 +80,14 @@ class RequestGuard:
             return
         body = b""
         more = True
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while more:
-            message = await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:  # a slow upload (1 byte a second) would hold a connection open for ever
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.001))
+            except asyncio.TimeoutError:
+                await _reply(send, 408, f"the upload took longer than {self.timeout:g} s")
+                return
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
@@ -325,7 +346,11 @@ def build_server(args: argparse.Namespace) -> Any:
     api = VTKAPI(args.model, args.max_pixels, args.max_batch_size, args.batch_timeout)
     guard = (
         RequestGuard,
-        {"api_key": args.api_key, "max_bytes": int(args.max_upload_mb * (1 << 20))},
+        {
+            "api_key": args.api_key,
+            "max_bytes": int(args.max_upload_mb * (1 << 20)),
+            "timeout": args.timeout,
+        },
     )
     server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=args.workers,
                           timeout=args.timeout, middlewares=[guard])  # fmt: skip
