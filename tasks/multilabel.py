@@ -29,17 +29,27 @@ THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
 
 def asymmetric_loss(
     logits: Tensor, targets: Tensor, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
-    clip: float = 0.05,
+    clip: float = 0.05, focusing_grad: bool = False, reduction: str = "sum",
 ) -> Tensor:  # fmt: skip
     """ASL (Ridnik et al. 2021, eq. 7): ``-y (1-p)^g+ log p - (1-y) p_m^g- log(1 - p_m)`` with
-    ``p_m = max(p - clip, 0)``, summed over the classes, averaged over the images. With both
-    gammas and ``clip`` at 0 it is binary cross-entropy (summed over the classes)."""
-    p = torch.sigmoid(logits.float())
-    p_m = (p - clip).clamp(min=0) if clip > 0 else p
+    ``p_m = max(p - clip, 0)``, as the authors' released ``AsymmetricLoss`` (Alibaba-MIIL/ASL,
+    ``src/loss_functions/losses.py``) trains with it: the focusing weights ``(1-p)^g+`` and
+    ``p_m^g-`` are computed without gradient (their ``disable_torch_grad_focal_loss=True``;
+    ``focusing_grad=True`` backpropagates through them) and the loss is summed over the classes
+    and the images (``reduction="mean"``: averaged over the images). With both gammas and
+    ``clip`` at 0 it is binary cross-entropy."""
+    p = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
+    p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p  # 1 - p_m
     eps = 1e-8
-    positive = targets * (1 - p).pow(gamma_pos) * torch.log(p.clamp(min=eps))
-    negative = (1 - targets) * p_m.pow(gamma_neg) * torch.log((1 - p_m).clamp(min=eps))
-    return -(positive + negative).sum(1).mean()
+    loss = targets * torch.log(p.clamp(min=eps)) + (1 - targets) * torch.log(p_neg.clamp(min=eps))
+    if gamma_neg > 0 or gamma_pos > 0:
+        with torch.set_grad_enabled(focusing_grad and torch.is_grad_enabled()):
+            pt = p * targets + p_neg * (1 - targets)
+            gamma = gamma_pos * targets + gamma_neg * (1 - targets)
+            weight = torch.pow(1 - pt, gamma)
+        loss = loss * weight
+    total = -loss.sum()
+    return total / len(logits) if reduction == "mean" else total
 
 
 class MultiLabelClassificationTask(VisionTask):
@@ -50,7 +60,9 @@ class MultiLabelClassificationTask(VisionTask):
         model: the classifier.
         optimizer, lr_scheduler: as :class:`~vtk.tasks.ClassificationTask`.
         loss: ``bce`` (binary cross-entropy) or ``asl`` (asymmetric loss: ``asl_gamma_neg``,
-            ``asl_gamma_pos``, ``asl_clip``).
+            ``asl_gamma_pos``, ``asl_clip``; as the authors train with it, the focusing weights
+            without gradient and the sum over the batch, unless ``asl_focusing_grad`` /
+            ``asl_reduction: mean`` say otherwise).
         threshold: the decision threshold; None (default): chosen at every validation as the
             one with the best mean F1, and kept in the checkpoint.
         class_names, category_ids, input_spec, backbone_lr_mult, norm_bias_decay,
@@ -75,6 +87,8 @@ class MultiLabelClassificationTask(VisionTask):
         asl_gamma_neg: float = 4.0,
         asl_gamma_pos: float = 0.0,
         asl_clip: float = 0.05,
+        asl_focusing_grad: bool = False,
+        asl_reduction: Literal["sum", "mean"] = "sum",
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
         input_spec: dict[str, Any] | None = None,
@@ -93,7 +107,10 @@ class MultiLabelClassificationTask(VisionTask):
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ConfigError(f"threshold is a probability in (0, 1), got {threshold}.")
         self.loss_kind, self.fixed_threshold = loss, threshold
-        self.asl = dict(gamma_neg=asl_gamma_neg, gamma_pos=asl_gamma_pos, clip=asl_clip)
+        if asl_reduction not in ("sum", "mean"):
+            raise ConfigError(f"asl_reduction is sum or mean, got {asl_reduction!r}.")
+        self.asl = dict(gamma_neg=asl_gamma_neg, gamma_pos=asl_gamma_pos, clip=asl_clip,
+                        focusing_grad=asl_focusing_grad, reduction=asl_reduction)  # fmt: skip
         # the validation's choice, saved in the checkpoint with the weights
         self.register_buffer("decision_threshold", torch.tensor(threshold or 0.5))
         k = self.num_classes

@@ -16,10 +16,10 @@ from vtk.tasks.multilabel import asymmetric_loss
 def test_asymmetric_loss_reduces_to_bce() -> None:
     logits, targets = torch.randn(4, 5), (torch.rand(4, 5) > 0.5).float()
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
-    assert asymmetric_loss(logits, targets, 0.0, 0.0, 0.0).item() == pytest.approx(
-        bce.item(), rel=1e-5
+    assert asymmetric_loss(logits, targets, 0.0, 0.0, 0.0, reduction="mean").item() == (
+        pytest.approx(bce.item(), rel=1e-5)
     )
-    assert asymmetric_loss(logits, targets).item() < bce.item()  # easy negatives down-weighted
+    assert asymmetric_loss(logits, targets, reduction="mean").item() < bce.item()  # easy negatives
 
 
 class Scored(nn.Module):
@@ -70,3 +70,53 @@ def test_threshold_metrics_and_predictions(tmp_path) -> None:
         not o["labels"]
         for o in task.predict_step({"image": list(images), "id": list("wxyz"), "path": [""] * 4}, 0)
     )
+
+
+class AuthorsASL(torch.nn.Module):
+    """A transcription of the authors' released loss (Alibaba-MIIL/ASL,
+    src/loss_functions/losses.py, class AsymmetricLoss), as their train.py builds it:
+    AsymmetricLoss(gamma_neg=4, gamma_pos=0, clip=0.05, disable_torch_grad_focal_loss=True)."""
+
+    def __init__(self, gamma_neg=4, gamma_pos=1, clip=0.05, eps=1e-8,
+                 disable_torch_grad_focal_loss=False):  # fmt: skip
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+        self.disable_torch_grad_focal_loss = disable_torch_grad_focal_loss
+
+    def forward(self, x, y):
+        x_sigmoid = torch.sigmoid(x)
+        xs_pos = x_sigmoid
+        xs_neg = 1 - x_sigmoid
+        if self.clip is not None and self.clip > 0:
+            xs_neg = (xs_neg + self.clip).clamp(max=1)
+        los_pos = y * torch.log(xs_pos.clamp(min=self.eps))
+        los_neg = (1 - y) * torch.log(xs_neg.clamp(min=self.eps))
+        loss = los_pos + los_neg
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(False)
+            pt0 = xs_pos * y
+            pt1 = xs_neg * (1 - y)
+            pt = pt0 + pt1
+            one_sided_gamma = self.gamma_pos * y + self.gamma_neg * (1 - y)
+            one_sided_w = torch.pow(1 - pt, one_sided_gamma)
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(True)
+            loss *= one_sided_w
+        return -loss.sum()
+
+
+@pytest.mark.parametrize("focusing_grad", [False, True])
+def test_asymmetric_loss_is_the_authors_value_and_gradient(focusing_grad) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 20, generator=g, dtype=torch.float64) * 3
+    targets = (torch.rand(6, 20, generator=g) > 0.8).double()
+    ours_x, theirs_x = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours = asymmetric_loss(ours_x, targets, 4.0, 0.0, 0.05, focusing_grad=focusing_grad)
+    theirs = AuthorsASL(4, 0, 0.05, disable_torch_grad_focal_loss=not focusing_grad)(
+        theirs_x, targets
+    )
+    ours.backward()
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)  # summed over the batch too
+    assert torch.allclose(ours_x.grad.double(), theirs_x.grad, rtol=1e-5, atol=1e-7)
