@@ -205,3 +205,71 @@ def test_class_balanced_crop_refuses_an_image_smaller_than_the_crop() -> None:
         ClassBalancedCrop(32, 32).get_params_dependent_on_data(
             {"shape": (20, 64)}, {"mask": np.zeros((20, 64), np.uint8)}
         )
+
+
+# -- RFB Net's preproc (ruinmessi/RFBNet, data/data_augment.py), transcribed -----------------
+def _their_distort(image_bgr, brightness, contrast, hue, saturation):
+    """``_distort`` with its draws given (None: the coin said no), on BGR as their code."""
+    import cv2
+
+    def _convert(image, alpha=1, beta=0):
+        tmp = image.astype(float) * alpha + beta
+        tmp[tmp < 0] = 0
+        tmp[tmp > 255] = 255
+        image[:] = tmp
+
+    image = image_bgr.copy()
+    if brightness is not None:
+        _convert(image, beta=brightness)
+    if contrast is not None:
+        _convert(image, alpha=contrast)
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    if hue is not None:
+        tmp = image[:, :, 0].astype(int) + hue
+        tmp %= 180
+        image[:, :, 0] = tmp
+    if saturation is not None:
+        _convert(image[:, :, 1], alpha=saturation)
+    return cv2.cvtColor(image, cv2.COLOR_HSV2BGR)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rfbnet_distortion_is_the_authors(seed) -> None:
+    from vtk.data.transforms import photometric_distort
+
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    draws = {"brightness": float(rng.uniform(-32, 32)), "contrast": float(rng.uniform(0.5, 1.5)),
+             "hue": int(rng.integers(-18, 19)), "saturation": float(rng.uniform(0.5, 1.5))}  # fmt: skip
+    ours = photometric_distort(rgb, contrast_first=True, hsv_once=True, **draws)
+    theirs = _their_distort(rgb[..., ::-1].copy(), **draws)[..., ::-1]
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1  # float vs uint8 rounding
+
+
+def test_rfbnet_zoom_out_jitters_the_aspect_as_the_authors() -> None:
+    t = ZoomOut(4.0, p=1.0, aspect_jitter=True)
+    seen = []
+    for _ in range(300):
+        params = t.get_params_dependent_on_data({"shape": (100, 100)}, {})
+        h, w = params["canvas"]
+        assert h >= 100 and w >= 100 and h <= 400 * 1.415 and w <= 400 * 1.415
+        seen.append(w / h)
+    # ratio² in [max(0.5, 1/s²), min(2, s²)]: the canvas's aspect spans 1/2 .. 2
+    assert min(seen) < 0.7 and max(seen) > 1.4 and min(seen) >= 0.49 and max(seen) <= 2.01
+
+
+def test_rfbnet_pipeline_warps_drops_tiny_boxes_and_falls_back() -> None:
+    from vtk.data.transforms import DropTinyBoxes, RandomInterpolationResize, detection_resize
+
+    t = detection_train(zoom_out_crop="rfbnet", photometric=True, size=64)
+    names = [type(op).__name__ for op in t.transforms]
+    assert names[-4:-2] == ["RandomInterpolationResize", "DropTinyBoxes"]
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5, 0], [0.2, 0.2, 0.205, 0.9, 1]])  # 0.5 % wide
+    assert DropTinyBoxes(0.01).apply_to_bboxes(boxes).tolist() == [boxes[0].tolist()]
+    resize = RandomInterpolationResize(32)
+    chosen = {resize.get_params()["interpolation"] for _ in range(200)}
+    assert chosen == set(RandomInterpolationResize.METHODS)
+    image = np.zeros((40, 80, 3), np.uint8)
+    out = detection_resize(32)(image=image, bboxes=[[8, 4, 40, 20]], labels=[0])
+    assert out["image"].shape == (3, 32, 32)
+    np.testing.assert_allclose(out["bboxes"][0], [3.2, 3.2, 16, 16], atol=1e-4)

@@ -264,6 +264,10 @@ class CocoDetectionDataset(ImageFileDataset):
     (original coordinates, crowd flags and areas as in the file) feeds the evaluation.
     """
 
+    #: what an image goes through when its augmentation left none of its boxes (RFB Net's
+    #: fallback to the un-augmented image); None: it trains without boxes
+    fallback: Any = None
+
     @property
     def records(self) -> list[ImageRecord]:
         return self.samples
@@ -291,6 +295,8 @@ class CocoDetectionDataset(ImageFileDataset):
                 f"file says {r.size[1]}x{r.size[0]}; its boxes would be misplaced. Fix width/height."
             )
         out = self.transform(image=image, bboxes=boxes_in, labels=r.labels)
+        if self.fallback is not None and len(out["bboxes"]) == 0 and len(r.labels):
+            out = self.fallback(image=image, bboxes=boxes_in, labels=r.labels)
         boxes = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
         labels = torch.as_tensor(np.asarray(out["labels"], np.int64))
         return {
@@ -472,6 +478,7 @@ class CocoDetectionDataModule(VisionDataModule):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        self._rfbnet_resize()
         if not self.jpeg_draft:
             return
         # decode large JPEGs no smaller than the detector resizes them to (its resize_range,
@@ -485,6 +492,19 @@ class CocoDetectionDataModule(VisionDataModule):
             if hasattr(dataset, "decode_fit"):
                 dataset.decode_fit = fit
         log.info("JPEG draft decoding: no smaller than shorter side %d, longer %d", *fit)
+
+    def _rfbnet_resize(self) -> None:
+        """RFB Net's augmentation ends with the warp to the detector's square (a random
+        interpolation, then tiny boxes dropped); the square is the detector's own size."""
+        train = self.datasets.get("train")
+        task = self.trainer.lightning_module if self.trainer is not None else None
+        if self.zoom_out_crop != "rfbnet" or train is None or not hasattr(task, "resize_range"):
+            return
+        size = task.resize_range(training=True)[0]
+        train.transform = T.detection_train(
+            self.hflip, self.photometric, self.zoom_out_crop, vflip=self.vflip, size=size
+        )
+        train.fallback = T.detection_resize(size)
 
     def make_dataset(self, split: str) -> CocoDetectionDataset:
         records = self.carve(split, self._records, key=lambda record: str(record.path))

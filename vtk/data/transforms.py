@@ -143,7 +143,9 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
     alpha (``saturation_range``) and hue + delta (OpenCV's 0-180 hue, wrapped, in
     +-``hue_delta``) in HSV. Contrast comes first or last by a coin (mmseg,
     ``contrast_last=True``) or always first (SSD / RFB Net, ``contrast_last=False``). Values
-    are clipped to 0..255 after each step."""
+    are clipped to 0..255 after each step. ``hsv_once``: RFB Net's ``_distort`` (its
+    ``data/data_augment.py``): one trip through HSV, hue then saturation; otherwise mmseg's
+    two, saturation then hue."""
 
     def __init__(
         self,
@@ -152,9 +154,11 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         saturation_range: Sequence[float] = (0.5, 1.5),
         hue_delta: int = 18,
         contrast_last: bool = True,
+        hsv_once: bool = False,
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
+        self.hsv_once = hsv_once
         self.brightness_delta = brightness_delta
         self.contrast_range = tuple(contrast_range)
         self.saturation_range = tuple(saturation_range)
@@ -176,7 +180,8 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         }
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return photometric_distort(img, **{k: params[k] for k in _DISTORT_KEYS})
+        draws = {k: params[k] for k in _DISTORT_KEYS}
+        return photometric_distort(img, **draws, hsv_once=self.hsv_once)
 
 
 _DISTORT_KEYS = ("brightness", "contrast_first", "contrast", "saturation", "hue")
@@ -189,10 +194,11 @@ def photometric_distort(
     contrast: float | None,
     saturation: float | None,
     hue: int | None,
+    hsv_once: bool = False,
 ) -> np.ndarray:
     """:class:`PhotoMetricDistortion` with its draws given (None: the step is skipped), step by
     step as mmsegmentation computes it: each step back to uint8, saturation and hue each in
-    their own trip through HSV."""
+    their own trip through HSV (``hsv_once``: RFB Net's one trip, hue then saturation)."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(
             f"PhotoMetricDistortion takes (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}"
@@ -205,6 +211,14 @@ def photometric_distort(
         img = convert(img, beta=brightness)
     if contrast_first and contrast is not None:
         img = convert(img, alpha=contrast)
+    if hsv_once:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        if hue is not None:
+            hsv[..., 0] = (hsv[..., 0].astype(np.int64) + hue) % 180
+        if saturation is not None:
+            hsv[..., 1] = convert(hsv[..., 1], alpha=saturation)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        saturation = hue = None
     if saturation is not None:
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
         hsv[..., 1] = convert(hsv[..., 1], alpha=saturation)
@@ -257,6 +271,7 @@ def detection_train(
     zoom_out_crop: bool | str = False,
     fill: Sequence[float] = IMAGENET_MEAN,
     vflip: float = 0.0,
+    size: int | None = None,
 ) -> A.Compose:
     """Flip (and photometric distortion, SSD's sampling) with boxes; resizing is the
     detector's own (torchvision's) transform, which also normalises. Output: RGB float in
@@ -269,7 +284,9 @@ def detection_train(
     (:class:`ZoomOut`) and a patch with a minimum IoU with the objects
     (:class:`MinIoURandomCrop`). ``True`` or ``"ssd"``: ssd.pytorch's order, distortion ->
     zoom out (half of the time) -> crop -> flip; ``"rfbnet"``: RFB Net's ``preproc``, crop ->
-    distortion -> zoom out (p 0.6) -> flip. ``fill`` (RGB in [0, 1]) is the colour around a
+    distortion (one trip through HSV) -> zoom out (p 0.6, its aspect jittered) -> flip, and
+    with ``size`` (the detector's square) a resize with one of five interpolations drawn at
+    random, then boxes whose shorter side is at most 1 % of the image dropped. ``fill`` (RGB in [0, 1]) is the colour around a
     zoomed-out image (the mean, so it normalises to 0). ``vflip``: vertical flips too (a
     probability), for images without an up (cells, aerial views).
     """
@@ -278,15 +295,19 @@ def detection_train(
             f"zoom_out_crop must be false, true, 'ssd' or 'rfbnet', got {zoom_out_crop!r}"
         )
     fill_pixel = tuple(255.0 * f for f in fill)
-    distort = [PhotoMetricDistortion(contrast_last=False)] if photometric else []
+    rfbnet = zoom_out_crop == "rfbnet"
+    distort = [PhotoMetricDistortion(contrast_last=False, hsv_once=rfbnet)] if photometric else []
     ops: list = []
-    if zoom_out_crop == "rfbnet":
-        ops += [MinIoURandomCrop(), *distort, ZoomOut(4.0, fill=fill_pixel, p=0.6)]
+    if rfbnet:
+        ops += [MinIoURandomCrop(), *distort,
+                ZoomOut(4.0, fill=fill_pixel, p=0.6, aspect_jitter=True)]  # fmt: skip
     elif zoom_out_crop:
         ops += [*distort, ZoomOut(4.0, fill=fill_pixel, p=0.5), MinIoURandomCrop()]
     else:
         ops += distort
     ops += [A.HorizontalFlip(p=hflip), *([A.VerticalFlip(p=vflip)] if vflip else [])]
+    if rfbnet and size is not None:  # RFB Net warps to its square with a random interpolation
+        ops += [RandomInterpolationResize(size), DropTinyBoxes(0.01)]
     ops += [A.ToFloat(max_value=255.0), ToTensorV2()]
     return A.Compose(
         ops,
@@ -296,23 +317,45 @@ def detection_train(
     )
 
 
+def detection_resize(size: int) -> A.Compose:
+    """RFB Net's fallback when its augmentation left no box: the original image warped to the
+    square with a random interpolation, its boxes kept."""
+    return A.Compose(
+        [RandomInterpolationResize(size), A.ToFloat(max_value=255.0), ToTensorV2()],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], clip=True),
+    )
+
+
 class ZoomOut(A.DualTransform):
     """SSD's "expansion" (§3.6): the image on a canvas ``ratio`` times its size (``ratio``
     uniform in 1..``max_ratio``) at a random place, the rest ``fill``; objects get smaller,
     which is what lifts SSD's small-object recall."""
 
     def __init__(
-        self, max_ratio: float = 4.0, fill: Sequence[float] = (0.0, 0.0, 0.0), p: float = 0.5
-    ) -> None:
+        self, max_ratio: float = 4.0, fill: Sequence[float] = (0.0, 0.0, 0.0), p: float = 0.5,
+        aspect_jitter: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(p=p)
-        self.max_ratio, self.fill = max_ratio, tuple(fill)
+        self.max_ratio, self.fill, self.aspect_jitter = max_ratio, tuple(fill), aspect_jitter
 
     def get_params_dependent_on_data(
         self, params: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         h, w = params["shape"][:2]
-        ratio = self.py_random.uniform(1.0, self.max_ratio)
-        canvas = (int(h * ratio), int(w * ratio))
+        if self.aspect_jitter:  # RFB Net's _expand: the canvas's aspect jittered too
+            for _ in range(50):
+                scale = self.py_random.uniform(1.0, self.max_ratio)
+                low, high = max(0.5, 1 / scale**2), min(2.0, scale**2)
+                aspect = math.sqrt(self.py_random.uniform(low, high))
+                ws, hs = scale * aspect, scale / aspect
+                if ws >= 1 and hs >= 1:
+                    canvas = (int(hs * h), int(ws * w))
+                    break
+            else:
+                canvas = (h, w)
+        else:
+            ratio = self.py_random.uniform(1.0, self.max_ratio)
+            canvas = (int(h * ratio), int(w * ratio))
         top = self.py_random.randint(0, canvas[0] - h)
         left = self.py_random.randint(0, canvas[1] - w)
         return {"canvas": canvas, "top": top, "left": left}
@@ -333,6 +376,45 @@ class ZoomOut(A.DualTransform):
         out[:, [0, 2]] = (bboxes[:, [0, 2]] * w + left) / canvas[1]
         out[:, [1, 3]] = (bboxes[:, [1, 3]] * h + top) / canvas[0]
         return out
+
+
+class RandomInterpolationResize(A.DualTransform):
+    """RFB Net's ``preproc_for_test`` in training: a warp to ``size`` x ``size`` with one of
+    OpenCV's linear, cubic, area, nearest and Lanczos interpolations, drawn per image."""
+
+    METHODS = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA, cv2.INTER_NEAREST,
+               cv2.INTER_LANCZOS4)  # fmt: skip
+
+    def __init__(self, size: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+
+    def get_params(self) -> dict[str, Any]:
+        return {"interpolation": self.py_random.choice(self.METHODS)}
+
+    def apply(self, img: np.ndarray, interpolation: int = cv2.INTER_LINEAR, **params: Any):
+        return cv2.resize(img, (self.size, self.size), interpolation=interpolation)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
+        return bboxes  # normalised: a warp of the whole image leaves them as they are
+
+
+class DropTinyBoxes(A.DualTransform):
+    """Drop the boxes whose shorter side is at most ``fraction`` of the image's side (RFB Net's
+    ``mask_b = min(b_w, b_h) > 0.01`` on normalised boxes)."""
+
+    def __init__(self, fraction: float = 0.01, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.fraction = fraction
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return img
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
+        if len(bboxes) == 0:
+            return bboxes
+        shorter = np.minimum(bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1])
+        return bboxes[shorter > self.fraction]
 
 
 class MinIoURandomCrop(BaseCrop):
