@@ -111,7 +111,9 @@ class DetectionTask(VisionTask):
             (SAHI) in evaluation and prediction: ``slice_size`` x ``slice_size`` tiles
             overlapping by ``slice_overlap``, each detected as an image of its own (so small
             objects are not shrunk with the whole image), plus the whole image
-            (``slice_whole``), merged by class-aware NMS at ``slice_iou``. Default off.
+            (``slice_whole``), merged at ``slice_iou`` by class-aware NMS (``slice_merge: nms``)
+            or SAHI's default greedy merging by intersection over the smaller box
+            (``slice_merge: nmm``). Default off.
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
@@ -125,7 +127,7 @@ class DetectionTask(VisionTask):
     main_metric = ("val/AP", "max")
     eval_options = (
         "confusion_score_thresh", "confusion_iou_thresh", "draw_score", "slice_size",
-        "slice_overlap", "slice_whole", "slice_iou",
+        "slice_overlap", "slice_whole", "slice_iou", "slice_merge",
     )  # fmt: skip
 
     def __init__(
@@ -149,6 +151,7 @@ class DetectionTask(VisionTask):
         slice_overlap: float = 0.2,
         slice_whole: bool = True,
         slice_iou: float = 0.5,
+        slice_merge: Literal["nms", "nmm"] = "nms",
     ) -> None:
         super().__init__(
             model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
@@ -163,6 +166,9 @@ class DetectionTask(VisionTask):
             )
         self.slice_size, self.slice_overlap = slice_size, slice_overlap
         self.slice_whole, self.slice_iou = slice_whole, slice_iou
+        if slice_merge not in ("nms", "nmm"):
+            raise ConfigError(f"slice_merge is nms or nmm, got {slice_merge!r}.")
+        self.slice_merge = slice_merge
         if map_backend == "faster_coco_eval" and importlib.util.find_spec(map_backend) is None:
             raise ConfigError(
                 "map_backend: faster_coco_eval needs its package: pip install faster-coco-eval "
@@ -200,7 +206,10 @@ class DetectionTask(VisionTask):
         limit = getattr(self.model, "detections_per_img", 100)
         options = (self.slice_size, self.slice_overlap, self.slice_whole, self.slice_iou)
         return [
-            sliced_detections(self.model, image, *options, max_detections=limit) for image in images
+            sliced_detections(
+                self.model, image, *options, max_detections=limit, merge=self.slice_merge
+            )
+            for image in images
         ]
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -120,3 +121,77 @@ def test_sliced_detection_finds_what_the_whole_image_loses() -> None:
     small = torch.zeros(3, 100, 120)
     sliced_detections(lambda ims: calls.append(len(ims)) or detector(ims), small, size=256)
     assert calls == [1]
+
+
+def _sahi_greedy_nmm(preds: torch.Tensor, threshold: float) -> list[list[float]]:
+    """SAHI's GreedyNMMPostprocess (sahi/postprocess/combine.py: batched_greedy_nmm,
+    greedy_nmm, has_match, merge_object_prediction_pair), IOS, class-aware, transcribed;
+    ``preds`` rows are x1, y1, x2, y2, score, category."""
+
+    def greedy_nmm(t):
+        keep_to_merge = {}
+        x1, y1, x2, y2, scores = t[:, 0], t[:, 1], t[:, 2], t[:, 3], t[:, 4]
+        areas = (x2 - x1) * (y2 - y1)
+        order = scores.argsort()
+        while len(order) > 0:
+            idx = order[-1]
+            order = order[:-1]
+            if len(order) == 0:
+                keep_to_merge[idx.tolist()] = []
+                break
+            xx1 = torch.max(torch.index_select(x1, 0, order), x1[idx])
+            yy1 = torch.max(torch.index_select(y1, 0, order), y1[idx])
+            xx2 = torch.min(torch.index_select(x2, 0, order), x2[idx])
+            yy2 = torch.min(torch.index_select(y2, 0, order), y2[idx])
+            inter = (xx2 - xx1).clamp(min=0.0) * (yy2 - yy1).clamp(min=0.0)
+            rem_areas = torch.index_select(areas, 0, order)
+            value = inter / torch.min(rem_areas, areas[idx])
+            mask = value < threshold
+            matched = order[(~mask).nonzero().flatten()].flip(dims=(0,))
+            unmatched = order[mask.nonzero().flatten()]
+            order = unmatched[scores[unmatched].argsort()]
+            keep_to_merge[idx.tolist()] = matched.tolist()
+        return keep_to_merge
+
+    def ios(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+        return w * h / smaller
+
+    keep_to_merge = {}
+    for category in torch.unique(preds[:, 5]):
+        indices = torch.where(preds[:, 5] == category)[0].tolist()
+        for keep, merge in greedy_nmm(preds[indices]).items():
+            keep_to_merge[indices[keep]] = [indices[m] for m in merge]
+    rows = preds.tolist()
+    out = []
+    for keep, merge in keep_to_merge.items():
+        for m in merge:
+            if ios(rows[keep], rows[m]) > threshold:
+                a, b = rows[keep], rows[m]
+                rows[keep] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
+                              max(a[4], b[4]), a[5] if a[4] >= b[4] else b[5]]  # fmt: skip
+        out.append(rows[keep])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_greedy_nmm_is_sahis(seed) -> None:
+    from vtk.models.inference import greedy_nmm
+
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(40, 2, generator=g, dtype=torch.float64) * 100
+    wh = torch.rand(40, 2, generator=g, dtype=torch.float64) * 40 + 5
+    boxes = torch.cat([xy, xy + wh], 1)
+    scores = torch.rand(40, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (40,), generator=g)
+    ours = greedy_nmm(boxes, scores, labels, 0.5)
+    got = sorted(
+        [*b.tolist(), float(s), float(k)]
+        for b, s, k in zip(ours["boxes"], ours["scores"], ours["labels"])
+    )
+    preds = torch.cat([boxes, scores[:, None], labels[:, None].double()], 1)
+    want = sorted(_sahi_greedy_nmm(preds, 0.5))
+    assert len(got) == len(want) < 40
+    assert np.allclose(np.array(got), np.array(want))

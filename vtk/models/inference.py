@@ -115,13 +115,16 @@ def sliced_detections(
     iou: float = 0.5,
     batch: int = 4,
     max_detections: int = 100,
+    merge: str = "nms",
 ) -> dict[str, Tensor]:
     """Sliced detection of one large image (SAHI, Akyon et al. 2022): ``size`` x ``size`` tiles
     overlapping by ``overlap`` of their side (the last ones flush with the border), each run
     through ``detector`` (a list of ``(3, h, w)`` images in, torchvision's detections out) as an
     image of its own, ``batch`` tiles at a time, plus the whole image when ``whole_image`` (for
-    the objects larger than a tile); the boxes are moved to the image's pixels and merged with
-    class-aware NMS at ``iou`` (torchvision's ``batched_nms``), the ``max_detections`` best kept.
+    the objects larger than a tile); the boxes are moved to the image's pixels and merged, the
+    ``max_detections`` best kept: ``merge="nms"``, class-aware NMS at ``iou`` (torchvision's
+    ``batched_nms``); ``"nmm"``, SAHI's default, greedy non-maximum *merging* by intersection
+    over the smaller box at ``iou`` (:func:`greedy_nmm`).
     """
     from torchvision.ops import batched_nms
 
@@ -140,5 +143,58 @@ def sliced_detections(
     boxes = torch.cat([d["boxes"] for d in found])
     scores = torch.cat([d["scores"] for d in found])
     labels = torch.cat([d["labels"] for d in found])
+    if merge == "nmm":
+        merged = greedy_nmm(boxes.float(), scores.float(), labels, iou)
+        top = merged["scores"].argsort(descending=True)[:max_detections]
+        return {k: v[top] for k, v in merged.items()}
     keep = batched_nms(boxes.float(), scores.float(), labels, iou)[:max_detections]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def _ios(box: Tensor, others: Tensor) -> Tensor:
+    """Intersection over the smaller box's area, of ``box`` (4,) with each of ``others``."""
+    x1 = torch.maximum(others[:, 0], box[0])
+    y1 = torch.maximum(others[:, 1], box[1])
+    x2 = torch.minimum(others[:, 2], box[2])
+    y2 = torch.minimum(others[:, 3], box[3])
+    inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return inter / torch.minimum(areas, area).clamp(min=1e-12)
+
+
+def greedy_nmm(
+    boxes: Tensor, scores: Tensor, labels: Tensor, threshold: float = 0.5
+) -> dict[str, Tensor]:
+    """SAHI's default merge (``GreedyNMMPostprocess`` with ``batched_greedy_nmm``, match metric
+    IOS, class-aware): per class, the best remaining box keeps the boxes whose intersection over
+    the smaller of the two reaches ``threshold``; each of those, best first, is merged into it
+    when it still matches the merged box (above ``threshold``): the union of the two boxes, the
+    higher score."""
+    out_boxes, out_scores, out_labels = [], [], []
+    for label in labels.unique():
+        idx = (labels == label).nonzero().flatten()
+        b, s = boxes[idx], scores[idx]
+        order = s.argsort()
+        while len(order):
+            keep, order = order[-1], order[:-1]
+            if len(order):
+                matched = _ios(b[keep], b[order]) >= threshold
+                to_merge = order[matched].flip(0)  # best first
+                rest = order[~matched]
+                order = rest[s[rest].argsort()]
+            else:
+                to_merge = order
+            box, score = b[keep].clone(), s[keep].clone()
+            for j in to_merge:
+                if _ios(box, b[j][None])[0] > threshold:  # SAHI's has_match: strictly above
+                    box = torch.cat([torch.minimum(box[:2], b[j][:2]),
+                                     torch.maximum(box[2:], b[j][2:])])  # fmt: skip
+                    score = torch.maximum(score, s[j])
+            out_boxes.append(box)
+            out_scores.append(score)
+            out_labels.append(label)
+    if not out_boxes:
+        return {"boxes": boxes[:0], "scores": scores[:0], "labels": labels[:0]}
+    return {"boxes": torch.stack(out_boxes), "scores": torch.stack(out_scores),
+            "labels": torch.stack(out_labels)}  # fmt: skip

@@ -45,3 +45,15 @@ def test_deeplabv3plus_decoder_is_the_papers() -> None:
         expected = F.conv2d(y, head.classifier.weight, head.classifier.bias)
         torch.testing.assert_close(head([low, deep]), expected, rtol=1e-6, atol=1e-6)
     assert reduced.shape[1] == 4 and expected.shape[-2:] == (16, 20)
+
+
+def test_deeplabv3plus_drops_out_as_its_authors() -> None:
+    """DeepLabV3+ (tensorflow/models research/deeplab/model.py): keep_prob 0.9 after the ASPP
+    projection; torchvision's DeepLabV3 head keeps its 0.5."""
+    from vtk.models.heads import DeepLabV3Head, DeepLabV3PlusHead
+
+    def rates(head) -> list[float]:
+        return [m.p for m in head.modules() if isinstance(m, nn.Dropout)]
+
+    assert rates(DeepLabV3PlusHead([64, 128, 256, 512], 3)) == [0.1]
+    assert rates(DeepLabV3Head([64, 128, 256, 512], 3)) == [0.5]
