@@ -148,7 +148,7 @@ def test_a_run_with_auto_class_weights_resumes_validates_and_tests(run_vtk, tmp_
     assert len(weights) == 4 and all(w > 0 for w in weights)
     assert run_vtk("fit", "demo_segmentation", *quick, "--trainer.max_steps", "4",
                    "--ckpt_path", str(last)) == 0  # fmt: skip
-    resumed = tmp_path / "runs" / "demo_segmentation" / "version_1" / "checkpoints" / "last.ckpt"
+    resumed = last  # a resumed run continues in its own folder
     again = torch.load(resumed, weights_only=True, map_location="cpu")
     assert again["global_step"] == 4 and again["vtk_class_weights"]["0"] == weights
     for sub in ("validate", "test"):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from vtk.models.backbones.base import Backbone
+from vtk.models.backbones.base import Backbone, release_if_untrained
 from vtk.models.heads.classification import ClassificationHead
 from vtk.models.segmenter import HeadFactory
 from vtk.models.weights import fetch_weights, load_state_dict, no_weights
@@ -47,6 +47,7 @@ class Classifier(nn.Module):
         self.head = head(backbone.out_channels, num_classes)
         if not no_weights(weights):
             self._load(str(weights))
+        release_if_untrained(self, backbone, loaded=not no_weights(weights))
 
     def _load(self, weights: str) -> None:
         state, source = fetch_weights(weights, getattr(self.backbone, "arch", None))

@@ -49,7 +49,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FrozenBatchNorm2d
 
 from vtk.errors import WeightsError
-from vtk.models.backbones.base import Backbone
+from vtk.models.backbones.base import Backbone, release_if_untrained
 from vtk.models.necks.fpn import FPN
 from vtk.models.weights import (
     load_state_dict,
@@ -235,6 +235,7 @@ class OneStageDetector(_DetectorMixin):
         self.num_classes = num_classes
         if not no_weights(weights):
             self._load_weights(str(weights), weights_class_map)
+        release_if_untrained(self, backbone, loaded=not no_weights(weights))
 
     # -- what a detector says -------------------------------------------------------------------
     def build_features(self, backbone: Backbone, neck: NeckFactory | None) -> nn.Module:

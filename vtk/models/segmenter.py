@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vtk.models.backbones.base import Backbone
+from vtk.models.backbones.base import Backbone, release_if_untrained
 from vtk.models.weights import load_weights, no_weights
 
 #: A head class (or partial) called as ``head(in_channels, num_classes)``.
@@ -63,6 +63,7 @@ class Segmenter(nn.Module):
         self.aux_classifier = aux_head(channels, num_classes) if aux_head is not None else None
         if not no_weights(weights):
             load_weights(self, weights, reinit_prefixes=self._logits_layers())
+        release_if_untrained(self, backbone, loaded=not no_weights(weights))
 
     def _logits_layers(self) -> list[str]:
         names = []

@@ -174,7 +174,7 @@ def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="resnet50") as e:
         create_backbone("resnet5")
     assert "resnext50_32x4d" in str(e.value)
-    with pytest.raises(ValueError, match="valid: resnet18"):
+    with pytest.raises(ValueError, match="valid: resnet10, resnet18"):
         ResNet("resnet5")  # type: ignore[arg-type]
     assert "resnet101" in list_backbones()
     assert create_backbone("resnet18", output_stride=8).strides == [4, 8, 8, 8]

@@ -292,6 +292,40 @@ class Backbone(nn.Module):
     def strides(self) -> list[int]:
         return [f.stride for f in self.feature_info]
 
+    #: whether weights were loaded into the backbone (its ``weights`` argument); a model that
+    #: loads its own whole-model weights says so to :meth:`release_frozen` instead
+    pretrained: bool = False
+
+    def release_frozen(self) -> list[str]:
+        """Unfreeze what only pretrained weights justify: frozen stages (``frozen_stages``),
+        BatchNorm statistics kept in eval mode (``norm_eval``) and ``FrozenBatchNorm2d`` layers
+        (replaced by trainable BatchNorm2d). Called by the models when neither the backbone nor
+        the model was given weights: random weights frozen do not train (a fine-tuning recipe
+        run offline with ``weights: null``). Returns what was released, for the log line."""
+        from torchvision.ops import FrozenBatchNorm2d
+
+        released = []
+        if self.frozen_stages >= 0:
+            released.append(f"frozen_stages {self.frozen_stages}")
+            for m in self._frozen_modules():
+                for p in m.parameters():
+                    p.requires_grad_(True)
+            self.frozen_stages = -1
+        if self.norm_eval:
+            released.append("norm_eval")
+            self.norm_eval = False
+        frozen_bn = [
+            (name, m) for name, m in self.named_modules() if isinstance(m, FrozenBatchNorm2d)
+        ]
+        if frozen_bn:
+            released.append(f"{len(frozen_bn)} FrozenBatchNorm2d layers (now BatchNorm2d)")
+        for name, m in frozen_bn:
+            parent_name, _, child = name.rpartition(".")
+            parent = self.get_submodule(parent_name) if parent_name else self
+            setattr(parent, child, nn.BatchNorm2d(m.weight.shape[0], eps=m.eps))
+        self.train(self.training)
+        return released
+
     # -- frozen stages and frozen BN statistics -------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
         groups = self.stage_modules()
@@ -313,3 +347,19 @@ class Backbone(nn.Module):
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
                         m.eval()
         return self
+
+
+def release_if_untrained(model: nn.Module, backbone: Backbone, loaded: bool) -> None:
+    """``backbone.release_frozen()`` when neither ``model`` (``loaded``) nor the backbone was
+    given weights, with one log line saying what was released and why."""
+    import logging
+
+    if loaded or backbone.pretrained:
+        return
+    released = backbone.release_frozen()
+    if released:
+        logging.getLogger("vtk").warning(
+            "%s has no pretrained weights (weights: null here and in its backbone), so what "
+            "only pretrained weights justify is released to train: %s. Give weights to keep "
+            "them frozen.", type(model).__name__, ", ".join(released),
+        )  # fmt: skip

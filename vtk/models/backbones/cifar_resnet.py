@@ -92,6 +92,7 @@ class CifarResNet(Backbone):
                 nn.init.zeros_(m.bias)
         if not no_weights(weights):
             load_weights(self, weights)
+            self.pretrained = True
         self._set_feature_info(infos)
 
     @property

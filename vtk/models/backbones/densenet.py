@@ -213,6 +213,7 @@ class DenseNet(Backbone):
                 nn.init.zeros_(m.bias)
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
+            self.pretrained = True
         self._set_feature_info(infos)
 
     def stage_modules(self) -> list[list[nn.Module]]:

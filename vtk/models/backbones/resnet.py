@@ -314,6 +314,7 @@ class ResNet(Backbone):
         self._init_weights(zero_init_residual)
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
+            self.pretrained = True
         self._set_feature_info(infos, stem=FeatureInfo(64, 2, "relu"))
 
     def _init_weights(self, zero_init_residual: bool) -> None:

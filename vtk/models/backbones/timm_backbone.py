@@ -136,6 +136,7 @@ class TimmBackbone(Backbone):
         has_stem = first > 0 and len(built) > self.num_built_stages
         stem = built[-self.num_built_stages - 1] if has_stem else None
         self._set_feature_info(built[-self.num_built_stages :], stem=stem)
+        self.pretrained = weights is not None
 
     @staticmethod
     def _create(timm: Any, name: str, args: dict[str, Any], indices: list[int] | None) -> nn.Module:

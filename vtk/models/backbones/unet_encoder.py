@@ -79,6 +79,7 @@ class UNetEncoder(Backbone):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if not no_weights(weights):
             load_weights(self, weights)
+            self.pretrained = True
         self._set_feature_info(infos)
 
     def stage_modules(self) -> list[list[nn.Module]]:
