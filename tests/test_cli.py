@@ -579,3 +579,15 @@ def test_a_fit_that_fails_before_training_leaves_no_run_folder(run_vtk, tmp_path
     assert sorted(p.name for p in (tmp_path / "runs" / "demo_segmentation").iterdir()) == [
         "version_0"
     ]  # only what this fit made is removed
+
+
+def test_a_torchvision_built_for_another_torch_is_refused_in_one_line(run_vtk, monkeypatch) -> None:
+    import torch
+    from torchvision import extension
+
+    monkeypatch.setattr(extension, "_has_ops", lambda: False)  # as when its operators fail to load
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    message = run_vtk("fit", "demo_classification", "--trainer.max_steps", "1")
+    assert isinstance(message, str) and message.count("\n") == 0, message
+    assert message.startswith("vtk: error: torchvision ") and "torch 2.13.0+cpu" in message
+    assert "pip install torch==2.13.0 torchvision==0.28.*" in message

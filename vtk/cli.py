@@ -143,6 +143,26 @@ def list_components() -> str:
     )
 
 
+def check_torch_pair() -> None:
+    """Refuse, in one line, a torchvision built for another torch than the one installed: its
+    C++ operators (``torchvision::nms``, ``deform_conv2d``) do not load and the first detector
+    step would die deep in a traceback."""
+    import torch
+    import torchvision
+    from torchvision import extension
+
+    if extension._has_ops():
+        return
+    major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+    match = f"0.{minor + 15}" if major == 2 else "the release paired with it"
+    raise SystemExit(
+        f"vtk: error: torchvision {torchvision.__version__} was built for another torch than "
+        f"the installed torch {torch.__version__}: its operators (torchvision::nms) do not load. "
+        f"Install a matching pair from one index, e.g. pip install torch=={torch.__version__.split('+')[0]} "
+        f"torchvision=={match}.* (torch 2.N pairs with torchvision 0.N+15)"
+    )
+
+
 def main() -> None:
     _setup_logging()
     command = sys.argv[1] if len(sys.argv) > 1 else None
@@ -152,6 +172,7 @@ def main() -> None:
     if command == "--version":
         print(f"vtk {__version__}")
         return
+    check_torch_pair()
     if command == "list":
         if sys.argv[2:3] == ["weights"]:
             from vtk.zoo import table
