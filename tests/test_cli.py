@@ -320,6 +320,17 @@ def test_classification_fit_then_predict_writes_a_csv(run_vtk, fit_demo, tmp_pat
     assert len(list((out / "drawn").iterdir())) == len(rows) - 1
     assert rows[1].split(",")[2] in ("circle", "square", "star", "triangle")
 
+    # vtk test CKPT: the run's own config and data, results into the run folder's test/
+    run = last.parent.parent
+    for folder in ("test", "test_2"):
+        assert run_vtk("test", last, "--trainer.limit_test_batches", 1, *QUIET) == 0
+        assert "test/acc" in (run / folder / "metrics.csv").read_text().splitlines()[0]
+    stray = tmp_path / "stray.ckpt"
+    stray.write_bytes(last.read_bytes())
+    message = run_vtk("test", stray)
+    assert isinstance(message, str) and message.startswith(f"vtk: error: {stray} is not in a run")
+    assert "\n" not in message and f"--ckpt_path {stray}" in message
+
 
 @pytest.mark.slow
 def test_detection_fit_test_predict_and_a_foreign_checkpoint(
@@ -523,6 +534,7 @@ def test_a_fresh_demo_fit_and_test_print_no_warning(vtk_process, tmp_path) -> No
     for result in (fit, *tested):
         assert result.returncode == 0, result.stderr[-2000:]
         assert "Warning" not in result.stderr and "Tip:" not in result.stderr, result.stderr
+        assert ".py:" not in result.stderr, result.stderr  # Lightning's warnings: path:line:
     # the tests wrote into the checkpoint's run folder, one folder each, and said so
     assert (run / "test" / "metrics.csv").is_file() and (run / "test_2" / "metrics.csv").is_file()
     assert not (run.parent / "version_1").exists()

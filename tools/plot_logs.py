@@ -5,85 +5,19 @@
     python tools/plot_logs.py RUN --keys "val/mIoU,val/acc_*" --by_epoch   # chosen metrics;
                                                   # training losses averaged per epoch
 
-Reads the ``metrics.csv`` that the recipes' CSVLogger writes (matplotlib comes with vtk).
+Reads the ``metrics.csv`` that the recipes' CSVLogger writes (matplotlib comes with vtk);
+``vtk fit`` itself keeps ``curves.png`` (losses, learning rate, headline metrics) in the run folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections import defaultdict
-from fnmatch import fnmatch
 from pathlib import Path
 
+from vtk.curves import plot, read_metrics, select
 
-def read_metrics(path: Path, by_epoch: bool = False) -> dict[str, list[tuple[float, float]]]:
-    """``{metric: [(step or epoch, value), ...]}``: ``train/*`` by step, the rest by epoch;
-    ``by_epoch``: everything by epochs completed, the training losses as their epoch's mean."""
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if key in ("epoch", "step") or not value:
-                    continue
-                x = row["step"] if key.startswith("train/") and not by_epoch else row["epoch"]
-                series[key].append((float(x), float(value)))
-    if by_epoch:  # x: epochs completed, for the losses (their mean) and the validations alike
-        for key in list(series):
-            epochs: dict[float, list[float]] = defaultdict(list)
-            for epoch, value in series[key]:
-                epochs[epoch].append(value)
-            series[key] = [(e + 1, sum(v) / len(v)) for e, v in sorted(epochs.items())]
-    return dict(series)
-
-
-def select(series: dict[str, list], patterns: str | None) -> dict[str, list]:
-    """The metrics matching any of the comma-separated glob ``patterns`` (all when None); the
-    training losses are always kept."""
-    if not patterns:
-        return series
-    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
-    return {
-        k: v
-        for k, v in series.items()
-        if (k.startswith("train/") and "loss" in k) or any(fnmatch(k, p) for p in wanted)
-    }
-
-
-def plot(
-    series: dict[str, list[tuple[float, float]]], out: Path, title: str, by_epoch: bool = False
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    losses = sorted(k for k in series if k.startswith("train/") and "loss" in k)
-    metrics = sorted(
-        k
-        for k in series
-        if not k.startswith("train/")
-        and "loss" not in k
-        and any(v != -1 for _, v in series[k])  # COCO's -1: no object of that size
-    )
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key in losses:
-        xs, ys = zip(*series[key])
-        axes[0].plot(xs, ys, label=key, linewidth=1)
-    axes[0].set(xlabel="epoch" if by_epoch else "step", ylabel="loss", title="training losses")
-    for key in metrics:
-        xs, ys = zip(*series[key])
-        axes[1].plot(xs, ys, marker="o", label=key)
-    axes[1].set(xlabel="epoch", title="validation")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+__all__ = ["main", "plot", "read_metrics", "select"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from PIL import Image
 
 from vtk.data.io import read_image
@@ -202,3 +202,63 @@ class DetectionWriter(PredictionWriter):
                 len(self.undrawn), self.images, self.draw_score, max(self.undrawn), path.name,
                 max(0.01, math.floor(max(self.undrawn) * 20) / 20),
             )  # fmt: skip
+
+
+class Curves(Callback):
+    """Keeps ``curves.png`` (training losses, learning rate, headline validation metrics) in the
+    run folder of a CSV-logged fit: redrawn after each validation and at the end of fit."""
+
+    def _draw(self, trainer: Trainer) -> None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        from vtk.curves import write_curves
+
+        logger = trainer.logger
+        if not trainer.is_global_zero or not isinstance(logger, CSVLogger):
+            return
+        logger.save()  # the rows logged so far, on disk
+        try:
+            write_curves(Path(logger.log_dir))
+        except (OSError, ValueError) as e:  # a drawing never stops a run
+            logging.getLogger("vtk").warning("curves.png not drawn: %s", e)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._draw(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._draw(trainer)
+
+
+def fit_summary(trainer: Trainer) -> str:
+    """What ``vtk fit`` prints at its end: the run folder, the best checkpoint and its metric,
+    the last one, and the commands that use them."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    folder = trainer.log_dir or trainer.default_root_dir
+    steps, epochs = trainer.global_step, trainer.current_epoch
+    lines = [f"fit done ({steps} step{'s' * (steps != 1)}, {epochs} epoch{'s' * (epochs != 1)}). "
+             f"Run folder: {folder}"]  # fmt: skip
+    files = [f for f in ("config.yaml", "metrics.csv", "curves.png") if (Path(folder) / f).exists()]
+    if files:
+        lines[0] += f" ({', '.join(files)})"
+    best = None
+    for cb in trainer.callbacks:
+        if not isinstance(cb, ModelCheckpoint) or not cb.best_model_path:
+            continue
+        if cb.monitor:
+            score = cb.best_model_score
+            value = f"{cb.monitor} {float(score):.4f}" if score is not None else "no score"
+            lines.append(f"  best: {cb.best_model_path} ({value})")
+            best = best or cb.best_model_path
+        else:
+            lines.append(f"  last: {cb.best_model_path} (vtk fit ... --ckpt_path last resumes)")
+            best = best or cb.best_model_path
+    if best:
+        lines += [
+            f"  next: vtk test {best}",
+            f"        vtk predict {best} path/to/images",
+            f"        vtk export {best} --format onnx",
+            f"        vtk serve {best}",
+        ]
+    return "\n".join(lines)

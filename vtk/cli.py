@@ -78,6 +78,11 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
 
         _checkpoint_only_predict(argv)
         return
+    if argv[1] in ("test", "validate") and argv[2].endswith(".ckpt") and is_file(argv[2]):
+        from vtk.runner import _checkpoint_only_evaluate
+
+        _checkpoint_only_evaluate(argv)
+        return
     if not argv[2].startswith("-"):
         argv.insert(2, "--config")
     for i, arg in enumerate(argv[:-1]):

@@ -112,6 +112,10 @@ class VTKCLI(LightningCLI):
             from vtk.budget import TimeBudget
 
             trainer.callbacks.insert(0, TimeBudget(minutes))  # before the checkpoints
+        if self.subcommand == "fit":
+            from vtk.callbacks import Curves
+
+            trainer.callbacks.append(Curves())
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -162,6 +166,10 @@ class VTKCLI(LightningCLI):
             if self.trainer.global_step == 0 and self.trainer.is_global_zero:
                 _remove_unused(getattr(self, "_new_folders", []))
             raise
+        if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
+            from vtk.callbacks import fit_summary
+
+            log.info(fit_summary(self.trainer))
 
     def _default_logger(self, config: Any) -> tuple[dict[str, Any], bool]:
         """The run's logger config, and whether it is vtk's default (a CSV logger in
@@ -388,6 +396,44 @@ def _checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None
     argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
 
 
+def _checkpoint_only_evaluate(argv: list[str]) -> None:
+    """``vtk test CKPT ...`` / ``vtk validate CKPT ...`` -> ``vtk test --config RUN/config.yaml
+    --ckpt_path CKPT --trainer.logger <RUN/test> ...``: the run's own recipe, data options and
+    splits (as ``vtk fit`` resolved and saved them), results in the run's ``test/`` (``test_2/``
+    ... on repeats). Options after the checkpoint override the run's as usual."""
+    sub, path = argv[1], Path(argv[2])
+    run = checkpoint_run_folder(path)
+    if run is None or not (run / "config.yaml").is_file():
+        raise VTKError(
+            f"{path} is not in a run folder with the config.yaml vtk fit writes "
+            f"(runs/<recipe>/version_N/checkpoints/); give the recipe and its data instead: "
+            f"vtk {sub} RECIPE --ckpt_path {path} --data.root DIR"
+        )
+    name, n = sub, 1
+    while (run / name).exists():
+        n += 1
+        name = f"{sub}_{n}"
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    trainer = config.get("trainer") or {}
+    trainer["callbacks"] = [  # fit's checkpointing has nothing to do in an evaluation
+        c for c in trainer.get("callbacks") or []
+        if not str(c.get("class_path", "")).endswith("ModelCheckpoint")
+    ]  # fmt: skip
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(run), "name": "", "version": name},
+    }
+    config["trainer"] = trainer
+    argv[2:] = [
+        "--config", yaml.safe_dump(config), "--ckpt_path", str(path),
+        *argv[3:],
+    ]  # fmt: skip
+    if rank_zero_only.rank == 0:
+        log.info("%s of %s with its run's config: writing into %s", sub, path, run / name)
+
+
 def _without_recipe_and_checkpoint(args: list[str]) -> tuple[list[str], Path]:
     """The arguments without the recipe (``--config PATH``) and ``--ckpt_path``, and the
     checkpoint."""
@@ -450,6 +496,7 @@ def run() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     if sys.argv[1:2] != ["fit"]:  # evaluating needs none of the callbacks that trained it (EMA)
         warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
+        warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     # a resumed run continues in its folder, whose metrics.csv vtk keeps (_keep_metrics_until)
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not")
     # between Lightning and this torch, not the user's to act on

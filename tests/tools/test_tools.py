@@ -15,12 +15,17 @@ def tool(name: str):
     return runpy.run_path(str(ROOT / "tools" / f"{name}.py"), run_name="tool")["main"]
 
 
-def test_plot_logs_draws_a_run(fit_demo, tmp_path) -> None:
-    pytest.importorskip("matplotlib")
+def test_plot_logs_draws_a_run(fit_demo, vtk_log, tmp_path) -> None:
     fit_demo("demo_classification", "--data.image_size", "32")
     run = next(tmp_path.rglob("metrics.csv")).parent
+    # vtk fit drew its own curves and said where everything is and what to run next
+    assert Image.open(run / "curves.png").size == (1800, 450)  # losses, validation, lr
+    summary = next(r.getMessage() for r in vtk_log.records if "fit done" in r.getMessage())
+    run, best = run.relative_to(tmp_path), next(run.rglob("best-*.ckpt")).relative_to(tmp_path)
+    assert f"Run folder: {run} (config.yaml, metrics.csv, curves.png)" in summary, summary
+    assert f"best: {best} (val/acc1 " in summary and f"next: vtk test {best}" in summary, summary
     tool("plot_logs")([str(run), "--out", str(tmp_path / "curves.png")])
-    assert Image.open(tmp_path / "curves.png").size == (1200, 450)
+    assert Image.open(tmp_path / "curves.png").size == (1800, 450)
     with pytest.raises(SystemExit, match="does not exist"):
         tool("plot_logs")([str(tmp_path / "nope")])
 
