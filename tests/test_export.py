@@ -107,3 +107,12 @@ def test_the_onnx_runtime_resizes_as_the_pytorch_pipeline(shape) -> None:
     pillow = resize_shorter_side(image, 64, use_opencv=False)
     assert pillow.shape == expected.shape
     assert np.abs(pillow.astype(int) - expected.astype(int)).mean() < 8
+
+
+def test_a_cards_metrics_are_percentages_but_the_threshold_a_probability(tmp_path) -> None:
+    from vtk.export import summary_metrics
+
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text("epoch,step,test/F1,test/IoU/vessel,test/loss,test/threshold\n"
+                        "0,0,0.81567,0.7,0.25,0.53\n")  # fmt: skip
+    assert summary_metrics(csv_path) == {"F1": 81.57, "threshold": 0.53}

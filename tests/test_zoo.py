@@ -151,3 +151,17 @@ def test_shipped_weights_load_and_predict(name) -> None:
     result = predictor.predict(image)
     assert result  # each task's own answer (tested with the tasks)
     assert predictor.class_names == zoo.get(name).meta["class_names"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_entrys_rescore_command_parses_as_written(name, run_vtk, capsys) -> None:
+    """The command each card (and the results pages) gives to re-score the weights: its recipe,
+    overrides and the entry's name resolve (``--print_config`` stops before the data is read)."""
+    import shlex
+
+    args = shlex.split(zoo.get(name).meta["rescore"])
+    assert args[:2] == ["vtk", "test"]
+    assert run_vtk(*args[1:], "--print_config") == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert Path(printed["ckpt_path"]).name.startswith(f"{name}-")  # the entry, verified
+    assert printed["data"]["init_args"]["root"].startswith("path/to/")

@@ -191,7 +191,8 @@ def _export_weights(args: Any) -> None:
 
 def summary_metrics(csv_path: str | Path) -> dict[str, float]:
     """The summary metrics of a ``vtk test`` metrics.csv (``test/<name>`` columns, not the
-    per-class ones), fractions as percentages with two decimals, as model zoos table them."""
+    per-class ones), fractions as percentages with two decimals, as model zoos table them (the
+    binary task's decision threshold stays a probability)."""
     import csv
 
     values: dict[str, float] = {}
@@ -201,7 +202,10 @@ def summary_metrics(csv_path: str | Path) -> dict[str, float]:
                 name = key.removeprefix("test/")
                 if key.startswith("test/") and "/" not in name and name != "loss" and value:
                     number = float(value)
-                    values[name] = round(100 * number, 2) if 0 <= number <= 1 else number
+                    if name == "threshold":  # a probability, not a score
+                        values[name] = round(number, 4)
+                    else:
+                        values[name] = round(100 * number, 2) if 0 <= number <= 1 else number
     if not values:
         raise ConfigError(f"{csv_path} holds no test/ metrics: give the metrics.csv of a vtk test.")
     return values
