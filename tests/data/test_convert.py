@@ -204,3 +204,109 @@ def test_repeated_image_ids_are_an_error(tmp_path) -> None:
     path.write_text(json.dumps(raw))
     with pytest.raises(Exception, match="image id 1 is given to more than one image"):
         CocoDetectionDataModule(str(tmp_path / "images"), str(path), str(path))
+
+
+def _raccoon(root: Path, n: int = 10) -> Path:
+    """datitran/raccoon_dataset's layout: ``annotations/raccoon-K.xml`` beside
+    ``images/raccoon-K.jpg`` (lower-case folders, no ImageSets), ``<filename>`` as labelImg wrote
+    it (one says .png for a .jpg), and ``data/raccoon_labels.csv`` (one row per box)."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "data").mkdir()
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    for k in range(1, n + 1):
+        Image.new("RGB", (64, 48)).save(root / "images" / f"raccoon-{k}.jpg")
+        written = f"raccoon-{k}.png" if k == 3 else f"raccoon-{k}.jpg"
+        (root / "annotations" / f"raccoon-{k}.xml").write_text(
+            f"<annotation><folder>images</folder><filename>{written}</filename>"
+            f"<path>/Users/someone/raccoon/images/{written}</path><size><width>64</width>"
+            "<height>48</height><depth>3</depth></size><object><name>raccoon</name>"
+            "<difficult>0</difficult><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>30</xmax>"
+            "<ymax>40</ymax></bndbox></object></annotation>"
+        )
+        rows += [f"raccoon-{k}.jpg,64,48,raccoon,2,3,30,40"] * (2 if k % 2 else 1)
+    (root / "data" / "raccoon_labels.csv").write_text("\n".join(rows[:5]) + "\n")
+    return root
+
+
+def test_the_raccoon_layout_with_a_seeded_fraction(tmp_path, capsys) -> None:
+    root = _raccoon(tmp_path / "raccoon_dataset")
+    out = tmp_path / "coco"
+    args = ["--annotations", str(root / "annotations"), "--images", str(root / "images"),
+            "--val_fraction", "0.2", "--out", str(out)]  # fmt: skip
+    _main()(args)
+    printed = capsys.readouterr()
+    train, val = (json.loads((out / f"{s}.json").read_text()) for s in ("train", "val"))
+    names = [{i["file_name"] for i in c["images"]} for c in (train, val)]
+    assert len(names[0]) == 8 and len(names[1]) == 2 and not names[0] & names[1]
+    assert "raccoon-3.jpg" in names[0] | names[1]  # its XML said .png: matched and said so
+    assert "raccoon-3.xml: <filename> 'raccoon-3.png' is not in" in printed.err
+    assert (
+        train["categories"]
+        == val["categories"]
+        == [{"id": 1, "name": "raccoon", "supercategory": "none"}]
+    )
+    assert f"image folder: {root / 'images'}" in printed.out and "2 val" in printed.out
+    _main()([*args[:-1], str(tmp_path / "again")])  # seeded: the same split again
+    assert (tmp_path / "again" / "val.json").read_text() == (out / "val.json").read_text()
+    # the DataModule reads what was written
+    dm = CocoDetectionDataModule(str(root / "images"), str(out / "train.json"),
+                                 str(out / "val.json"), num_workers=0)  # fmt: skip
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 8 and dm.class_names == ["raccoon"]
+
+
+def test_split_lists_as_csv_or_txt_and_folder_names_in_any_case(tmp_path, capsys) -> None:
+    root = _raccoon(tmp_path / "raccoon_dataset")
+    out = tmp_path / "listed.json"
+    _main()(["--annotations", str(root / "annotations"), "--images", str(root / "images"),
+             "--split", str(root / "data" / "raccoon_labels.csv"), "--out", str(out)])  # fmt: skip
+    coco = json.loads(out.read_text())
+    # the CSV's rows name raccoon-1 (twice), -2, -3: each once, in order
+    assert [i["file_name"] for i in coco["images"]] == [
+        "raccoon-1.jpg", "raccoon-2.jpg", "raccoon-3.jpg"
+    ]  # fmt: skip
+    listing = tmp_path / "val.txt"
+    listing.write_text("raccoon-4\nraccoon-5.jpg\n")
+    _main()(["--annotations", str(root / "annotations"), "--images", str(root / "images"),
+             "--split", str(listing), "--out", str(out)])  # fmt: skip
+    assert len(json.loads(out.read_text())["images"]) == 2
+    # a VOC folder whose sub-folders are lower case converts as VOC
+    voc = _voc(tmp_path / "VOC", {"a": [("dog", 0, (1, 1, 10, 20))]})
+    for name in ("Annotations", "JPEGImages"):
+        (voc / name).rename(voc / name.lower())
+    _main()([str(voc), "--out", str(out)])
+    assert json.loads(out.read_text())["images"][0]["file_name"] == "a.jpg"
+    assert f"image folder: {voc / 'jpegimages'}" in capsys.readouterr().out
+
+
+def test_bad_split_lists_and_fractions_are_one_line(tmp_path) -> None:
+    root = _raccoon(tmp_path / "raccoon_dataset")
+    base = ["--annotations", str(root / "annotations"), "--images", str(root / "images")]
+    listing = tmp_path / "list.txt"
+    listing.write_text("raccoon-1\nraccoon-99\n")
+    cases = [
+        ([*base, "--split", str(listing), "--out", str(tmp_path / "a.json")],
+         f"{listing}: 1 of its 2 entries have no XML in {root / 'annotations'} (first: 'raccoon-99')"),
+        ([*base, "--val_fraction", "0.2", "--out", str(tmp_path / "a.json")],
+         "with --val_fraction / --test_fraction, --out is a folder"),
+        ([*base, "--val_fraction", "1.5", "--out", str(tmp_path / "o")],
+         "--val_fraction is a fraction in (0, 1), got 1.5"),
+        ([*base, "--val_fraction", "0.01", "--out", str(tmp_path / "o")],
+         "val_fraction=0.01 of 10 images is no image; raise it"),
+        (["--annotations", str(root / "nope"), "--images", str(root / "images"),
+          "--out", str(tmp_path / "a.json")], f"{root / 'nope'} (--annotations) is not a folder"),
+        (["--out", str(tmp_path / "a.json")], "give VOC folder(s), or --annotations DIR"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as e:
+            _main()(argv)
+        assert str(e.value).startswith("vtk: error:") and expected in str(e.value), str(e.value)
+
+
+def test_convert_help_has_no_markup(capsys) -> None:
+    with pytest.raises(SystemExit):
+        convert(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":class:" not in text and "**" not in text
+    assert "--annotations raccoon/annotations --images raccoon/images" in text

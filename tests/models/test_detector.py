@@ -45,7 +45,9 @@ def test_same_parameters_keys_and_detections_as_torchvision(
         extra_blocks=LastLevelP6P7(256, 256),
     )  # fmt: skip  (what fcos_resnet50_fpn / retinanet_resnet50_fpn build)
     tv = reference(body, 91, score_thresh=0.0, **SMALL).eval()
-    model = _r50_fpn_like_torchvision(ours, score_thresh=0.0, **SMALL).eval()
+    path = tmp_path / "detector.pth"
+    torch.save(tv.state_dict(), path)
+    model = _r50_fpn_like_torchvision(ours, score_thresh=0.0, weights=str(path), **SMALL).eval()
     assert (
         sum(p.numel() for p in model.parameters())
         == sum(p.numel() for p in tv.parameters())
@@ -56,14 +58,29 @@ def test_same_parameters_keys_and_detections_as_torchvision(
         p.numel() for p in tv.parameters() if p.requires_grad
     )  # frozen stem + layer1
     assert list(model.state_dict()) == list(tv.state_dict())
-    path = tmp_path / "detector.pth"
-    torch.save(tv.state_dict(), path)
-    model = _r50_fpn_like_torchvision(ours, score_thresh=0.0, weights=str(path), **SMALL).eval()
     images = [torch.rand(3, 150, 190), torch.rand(3, 170, 120)]
     with torch.no_grad():
         for a, b in zip(model(images), tv(images)):
             for key in ("boxes", "scores", "labels"):
                 torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "ours,builder",
+    [(FCOS, torchvision.models.detection.fcos_resnet50_fpn),
+     (RetinaNet, torchvision.models.detection.retinanet_resnet50_fpn)],
+)  # fmt: skip
+def test_without_weights_nothing_stays_frozen_as_in_torchvisions_builders(ours, builder) -> None:
+    """torchvision's builders given no weights use BatchNorm2d and train every stage
+    (``is_trained`` false); vtk's model asked for FrozenBatchNorm2d and a frozen stem with no
+    weights does the same, so its parameters are torchvision's one for one."""
+    tv = builder(weights=None, weights_backbone=None, num_classes=91)
+    model = _r50_fpn_like_torchvision(ours)
+    assert list(model.state_dict()) == list(tv.state_dict())
+    for m in (model, tv):
+        assert not any(isinstance(x, FrozenBatchNorm2d) for x in m.modules())
+    counts = [sum(p.numel() for p in m.parameters() if p.requires_grad) for m in (model, tv)]
+    assert counts[0] == counts[1] == sum(p.numel() for p in tv.parameters())
 
 
 NECKS = {

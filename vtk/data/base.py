@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
 from vtk.data.loading import make_loader
+from vtk.data.splits import seeded_roles
 from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError, DataError
 from vtk.spec import InputSpec
@@ -344,12 +345,8 @@ class VisionDataModule(LightningDataModule):
             groups.setdefault(label(it) if label is not None else 0, []).append(key(it))
         rng = random.Random(self.split_seed)
         out: dict[str, str] = {}
-        for group in (sorted(groups[g]) for g in sorted(groups)):
-            rng.shuffle(group)
-            n_test = round(len(group) * (self.fractions["test"] or 0.0))
-            n_val = round(len(group) * (self.fractions["val"] or 0.0))
-            for i, k in enumerate(group):
-                out[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+        for g in sorted(groups):  # stratified: each class split by the same fractions
+            out.update(seeded_roles(groups[g], self.fractions["val"], self.fractions["test"], rng))
         for role in ("val", "test"):
             if self.fractions[role] and role not in out.values():
                 raise DataError(

@@ -15,7 +15,20 @@ image folder the written ``file_name`` entries are relative to (the DataModule's
   + 1``, as detectron2's VOC reader); categories ``--classes`` in that order (ids 1..K) or the
   sorted names found; ``difficult`` objects ``--difficult crowd`` (default: ``iscrowd: 1``, left
   out of the loss and of COCO's misses, as VOC's evaluation ignores them), ``keep`` or ``drop``.
-  With several roots, ``file_name`` is relative to their common parent folder.
+  With several roots, ``file_name`` is relative to their common parent folder. Folder names
+  match in any case (``annotations/``, ``JPEGImages``). An export that is not in VOC's folder
+  layout (the raccoon set: ``annotations/*.xml`` beside ``images/*.jpg``) is read with
+  ``--annotations DIR --images DIR``; an XML whose ``<filename>`` is not in the image folder is
+  matched to the image of its own name (any image suffix, any case), said by file. Splits:
+  ``--split NAME`` (a list in ``ImageSets/Main``), ``--split FILE`` (a ``.txt`` of ids or
+  image names, one per line, or a ``.csv`` whose ``filename`` / ``image`` column, else its
+  first, names the images: one row per box is fine), or ``--val_fraction F`` /
+  ``--test_fraction F`` (seeded by ``--seed``): ``--out`` is then a folder that gets
+  ``train.json``, ``val.json`` (and ``test.json``).
+
+    vtk convert voc --annotations raccoon/annotations --images raccoon/images \\
+        --val_fraction 0.2 --out raccoon/coco
+
 * **YOLO txt** (ultralytics / Roboflow "YOLO" exports): ``data.yaml`` gives ``names`` (a list or
   ``{index: name}``), the split's images (a folder, a list of folders, or a ``.txt`` list of
   image paths; relative to ``path`` or to the YAML's folder); each image's labels are the
@@ -38,10 +51,14 @@ from typing import Any
 
 from PIL import Image
 
-from vtk.data.io import is_image_file, upright_size
+from vtk.data.io import IMAGE_SUFFIXES, is_image_file, upright_size
+from vtk.data.splits import seeded_roles
 from vtk.errors import DataError
 
-__all__ = ["main", "renumber_annotations", "voc_to_coco", "yolo_to_coco"]
+__all__ = [
+    "main", "read_id_list", "renumber_annotations", "voc_folders_to_coco", "voc_to_coco",
+    "yolo_to_coco",
+]  # fmt: skip
 
 Coco = dict[str, Any]
 
@@ -57,32 +74,108 @@ def _number(node: ET.Element, tag: str, xml: Path) -> float:
         raise DataError(f"{xml}: <{tag}> is {child.text!r}, not a number.") from None
 
 
+def _child(parent: Path, name: str) -> Path:
+    """``parent/name``, or the entry of ``parent`` whose name is ``name`` in another case
+    (``annotations``, ``JPEGImages`` / ``jpegimages``); ``parent/name`` when neither exists."""
+    exact = parent / name
+    if exact.exists() or not parent.is_dir():
+        return exact
+    lower = name.lower()
+    return next((p for p in sorted(parent.iterdir()) if p.name.lower() == lower), exact)
+
+
 def voc_image_folder(roots: list[Path]) -> Path:
     """The folder the ``file_name`` entries written by :func:`voc_to_coco` are relative to."""
     if len(roots) == 1:
-        return roots[0] / "JPEGImages"
+        return _child(roots[0], "JPEGImages")
     return Path(os.path.commonpath([r.resolve() for r in roots]))
 
 
-def _voc_ids(root: Path, split: str | None) -> list[str]:
-    annotations_dir = root / "Annotations"
+#: the column of a split CSV that names the images, in this order of preference
+_CSV_COLUMNS = ("filename", "file_name", "file", "image", "image_id", "id", "name")
+
+
+def read_id_list(path: Path) -> list[str]:
+    """The image ids (file names without an image suffix) a split file lists, in order, each
+    once: a ``.txt`` (one per line; VOC's ``id [flag]`` lines too) or a ``.csv`` (the column
+    named ``filename`` / ``image`` ..., else the first; a header row is recognised by those
+    names)."""
+    import csv
+
+    def stem(entry: str) -> str:
+        name = Path(entry.strip()).name
+        return Path(name).stem if Path(name).suffix.lower() in (*IMAGE_SUFFIXES, ".xml") else name
+
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        column = next((header.index(c) for c in _CSV_COLUMNS if c in header), None)
+        body = rows[1:] if column is not None else rows
+        entries = [r[column or 0] for r in body if len(r) > (column or 0)]
+    else:
+        entries = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(stem(e) for e in entries if e.strip()))
+
+
+def _voc_ids(root: Path, split: str | None, annotations_dir: Path | None = None) -> list[str]:
+    annotations_dir = annotations_dir or _child(root, "Annotations")
     if not annotations_dir.is_dir():
         raise DataError(
-            f"{annotations_dir} does not exist: a VOC folder holds Annotations/ and JPEGImages/."
+            f"{annotations_dir} does not exist: a VOC folder holds Annotations/ and JPEGImages/ "
+            "(give --annotations DIR --images DIR for another layout)."
         )
+    xmls = {p.stem: p for p in annotations_dir.iterdir() if p.suffix.lower() == ".xml"}
     if split is None:
-        return sorted(p.stem for p in annotations_dir.glob("*.xml"))
-    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+        return sorted(xmls)
+    split_file = Path(split)
     if not split_file.is_file():
-        raise DataError(f"{split_file} does not exist (leave out --split to take every XML).")
-    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        split_file = _child(_child(root, "ImageSets"), "Main") / f"{split}.txt"
+    if not split_file.is_file():
+        raise DataError(
+            f"{split} is neither a list file nor {split_file} (leave out --split to take every "
+            "XML, or give --val_fraction)."
+        )
+    ids = read_id_list(split_file)
+    missing = [i for i in ids if i not in xmls]
+    if missing:
+        raise DataError(
+            f"{split_file}: {len(missing)} of its {len(ids)} entries have no XML in "
+            f"{annotations_dir} (first: {missing[0]!r}); fix the list or the folder."
+        )
+    return ids
 
 
-def _voc_parse(root: Path, ids: list[str], problems: list[str]) -> list:
-    """(xml path, file name, width, height, [(class, difficult, box)]) of each listed XML."""
+def _image_for(images_dir: Path, filename: str, xml: Path, problems: list[str]) -> str | None:
+    """The image an XML describes, relative to ``images_dir``: its ``<filename>``, else the
+    image named as the XML (any image suffix, any case); None when there is none."""
+    if (images_dir / filename).is_file():
+        return filename
+    wanted = {Path(filename).name.lower()}
+    stems = {Path(filename).stem.lower(), xml.stem.lower()}
+    for p in sorted(images_dir.iterdir()):
+        if p.name.lower() in wanted or (
+            p.stem.lower() in stems and p.suffix.lower() in IMAGE_SUFFIXES
+        ):
+            problems.append(f"{xml}: <filename> {filename!r} is not in {images_dir}; took {p.name}")
+            return p.name
+    problems.append(f"{xml}: no image {filename!r} (or of its name) in {images_dir}, left out")
+    return None
+
+
+def _voc_parse(
+    annotations_dir: Path, ids: list[str], problems: list[str], images_dir: Path | None = None
+) -> list:
+    """(xml path, file name, width, height, [(class, difficult, box)]) of each listed XML;
+    with ``images_dir``, each file name is checked there (and an XML without its image left
+    out)."""
     parsed = []
     for i in ids:
-        xml = root / "Annotations" / f"{i}.xml"
+        xml = annotations_dir / f"{i}.xml"
+        if not xml.is_file():
+            xml = next(
+                (p for p in annotations_dir.glob(f"{i}.*") if p.suffix.lower() == ".xml"), xml
+            )
         if not xml.is_file():
             raise DataError(f"{xml} (listed in the split) does not exist.")
         try:
@@ -90,7 +183,12 @@ def _voc_parse(root: Path, ids: list[str], problems: list[str]) -> list:
         except ET.ParseError as e:
             raise DataError(f"{xml} is not valid XML: {e}.") from None
         size = tree.find("size")
-        filename = tree.findtext("filename") or f"{i}.jpg"
+        filename = (tree.findtext("filename") or "").strip() or f"{i}.jpg"
+        if images_dir is not None:
+            found = _image_for(images_dir, filename, xml, problems)
+            if found is None:
+                continue
+            filename = found
         w, h = (
             (int(_number(size, "width", xml)), int(_number(size, "height", xml)))
             if size is not None
@@ -123,9 +221,68 @@ def voc_to_coco(
     folder = voc_image_folder(roots)
     parsed, problems = [], []
     for root in roots:
-        prefix = "" if len(roots) == 1 else f"{root.resolve().relative_to(folder)}/JPEGImages/"
-        for xml, filename, w, h, objects in _voc_parse(root, _voc_ids(root, split), problems):
+        prefix = (
+            ""
+            if len(roots) == 1
+            else f"{root.resolve().relative_to(folder)}/{_child(root, 'JPEGImages').name}/"
+        )
+        annotations_dir = _child(root, "Annotations")
+        for xml, filename, w, h, objects in _voc_parse(
+            annotations_dir, _voc_ids(root, split), problems
+        ):
             parsed.append((xml, prefix + filename, w, h, objects))
+    return _voc_coco(parsed, classes, difficult, problems), problems
+
+
+def voc_folders_to_coco(
+    annotations: Path | str,
+    images: Path | str,
+    split: str | None = None,
+    classes: list[str] | None = None,
+    difficult: str = "crowd",
+    fractions: tuple[float | None, float | None] = (None, None),
+    seed: int = 0,
+) -> tuple[dict[str, Coco], list[str]]:
+    """VOC XML files in ``annotations`` describing the images in ``images`` (any layout) ->
+    (``{split name: COCO dict}``, the problems found): one ``"all"`` (or ``split``) file, or
+    ``train`` / ``val`` / ``test`` by the seeded ``fractions`` (val, test) of the XML files.
+    ``file_name`` entries are relative to ``images``; the categories are the same in every
+    file."""
+    if difficult not in ("crowd", "keep", "drop"):
+        raise DataError(f"difficult must be crowd, keep or drop, not {difficult!r}.")
+    annotations, images = Path(annotations), Path(images)
+    for folder, what in ((annotations, "--annotations"), (images, "--images")):
+        if not folder.is_dir():
+            raise DataError(f"{folder} ({what}) is not a folder.")
+    if split is not None and not Path(split).is_file():
+        raise DataError(f"--split {split}: no such list file (.txt or .csv).")
+    problems: list[str] = []
+    ids = _voc_ids(annotations.parent, split, annotations)
+    if not ids:
+        raise DataError(f"{annotations} holds no .xml file.")
+    parsed = _voc_parse(annotations, ids, problems, images)
+    names = classes or sorted({name for *_, objects in parsed for name, _, _ in objects})
+    val, test = fractions
+    if not (val or test):
+        return {"all": _voc_coco(parsed, names, difficult, problems)}, problems
+    import random
+
+    roles = seeded_roles([p[0] for p in parsed], val, test, random.Random(seed))
+    out = {}
+    for role in ("train", "val", "test"):
+        part = [p for p in parsed if roles[p[0]] == role]
+        if role != "train" and not part and fractions[role == "test"]:
+            raise DataError(
+                f"{role}_fraction={fractions[role == 'test']} of {len(parsed)} images is no "
+                f"image; raise it."
+            )
+        if part:
+            out[role] = _voc_coco(part, names, difficult, problems)
+    return out, problems
+
+
+def _voc_coco(parsed: list, classes: list[str] | None, difficult: str, problems: list[str]) -> Coco:
+    """The COCO dict of parsed VOC files (:func:`_voc_parse`)."""
     names = classes or sorted({name for *_, objects in parsed for name, _, _ in objects})
     category = {name: k + 1 for k, name in enumerate(names)}
     images, anns = [], []
@@ -150,7 +307,7 @@ def voc_to_coco(
                  "iscrowd": int(bool(hard) and difficult == "crowd")}
             )  # fmt: skip
     categories = [{"id": k, "name": n, "supercategory": "none"} for n, k in category.items()]
-    return {"images": images, "annotations": anns, "categories": categories}, problems
+    return {"images": images, "annotations": anns, "categories": categories}
 
 
 # -- YOLO ---------------------------------------------------------------------------------------
@@ -309,15 +466,22 @@ def main(argv: list[str] | None = None) -> None:
     """``vtk convert {voc,yolo,coco} ... --out FILE`` (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="vtk convert",
-        description=__doc__,
+        description=_plain(__doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="format", required=True)
     voc = sub.add_parser("voc", help="Pascal VOC XML folder(s) -> COCO JSON")
-    voc.add_argument("roots", type=Path, nargs="+", metavar="root", help="VOC folder(s)")
+    voc.add_argument("roots", type=Path, nargs="*", metavar="root", help="VOC folder(s)")
+    voc.add_argument("--annotations", type=Path, help="a folder of XML files (another layout)")
+    voc.add_argument("--images", type=Path, help="the folder of their images (with --annotations)")
     voc.add_argument(
-        "--split", help="a list in ImageSets/Main (train, val, ...); default every XML"
+        "--split",
+        help="a list in ImageSets/Main (train, val, ...) or a .txt / .csv list file; "
+        "default every XML",
     )
+    voc.add_argument("--val_fraction", type=float, help="carve val out (seeded); --out: a folder")
+    voc.add_argument("--test_fraction", type=float, help="carve test out too")
+    voc.add_argument("--seed", type=int, default=0, help="of the fractions (default 0)")
     voc.add_argument("--classes", help="comma-separated class names, in the order of their ids")
     voc.add_argument("--difficult", choices=["crowd", "keep", "drop"], default="crowd")
     yolo = sub.add_parser("yolo", help="a YOLO export (data.yaml + txt labels) -> COCO JSON")
@@ -331,6 +495,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.format == "voc":
             classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+            if args.annotations or args.images or args.val_fraction or args.test_fraction:
+                _voc_folders(args, classes)
+                return
+            if not args.roots:
+                raise DataError("give VOC folder(s), or --annotations DIR --images DIR.")
             data, problems = voc_to_coco(args.roots, args.split, classes, args.difficult)
             folder: Path | None = voc_image_folder(args.roots)
         elif args.format == "yolo":
@@ -346,13 +515,58 @@ def main(argv: list[str] | None = None) -> None:
             folder = None
     except DataError as e:
         raise SystemExit(f"vtk: error: {e}") from None
+    _write(args.out, data, problems, folder)
+
+
+def _write(out: Path, data: Coco, problems: list[str], folder: Path | None) -> None:
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data))
     names = ", ".join(str(c.get("name")) for c in data.get("categories", [])[:20])
     print(
-        f"wrote {args.out}: {len(data.get('images', []))} images, "
+        f"wrote {out}: {len(data.get('images', []))} images, "
         f"{len(data['annotations'])} boxes, {len(data.get('categories', []))} categories "
         f"({names})" + (f"; image folder: {folder}" if folder is not None else "")
     )
+
+
+def _voc_folders(args: argparse.Namespace, classes: list[str] | None) -> None:
+    """``vtk convert voc --annotations DIR --images DIR [--split FILE | --val_fraction F]``;
+    VOC roots with fractions take their root's Annotations/ and JPEGImages/."""
+    if args.roots:
+        if len(args.roots) > 1 or args.annotations or args.images:
+            raise DataError("with --val_fraction, give one VOC folder or --annotations/--images.")
+        args.annotations = _child(args.roots[0], "Annotations")
+        args.images = _child(args.roots[0], "JPEGImages")
+    if not (args.annotations and args.images):
+        raise DataError("give both --annotations DIR (the XML files) and --images DIR.")
+    fractions = (args.val_fraction, args.test_fraction)
+    for name, value in zip(("val_fraction", "test_fraction"), fractions):
+        if value is not None and not 0.0 < value < 1.0:
+            raise DataError(f"--{name} is a fraction in (0, 1), got {value}.")
+    if any(fractions) and args.out.suffix.lower() == ".json":
+        raise DataError(
+            f"--out {args.out}: with --val_fraction / --test_fraction, --out is a folder "
+            "(train.json, val.json and test.json go in it)."
+        )
+    files, problems = voc_folders_to_coco(
+        args.annotations, args.images, args.split, classes, args.difficult, fractions, args.seed
+    )
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
+    for role, data in files.items():
+        out = args.out if role == "all" else args.out / f"{role}.json"
+        _write(out, data, [], args.images)
+    if any(fractions):
+        counts = ", ".join(f"{len(d['images'])} {r}" for r, d in files.items())
+        print(f"split (val_fraction {args.val_fraction}, test_fraction {args.test_fraction}, "
+              f"seed {args.seed}): {counts}")  # fmt: skip
+
+
+def _plain(doc: str) -> str:
+    """A docstring for --help: without reStructuredText's markup (``x``, **x**, :class:`~a.X`)."""
+    import re
+
+    doc = re.sub(r":\w+:`~?(?:[\w.]+\.)?([\w]+)`", r"\1", doc)
+    return doc.replace("``", "").replace("**", "")
