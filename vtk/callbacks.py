@@ -235,7 +235,9 @@ def fit_summary(trainer: Trainer) -> str:
     the last one, and the commands that use them."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    folder = trainer.log_dir or trainer.default_root_dir
+    # not trainer.log_dir: that broadcasts, and this runs on rank 0 alone
+    logger = trainer.logger
+    folder = getattr(logger, "log_dir", None) or trainer.default_root_dir
     steps, epochs = trainer.global_step, trainer.current_epoch
     lines = [f"fit done ({steps} step{'s' * (steps != 1)}, {epochs} epoch{'s' * (epochs != 1)}). "
              f"Run folder: {folder}"]  # fmt: skip

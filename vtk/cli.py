@@ -177,7 +177,8 @@ def main() -> None:
     if command == "--version":
         print(f"vtk {__version__}")
         return
-    check_torch_pair()
+    if command not in ("list", "convert"):  # those two run without torch
+        check_torch_pair()
     if command == "list":
         if sys.argv[2:3] == ["weights"]:
             from vtk.zoo import table

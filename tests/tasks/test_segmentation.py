@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+import torchvision
 from helpers import quiet_trainer
 from torch import nn
 
@@ -140,7 +141,10 @@ def test_default_optimisation_is_sgd_with_a_per_step_poly_schedule(voc_root, tmp
 
 
 def test_frozen_parameters_are_left_out_of_the_optimiser(voc_root, tmp_path) -> None:
-    model = Segmenter(ResNet("resnet18", frozen_stages=1), head=DeepLabV3Head, num_classes=21)
+    weights = tmp_path / "resnet18.pth"  # frozen stages stay frozen only over given weights
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    backbone = ResNet("resnet18", frozen_stages=1, weights=str(weights))
+    model = Segmenter(backbone, head=DeepLabV3Head, num_classes=21)
     task = SegmentationTask(model, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
     trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(task, datamodule=_data(voc_root))
