@@ -117,7 +117,8 @@ class ClassificationTask(VisionTask):
         logits = self.model(batch["image"])
         loss = self._loss(logits, batch["label"])
         self.remember_losses({"loss": loss})
-        self.train_acc(logits, batch["label"])
+        labels = batch["label"]  # soft targets under MixUp / CutMix: their main class
+        self.train_acc(logits, labels.argmax(1) if labels.ndim == 2 else labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc1", self.train_acc, on_step=True, on_epoch=False)
         self.log_lr()

@@ -168,3 +168,58 @@ def test_an_empty_class_folder_is_named_per_split_and_stopped_when_empty_everywh
     (tmp_path / "val" / "fish").mkdir()
     with pytest.raises(DataError, match=r"class folders \['fish'\] hold no images in any split"):
         ImageFolderDataModule(root=str(tmp_path), batch_size=2, num_workers=0)
+
+
+# -- augmentation as torchvision's reference trains (--auto-augment, --random-erase, MixUp/CutMix)
+@pytest.mark.parametrize("policy", ["ra", "ta_wide", "augmix", "imagenet"])
+def test_each_auto_augment_policy_runs_on_the_crop(policy) -> None:
+    from torchvision.transforms import v2
+
+    from vtk.data import transforms as T
+
+    transform = T.classification_train(32, auto_augment=policy, random_erase=1.0)
+    kind = {"ra": v2.RandAugment, "ta_wide": v2.TrivialAugmentWide, "augmix": v2.AugMix,
+            "imagenet": v2.AutoAugment}[policy]  # fmt: skip
+    assert isinstance(transform.policy, kind)
+    image = np.random.default_rng(0).integers(1, 255, (48, 40, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    out = transform(image=image)["image"]
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    erased = (out == 0).all(0)  # random erasing writes 0 (the mean) into a rectangle
+    assert 0 < erased.sum() < 32 * 32
+    plain = T.classification_train(32)  # nothing asked: the albumentations pipeline as before
+    assert "ClassificationTrain" not in type(plain).__name__
+
+
+def test_mixup_and_cutmix_make_soft_targets_in_training_only(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    for i, name in enumerate(("a", "b", "c")):
+        for split in ("train", "val"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / split / name / "x.png")
+    dm = ImageFolderDataModule(str(tmp_path), num_workers=0, mixup_alpha=0.2, cutmix_alpha=1.0)
+    batch = {"image": torch.rand(8, 3, 16, 16), "label": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])}
+    dm.trainer = SimpleNamespace(training=False)  # validation: untouched
+    assert dm.on_after_batch_transfer(batch, 0) is batch
+    dm.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    mixed = dm.on_after_batch_transfer(batch, 0)
+    soft = mixed["label"]
+    assert soft.shape == (8, 3) and torch.allclose(soft.sum(1), torch.ones(8))
+    assert (soft.max(1).values < 1).any()  # mixed: not one-hot
+    assert not torch.equal(mixed["image"], batch["image"])
+
+
+def test_augmentation_options_are_checked_by_name(tmp_path) -> None:
+    from vtk.data.multilabel import MultiLabelDataModule
+    from vtk.errors import ConfigError
+
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "a" / "x.png")
+    with pytest.raises(ConfigError, match="auto_augment is one of ra, ta_wide, augmix, imagenet"):
+        ImageFolderDataModule(str(tmp_path), auto_augment="randaugment")
+    with pytest.raises(ConfigError, match="random_erase must be in"):
+        ImageFolderDataModule(str(tmp_path), random_erase=1.5)
+    with pytest.raises(ConfigError, match="multi-label data takes neither"):
+        MultiLabelDataModule("labels.csv", mixup_alpha=0.2)

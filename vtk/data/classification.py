@@ -33,7 +33,7 @@ from vtk.data import transforms as T
 from vtk.data.base import ImageFileDataset, VisionDataModule, split_source
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file
 from vtk.drawing import draw_classes
-from vtk.errors import DataError
+from vtk.errors import ConfigError, DataError
 from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 log = logging.getLogger("vtk")
@@ -169,6 +169,16 @@ class ClassificationDataModule(VisionDataModule):
         scale: random-resized-crop area range (torchvision's 0.08-1.0).
         mean, std: normalisation.
         batch_size: images per process and step (per GPU under DDP).
+        auto_augment: a policy after the crop and flip, as torchvision's reference
+            ``--auto-augment``: ``ra`` (RandAugment), ``ta_wide`` (TrivialAugmentWide),
+            ``augmix``, ``imagenet`` (AutoAugment); torchvision.transforms.v2's. None: none.
+        ra_magnitude: RandAugment's magnitude (9, as the reference).
+        random_erase: probability of random erasing of the normalised image (the reference's
+            ``--random-erase``; 0.1 in its recipe for the newer ImageNet weights).
+        mixup_alpha, cutmix_alpha: batch-level MixUp / CutMix (Beta(alpha, alpha) mixing, as the
+            reference's ``--mixup-alpha 0.2 --cutmix-alpha 1.0``; one of the two per batch when
+            both are set, torchvision.transforms.v2's): the training labels become soft targets
+            (N, classes) that the task's cross-entropy takes. 0: off.
         **kwargs: see :class:`~vtk.data.base.VisionDataModule` (``val_batch_size``,
             ``num_workers``, ``on_bad_image``, ``predict_dir``).
     """
@@ -185,14 +195,55 @@ class ClassificationDataModule(VisionDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         batch_size: int = 32,
+        auto_augment: str | None = None,
+        ra_magnitude: int = 9,
+        random_erase: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, class_names, batch_size=batch_size, **kwargs)
         self.image_size, self.resize_size, self.scale = image_size, resize_size, scale
         self.mean, self.std = mean, std
+        if auto_augment is not None and auto_augment not in T.AUTO_AUGMENT:
+            raise ConfigError(
+                f"auto_augment is one of {', '.join(T.AUTO_AUGMENT)} (or null), not "
+                f"{auto_augment!r}."
+            )
+        for name, value in (("random_erase", random_erase), ("mixup_alpha", mixup_alpha),
+                            ("cutmix_alpha", cutmix_alpha)):  # fmt: skip
+            if value < 0 or (name == "random_erase" and value > 1):
+                raise ConfigError(
+                    f"{name} must be {'in [0, 1]' if name == 'random_erase' else '>= 0'}, got {value}."
+                )
+        self.auto_augment, self.ra_magnitude, self.random_erase = (
+            auto_augment, ra_magnitude, random_erase,
+        )  # fmt: skip
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self._mix: Any = None
 
     def train_transform(self) -> Any:
-        return T.classification_train(self.image_size, self.scale, mean=self.mean, std=self.std)
+        return T.classification_train(
+            self.image_size, self.scale, mean=self.mean, std=self.std,
+            auto_augment=self.auto_augment, ra_magnitude=self.ra_magnitude,
+            random_erase=self.random_erase,
+        )  # fmt: skip
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """MixUp / CutMix of a training batch, on its device (``mixup_alpha``,
+        ``cutmix_alpha``): the labels become soft targets."""
+        if batch is None or not (self.mixup_alpha or self.cutmix_alpha):
+            return batch
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        if self._mix is None:
+            from torchvision.transforms import v2
+
+            mixes = [m(alpha=a, num_classes=self.num_classes) for m, a in
+                     ((v2.MixUp, self.mixup_alpha), (v2.CutMix, self.cutmix_alpha)) if a > 0]  # fmt: skip
+            self._mix = mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+        images, labels = self._mix(batch["image"], batch["label"])
+        return {**batch, "image": images, "label": labels}
 
     def eval_spec(self) -> InputSpec:
         # resize the shorter side (256 for 224: torchvision's ratio 0.875), centre crop

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from vtk.data.base import ImageFileDataset
 from vtk.data.classification import ClassificationDataModule
 from vtk.drawing import draw_classes
-from vtk.errors import DataError
+from vtk.errors import ConfigError, DataError
 
 log = logging.getLogger("vtk")
 
@@ -131,6 +131,11 @@ class MultiLabelDataModule(ClassificationDataModule):
         separator: str = ";",
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("mixup_alpha") or kwargs.get("cutmix_alpha"):
+            raise ConfigError(
+                "mixup_alpha / cutmix_alpha mix single-label targets; multi-label data takes "
+                "neither (leave them out)."
+            )
         self.files = {"train": train_labels, "val": val_labels, "test": test_labels}
         self.folders = {"train": train_images, "val": val_images or train_images,
                         "test": test_images or val_images or train_images}  # fmt: skip

@@ -238,16 +238,75 @@ def classification_train(
     hflip: float = 0.5,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-) -> A.Compose:
-    """ImageNet training augmentation (torchvision's reference): random-resized crop, flip."""
-    return A.Compose(
-        [
-            A.RandomResizedCrop(size=(size, size), scale=tuple(scale), area_for_downscale="image"),
-            A.HorizontalFlip(p=hflip),
-            A.Normalize(mean=mean, std=std),
-            ToTensorV2(),
-        ]
-    )
+    auto_augment: str | None = None,
+    ra_magnitude: int = 9,
+    random_erase: float = 0.0,
+) -> Any:
+    """ImageNet training augmentation (torchvision's reference): random-resized crop, flip;
+    then, as the reference's ``--auto-augment`` and ``--random-erase``, a policy of
+    torchvision.transforms.v2 (:func:`auto_augment_policy`) on the uint8 crop and random erasing
+    of the normalised tensor (:class:`ClassificationTrain`)."""
+    spatial = [
+        A.RandomResizedCrop(size=(size, size), scale=tuple(scale), area_for_downscale="image"),
+        A.HorizontalFlip(p=hflip),
+    ]
+    finish = [A.Normalize(mean=mean, std=std), ToTensorV2()]
+    if auto_augment is None and not random_erase:
+        return A.Compose([*spatial, *finish])
+    if not 0.0 <= random_erase <= 1.0:
+        raise ValueError(f"random_erase is a probability in [0, 1], got {random_erase}.")
+    policy = auto_augment_policy(auto_augment, ra_magnitude) if auto_augment else None
+    return ClassificationTrain(A.Compose(spatial), A.Compose(finish), policy, random_erase)
+
+
+#: ``auto_augment`` policies (torchvision's reference ``--auto-augment``): name -> v2 transform
+AUTO_AUGMENT = ("ra", "ta_wide", "augmix", "imagenet")
+
+
+def auto_augment_policy(name: str, ra_magnitude: int = 9) -> Any:
+    """torchvision.transforms.v2's policy of torchvision's reference ``--auto-augment NAME``:
+    ``ra`` RandAugment (2 ops at ``ra_magnitude``), ``ta_wide`` TrivialAugmentWide, ``augmix``
+    AugMix, ``imagenet`` AutoAugment's ImageNet policy; bilinear, as the reference."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import InterpolationMode
+
+    bilinear = InterpolationMode.BILINEAR
+    if name == "ra":
+        return v2.RandAugment(magnitude=ra_magnitude, interpolation=bilinear)
+    if name == "ta_wide":
+        return v2.TrivialAugmentWide(interpolation=bilinear)
+    if name == "augmix":
+        return v2.AugMix(interpolation=bilinear)
+    if name == "imagenet":
+        return v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear)
+    raise ValueError(f"auto_augment is one of {', '.join(AUTO_AUGMENT)}, not {name!r}.")
+
+
+class ClassificationTrain:
+    """A classification training pipeline in torchvision's reference order: albumentations'
+    crop and flip on the uint8 image, the ``policy`` of torchvision.transforms.v2 (RandAugment
+    ...) on it, normalisation to a tensor, then v2's RandomErasing (``erase`` probability) on
+    the normalised tensor. Called as an albumentations pipeline: ``t(image=array)["image"]``."""
+
+    def __init__(self, spatial: A.Compose, finish: A.Compose, policy: Any = None,
+                 erase: float = 0.0) -> None:  # fmt: skip
+        from torchvision.transforms import v2
+
+        self.spatial, self.finish, self.policy = spatial, finish, policy
+        self.erasing = v2.RandomErasing(p=erase, value=0) if erase > 0 else None
+
+    def __call__(self, image: np.ndarray, **_: Any) -> dict[str, Any]:
+        image = self.spatial(image=image)["image"]
+        if self.policy is not None:
+            chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            image = self.policy(chw).permute(1, 2, 0).numpy()
+        out = self.finish(image=image)["image"]
+        if self.erasing is not None:
+            out = self.erasing(out)
+        return {"image": out}
+
+    def __repr__(self) -> str:
+        return f"ClassificationTrain({self.spatial}, policy={self.policy}, erasing={self.erasing})"
 
 
 def cifar_train(
