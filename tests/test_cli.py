@@ -603,3 +603,22 @@ def test_a_torchvision_built_for_another_torch_is_refused_in_one_line(run_vtk, m
     assert isinstance(message, str) and message.count("\n") == 0, message
     assert message.startswith("vtk: error: torchvision ") and "torch 2.13.0+cpu" in message
     assert "pip install torch==2.13.0 torchvision==0.28.*" in message
+
+
+def test_an_error_during_training_gets_a_line_of_its_own(tmp_path) -> None:
+    """The progress bar draws its line with carriage returns and no newline: an error raised
+    mid-epoch starts a new line instead of ending up after ``train/loss=...]``."""
+    import subprocess
+
+    from helpers import VTK
+
+    fit = subprocess.run(  # one stream, as a terminal shows the bar (stdout) and errors (stderr)
+        [VTK, "fit", "demo_classification", "--model.init_args.optimizer.init_args.lr", "1e12",
+         "--data.image_size", "32", "--trainer.max_epochs", "1", "--data.num_workers", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )  # fmt: skip
+    assert fit.returncode != 0
+    assert "train/loss=" in fit.stdout  # the bar was drawn
+    lines = fit.stdout.replace("\r", "\n").splitlines()
+    assert any(ln.startswith("vtk: error: training stopped") for ln in lines), fit.stdout[-2000:]
+    assert "]vtk: error" not in fit.stdout and "No seed found" not in fit.stdout

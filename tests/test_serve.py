@@ -81,6 +81,10 @@ class Server:
         for p in left:
             os.kill(p, 9)
         assert not left, f"vtk serve left {len(left)} worker processes running"
+        self.output = self.process.stdout.read()
+        # it said where it listens, and passed on no advice that is not the user's to act on
+        assert f"at http://127.0.0.1:{self.port}/" in self.output, self.output[-2000:]
+        assert "both batch and unbatch" not in self.output, self.output[-2000:]
 
 
 def _children(pid: int) -> list[int]:

@@ -103,7 +103,8 @@ class VTKCLI(LightningCLI):
             self.model.fast_predict = bool(self.config[self.subcommand].get("fast", True))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        global _TRAINER
+        trainer = _TRAINER = super().instantiate_trainer(**kwargs)
         continued = getattr(self, "_continued_run", None)
         if continued is not None and trainer.is_global_zero:
             _keep_metrics_until(trainer, *continued)
@@ -499,6 +500,9 @@ def run() -> None:
         warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     # a resumed run continues in its folder, whose metrics.csv vtk keeps (_keep_metrics_until)
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not")
+    # seed_everything: true (vtk's default) without a number: Lightning seeds 0 and says so as
+    # a warning; the run is reproducible, nothing to act on
+    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")
     # between Lightning and this torch, not the user's to act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     for handler in logging.getLogger("lightning.pytorch").handlers:  # advertisements
@@ -523,11 +527,26 @@ def run() -> None:
         if isinstance(user_error, TrainingError) and rank_zero_only.rank != 0:
             raise SystemExit(1) from None  # every process stops at that step; rank 0 says why
         if user_error is not None:
+            _end_progress_line()
             raise SystemExit(f"vtk: error: {user_message(user_error)}") from None
         if _lightning_check(e):  # one line, from the first process only
             message = " ".join(str(e).split())
             raise SystemExit(f"vtk: error: {message}" if rank_zero_only.rank == 0 else 1) from None
         raise
+
+
+#: the run's trainer, once built (for :func:`_end_progress_line`)
+_TRAINER: Trainer | None = None
+
+
+def _end_progress_line() -> None:
+    """End the progress bar's line before an error line: a bar stopped mid-epoch leaves its
+    last ``\r``-drawn line open (``train/loss=1.690]vtk: error: ...``)."""
+    trainer = _TRAINER
+    bar = getattr(trainer, "progress_bar_callback", None) if trainer is not None else None
+    if bar is not None and getattr(bar, "is_enabled", False) and trainer.global_step > 0:
+        sys.stdout.write("\n")  # the bar's stream (Lightning's tqdm bars write to stdout)
+        sys.stdout.flush()
 
 
 def _check_checkpoint_argument(argv: list[str]) -> None:

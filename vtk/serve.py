@@ -340,9 +340,13 @@ def page() -> str:
 
 
 def build_server(args: argparse.Namespace) -> Any:
+    import warnings
+
     import litserve as ls
     from fastapi.responses import HTMLResponse
 
+    # vtk's API batches when asked (--max_batch_size); at 1 LitServe's advice is not the user's
+    warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch methods")
     api = VTKAPI(args.model, args.max_pixels, args.max_batch_size, args.batch_timeout)
     guard = (
         RequestGuard,
@@ -399,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
             f"vtk: error: vtk serve needs litserve: pip install litserve ({e})."
         ) from None
     _stop_workers_with_the_server()
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"vtk serve: {args.model} at http://{shown}:{args.port}/ (the page; POST an image to "
+          f"/predict; Ctrl-C stops)", flush=True)  # fmt: skip
     server.run(host=args.host, port=args.port, generate_client_file=False,
                api_server_worker_type="thread", log_level="warning")  # fmt: skip
 
