@@ -274,7 +274,7 @@ class SegmentationTask(VisionTask):
         ]
 
     def prediction_writer(self, output_dir: Path) -> Callback:
-        return SegmentationWriter(str(output_dir), self.num_classes)
+        return SegmentationWriter(str(output_dir), self.num_classes, class_names=self.class_names)
 
     def export_spec(self, size: int) -> dict[str, Any]:
         return {**super().export_spec(size), "module": _Logits(self.model).eval()}

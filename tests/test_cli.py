@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -622,3 +623,15 @@ def test_an_error_during_training_gets_a_line_of_its_own(tmp_path) -> None:
     lines = fit.stdout.replace("\r", "\n").splitlines()
     assert any(ln.startswith("vtk: error: training stopped") for ln in lines), fit.stdout[-2000:]
     assert "]vtk: error" not in fit.stdout and "No seed found" not in fit.stdout
+
+
+@pytest.mark.parametrize("sub", ["predict", "test"])
+def test_predict_and_test_help_is_short_and_shows_the_checkpoint_form(run_vtk, capsys, sub):
+    assert run_vtk(sub, "--help") == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) < 40 and f"usage: vtk {sub} CKPT" in text
+    assert f"vtk {sub} RECIPE --help" in text
+    for option in re.findall(r"^  (--[\w.]+)", text, flags=re.M):  # each one the recipe takes
+        assert option.split(".")[0] in ("--output_dir", "--data", "--fast", "--model", "--trainer")
+    assert run_vtk(sub, "demo_classification", "--help") == 0  # every option, as before
+    assert len(capsys.readouterr().out.splitlines()) > 200

@@ -85,10 +85,14 @@ class SegmentationWriter(PredictionWriter):
     pixel (readable as labels by any tool) and shows VOC's colours in an image viewer."""
 
     def __init__(
-        self, output_dir: str = "predictions", num_classes: int = 21, draw: bool = True
+        self,
+        output_dir: str = "predictions",
+        num_classes: int = 21,
+        draw: bool = True,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(output_dir, draw)
-        self.num_classes = num_classes
+        self.num_classes, self.class_names = num_classes, class_names
         self.written = 0
 
     def write(self, item: dict[str, Any]) -> None:
@@ -100,7 +104,12 @@ class SegmentationWriter(PredictionWriter):
         if self.draw:
             labels = torch.from_numpy(item["labels"].astype("int64"))
             save(
-                draw_label_map(image_tensor(item["path"]), labels, self.num_classes),
+                draw_label_map(
+                    image_tensor(item["path"]),
+                    labels,
+                    self.num_classes,
+                    class_names=self.class_names,
+                ),  # fmt: skip
                 self.drawn_path(item),
             )
         self.written += 1

@@ -168,11 +168,51 @@ def check_torch_pair() -> None:
     )
 
 
+#: ``vtk predict --help`` / ``vtk test --help`` alone: the forms and the options used most (every
+#: option of a recipe: ``vtk predict RECIPE --help``)
+SHORT_HELP = {
+    "predict": """usage: vtk predict CKPT DIR [options]              a checkpoint alone: no recipe, no data
+       vtk predict NAME DIR [options]              weights vtk ships (vtk list weights)
+       vtk predict RECIPE --ckpt_path CKPT --data.predict_dir DIR [options]
+
+Predicts every image of DIR (sub-folders too) with the checkpoint's classes and input spec, and
+writes the results beside the run (runs/<recipe>/version_N/predictions/) or into ./predictions/:
+a PNG label map per image (segmentation), a COCO-style JSON (detection) or predictions.csv
+(classification), with drawn copies in drawn/.
+
+options used most:
+  --output_dir OUT            where the results go
+  --data.batch_size N         images per step
+  --data.num_workers N        loader processes
+  --fast false                the plain Lightning loop instead of the fast path
+  --model.draw_score S        detection: the score from which boxes are drawn
+  --trainer.accelerator cuda  on a GPU (--trainer.precision bf16-mixed / 16-mixed)
+
+Every option of a recipe (several hundred lines): vtk predict RECIPE --help""",
+    "test": """usage: vtk test CKPT [options]                     a checkpoint of a run: its config and data
+       vtk test RECIPE --ckpt_path CKPT|NAME [options]
+
+Scores the checkpoint on the data's test split and writes metrics.csv, the confusion matrix and
+the task's reports into the run's test/ folder (test_2/ ... on repeats).
+
+options used most:
+  --data.root DIR             the data, when not where the run had it
+  --trainer.limit_test_batches N   a quick check on N batches
+  --model.tta_flip true       segmentation: test-time flip (and --model.tta_scales [0.75,1,1.25])
+  --trainer.accelerator cuda  on a GPU
+
+Every option of a recipe (several hundred lines): vtk test RECIPE --help""",
+}
+
+
 def main() -> None:
     _setup_logging()
     command = sys.argv[1] if len(sys.argv) > 1 else None
     if command in (None, "-h", "--help"):
         print(HELP)
+        return
+    if command in SHORT_HELP and sys.argv[2:] in (["-h"], ["--help"]):
+        print(SHORT_HELP[command])
         return
     if command == "--version":
         print(f"vtk {__version__}")

@@ -62,14 +62,38 @@ def draw_detections(
     )
 
 
-def draw_label_map(image: Tensor, labels: Tensor, num_classes: int, alpha: float = 0.5) -> Tensor:
-    """Class regions over the image; class 0 (background) is left clear."""
+def draw_label_map(
+    image: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    alpha: float = 0.5,
+    class_names: Sequence[str] | None = None,
+) -> Tensor:
+    """Class regions over the image; class 0 (background) is left clear. With ``class_names``,
+    a legend in the top-left corner: the colour and name of each class drawn."""
     present = [c for c in torch.unique(labels).tolist() if 0 < c < num_classes]
     if not present:
         return image
     masks = torch.stack([labels == c for c in present])
     palette = colours(num_classes)
-    return draw_segmentation_masks(image, masks, alpha, [palette[c] for c in present])
+    drawn = draw_segmentation_masks(image, masks, alpha, [palette[c] for c in present])
+    if not class_names:
+        return drawn
+    return draw_legend(drawn, [(str(class_names[c]), palette[c]) for c in present])
+
+
+def draw_legend(image: Tensor, entries: Sequence[tuple[str, tuple[int, int, int]]]) -> Tensor:
+    """A colour swatch and a name per entry, on a dark box in the top-left corner."""
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(pil)
+    line = draw.textbbox((0, 0), "Ag")[3] + 4
+    width = max(draw.textbbox((0, 0), name)[2] for name, _ in entries) + line + 8
+    draw.rectangle((0, 0, width, line * len(entries) + 4), fill=(0, 0, 0))
+    for i, (name, colour) in enumerate(entries):
+        y = 2 + i * line
+        draw.rectangle((3, y + 1, 3 + line - 4, y + line - 3), fill=tuple(colour))
+        draw.text((line + 4, y), name, fill=(255, 255, 255))
+    return torch.from_numpy(np.array(pil)).permute(2, 0, 1)
 
 
 def draw_classes(image: Tensor, names: Sequence[str], scores: Sequence[float]) -> Tensor:

@@ -87,7 +87,8 @@ def pr_figure(
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"precision-recall at IoU {iou:g} (COCOeval, 101 points; AP in the legend)")
+    ax.set_title(f"precision-recall at IoU {iou:g}\n(COCOeval, 101 points; AP in the legend)",
+                 fontsize=10)  # fmt: skip
     if len(class_names) <= 20:
         ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
