@@ -109,7 +109,7 @@ class SegmentationWriter(PredictionWriter):
                     labels,
                     self.num_classes,
                     class_names=self.class_names,
-                ),  # fmt: skip
+                ),
                 self.drawn_path(item),
             )
         self.written += 1
