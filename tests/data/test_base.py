@@ -286,3 +286,27 @@ def test_a_fit_keeps_its_split_in_the_run_folder_and_the_checkpoint(tmp_path) ->
     assert len(written["val"]) == 6 and len(written["train"]) == 12
     ckpt = torch.load(next(Path(logger.log_dir).rglob("*.ckpt")), weights_only=True)
     assert ckpt["ImageFolderDataModule"]["assignment"] == dm.state_dict()["assignment"]
+
+
+def test_a_run_without_a_logger_leaves_no_split_file_in_the_current_folder(
+    tmp_path, monkeypatch
+) -> None:
+    """``vtk test RECIPE --ckpt_path ...`` has no logger: trainer.log_dir is then the current
+    folder, where the split file used to land."""
+    from helpers import quiet_trainer
+
+    from vtk.data import ImageFolderDataModule
+    from vtk.models import Classifier, ResNet
+    from vtk.tasks import ClassificationTask
+
+    root = _one_folder(tmp_path / "set", n=6)
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    dm = ImageFolderDataModule(str(root), val_fraction=0.34, image_size=8, resize_size=8,
+                               batch_size=4, num_workers=0)  # fmt: skip
+    task = ClassificationTask(Classifier(ResNet("resnet18"), 3))
+    trainer = quiet_trainer(tmp_path, max_steps=1, logger=False, default_root_dir=str(here))
+    trainer.validate(task, datamodule=dm)
+    assert len(dm.datasets["val"]) == 6
+    assert not list(here.rglob("data_split.json"))

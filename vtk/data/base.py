@@ -374,10 +374,14 @@ class VisionDataModule(LightningDataModule):
         return out
 
     def _write_split(self, assignment: dict[str, str]) -> None:
+        # the run folder of the logger (not trainer.log_dir: it broadcasts, and without a logger
+        # it is the current folder, where a ``vtk test RECIPE`` would leave the file)
         trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+        logger = trainer.logger if trainer is not None else None
+        log_dir = getattr(logger, "log_dir", None)
+        if trainer is None or not trainer.is_global_zero or log_dir is None:
             return
-        folder = Path(trainer.log_dir)
+        folder = Path(log_dir)
         folder.mkdir(parents=True, exist_ok=True)
         lists = {role: sorted(k for k, v in assignment.items() if v == role)
                  for role in ("train", "val", "test")}  # fmt: skip
