@@ -294,7 +294,44 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def draw_curves(out: Path, n_train: int) -> Path:
+    """``curves.png`` in ``out``: each tool's validation AP and AP50 against the training images
+    it had seen (ultralytics: its own mAP on val after each epoch; vtk: the COCO AP of its
+    validations), so the two runs' progress reads on one axis."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import yaml
+
+    with open(out / "yolo" / "results.csv") as f:
+        yolo = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+    run = _vtk_run(out)
+    batch = yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]["batch_size"]
+    with open(run / "metrics.csv") as f:
+        ours = [row for row in csv.DictReader(f) if row.get("val/AP")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (theirs, mine, title) in zip(
+        axes, [("metrics/mAP50-95(B)", "val/AP", "AP (IoU 0.5:0.95)"),
+               ("metrics/mAP50(B)", "val/AP50", "AP50")]  # fmt: skip
+    ):
+        ax.plot([int(r["epoch"]) * n_train for r in yolo], [100 * float(r[theirs]) for r in yolo],
+                "o-", ms=3, label="ultralytics YOLO11n")  # fmt: skip
+        ax.plot([(int(r["step"]) + 1) * int(batch) for r in ours],
+                [100 * float(r[mine]) for r in ours], "s-", ms=3, label="vtk FCOS R-10")  # fmt: skip
+        ax.set(xlabel="training images seen", ylabel=f"validation {title}", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("dataset", choices=["bccd"])
@@ -310,7 +347,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads for the timed predictions")  # fmt: skip
     parser.add_argument("vtk_args", nargs="*", help="more vtk fit arguments (after --)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     files = prepare_bccd(args.root, out / "data")
@@ -340,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     report.write_text(json.dumps(state, indent=1))
     text = table(rows)
     (out / "table.md").write_text(text + "\n")
+    draw_curves(out, n_train)
     print(f"{state['cpu']}; {args.minutes:g} min each; {state['test_images']} test images\n{text}")
 
 

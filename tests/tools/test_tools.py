@@ -183,3 +183,47 @@ def test_the_yolo_labels_carry_the_same_boxes(tmp_path) -> None:
         tmp_path / "yolo" / "labels" / "b.txt"
     ).read_text() == "1 0.200000 0.400000 0.400000 0.800000"
     assert (tmp_path / "yolo" / "images" / "a.jpg").resolve() == (images / "a.jpg").resolve()
+
+
+def test_the_peers_curves_put_both_runs_on_images_seen(tmp_path, monkeypatch) -> None:
+    ns = _peers()
+    (tmp_path / "yolo").mkdir()
+    (tmp_path / "yolo" / "results.csv").write_text(
+        "                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n"
+        "1,0.1,0.05\n2,0.3,0.15\n"
+    )  # ultralytics pads its header
+    run = tmp_path / "vtk" / "runs" / "r" / "version_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("data:\n  init_args:\n    batch_size: 8\n")
+    (run / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/AP,val/AP50\n0,9,1.0,,\n1,24,,0.2,0.5\n3,49,,0.4,0.7\n"
+    )
+    drawn: dict[str, list] = {}
+    import matplotlib.axes
+
+    def plot(self, x, y, *args, **kwargs):
+        drawn.setdefault(kwargs["label"], []).append((list(x), list(y)))
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    path = ns["draw_curves"](tmp_path, n_train=205)
+    assert path == tmp_path / "curves.png" and path.is_file()
+    yolo, ours = drawn["ultralytics YOLO11n"], drawn["vtk FCOS R-10"]
+    assert yolo[0] == ([205, 410], [5.0, 15.0]) and yolo[1][1] == [10.0, 30.0]
+    assert ours[0] == ([200, 400], [20.0, 40.0]) and ours[1][1] == [50.0, 70.0]
+
+
+def test_the_peers_commands_of_the_docs_parse_as_written() -> None:
+    """Every ``python tools/peers.py`` line of the docs and the results (ultralytics itself is
+    not run here): the tool's parser takes it, with the dataset and the folders it names."""
+    import shlex
+
+    parser = _peers()["build_parser"]()
+    lines = []
+    for page in [ROOT / "docs" / "tools.md", ROOT / "docs" / "results.md",
+                 *sorted((ROOT / "docs" / "results").glob("*/report.md"))]:  # fmt: skip
+        text = page.read_text().replace("\\\n", " ")
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip().startswith("python tools/peers.py")]  # fmt: skip
+    assert len(lines) >= 4
+    for line in lines:
+        args = parser.parse_args(shlex.split(line.split("#")[0])[2:])
+        assert args.dataset == "bccd" and str(args.root) == "path/to/BCCD", line
