@@ -313,10 +313,9 @@ def draw_curves(out: Path, n_train: int) -> Path:
     with open(run / "metrics.csv") as f:
         ours = [row for row in csv.DictReader(f) if row.get("val/AP")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (theirs, mine, title) in zip(
-        axes, [("metrics/mAP50-95(B)", "val/AP", "AP (IoU 0.5:0.95)"),
-               ("metrics/mAP50(B)", "val/AP50", "AP50")]  # fmt: skip
-    ):
+    panels = [("metrics/mAP50-95(B)", "val/AP", "AP (IoU 0.5:0.95)"),
+              ("metrics/mAP50(B)", "val/AP50", "AP50")]  # fmt: skip
+    for ax, (theirs, mine, title) in zip(axes, panels):
         ax.plot([int(r["epoch"]) * n_train for r in yolo], [100 * float(r[theirs]) for r in yolo],
                 "o-", ms=3, label="ultralytics YOLO11n")  # fmt: skip
         ax.plot([(int(r["step"]) + 1) * int(batch) for r in ours],

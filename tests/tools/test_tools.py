@@ -189,8 +189,7 @@ def test_the_peers_curves_put_both_runs_on_images_seen(tmp_path, monkeypatch) ->
     ns = _peers()
     (tmp_path / "yolo").mkdir()
     (tmp_path / "yolo" / "results.csv").write_text(
-        "                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n"
-        "1,0.1,0.05\n2,0.3,0.15\n"
+        "                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n1,0.1,0.05\n2,0.3,0.15\n"
     )  # ultralytics pads its header
     run = tmp_path / "vtk" / "runs" / "r" / "version_0"
     run.mkdir(parents=True)
