@@ -196,6 +196,31 @@ def test_a_bad_mask_is_one_clean_message(vtk_process, tmp_path, make_voc, audit)
     assert "Traceback" not in result.stderr
 
 
+def test_model_options_on_the_command_line_win_over_the_checkpoints(
+    run_vtk, fit_demo, monkeypatch
+) -> None:
+    """Lightning puts a checkpoint's hyper-parameters over the model's config: a detector's
+    ``score_thresh`` given to ``vtk test --ckpt_path`` was silently the checkpoint's. What the
+    command line names is kept (full path and jsonargparse's short form); the rest is the
+    checkpoint's."""
+    from vtk.tasks import ClassificationTask
+
+    ckpt = fit_demo("demo_classification", "--model.init_args.label_smoothing", "0.1", steps=1)
+    seen: list[tuple] = []
+
+    def spy(self) -> None:
+        seen.append((self.label_smoothing, self.top_k))
+
+    monkeypatch.setattr(ClassificationTask, "on_test_start", spy)
+    for option in ("--model.init_args.label_smoothing", "--model.label_smoothing"):
+        code = run_vtk("test", "demo_classification", "--ckpt_path", ckpt, *QUIET,
+                       "--trainer.limit_test_batches", 1, option, "0.3")  # fmt: skip
+        assert code == 0
+    assert run_vtk("test", "demo_classification", "--ckpt_path", ckpt, *QUIET,
+                   "--trainer.limit_test_batches", 1) == 0  # fmt: skip
+    assert seen == [(0.3, 4), (0.3, 4), (0.1, 4)]
+
+
 def test_evaluation_options_of_the_test_run_win_over_the_checkpoints(
     run_vtk, fit_demo, monkeypatch, tmp_path
 ) -> None:

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -130,6 +131,7 @@ class VTKCLI(LightningCLI):
             return
         config = self.config[sub]
         self._eval_options = _eval_options(config.model)
+        self._given_model_options = _given_model_options(config, sys.argv)
         if config.get("ckpt_path") in ("last", "auto"):
             config.ckpt_path = self._resume_path(config)
         if sub == "fit" and config.get("ckpt_path"):
@@ -144,6 +146,10 @@ class VTKCLI(LightningCLI):
             # is this run's choice (mmsegmentation's test config, a --tta flag), as given
             for key, value in getattr(self, "_eval_options", {}).items():
                 self.config[sub].model.init_args[key] = value
+            # and so is every model option written on the command line (a detector's
+            # score_thresh, an optimiser's lr on resume): never silently replaced
+            for key, value in getattr(self, "_given_model_options", {}).items():
+                self.config[sub][key] = value
             if sub != "fit":
                 self._evaluate_in_the_run_folder(self.config[sub])
             else:
@@ -318,6 +324,29 @@ def _keep_metrics_until(trainer: Trainer, run: Path, step: int) -> None:
         "continuing in %s: its best checkpoint stays the best of the whole run; metrics.csv "
         "kept up to step %d (%d rows)", run, step, len(rows),
     )  # fmt: skip
+
+
+def _given_model_options(config: Any, argv: list[str]) -> dict[str, Any]:
+    """The model options ``argv`` names (``--model.init_args.model.init_args.score_thresh 0.3``,
+    or jsonargparse's short form without ``init_args``) with their parsed values, keyed by
+    their full dotted path in ``config``: Lightning puts a checkpoint's hyper-parameters over
+    the whole model, these are put back."""
+    given = {}
+    for arg in argv:
+        if not arg.startswith("--model."):
+            continue
+        node, path = config.get("model"), ["model"]
+        for part in arg[2:].split("=", 1)[0].split(".")[1:]:
+            if isinstance(node, Namespace) and part in node:
+                node, path = node[part], [*path, part]
+            elif isinstance(node, Namespace) and "init_args" in node and part in node.init_args:
+                node, path = node.init_args[part], [*path, "init_args", part]
+            else:
+                path = []
+                break
+        if len(path) > 1 and not isinstance(node, Namespace):
+            given[".".join(path)] = node
+    return given
 
 
 def _eval_options(model: Any) -> dict[str, Any]:
