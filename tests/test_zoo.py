@@ -170,3 +170,32 @@ def test_a_shipped_entrys_rescore_command_parses_as_written(name, run_vtk, capsy
     given = printed["data"]["init_args"]  # the data the command names: the reader's own
     paths = [v for k, v in given.items() if isinstance(v, str) and k.endswith(PATH_KEYS)]
     assert paths and all(p.startswith("path/to/") for p in paths), paths
+
+
+def _documented_rescores() -> list[str]:
+    """Every ``vtk test ... --ckpt_path <shipped name>`` command of the README and the docs,
+    continuation lines joined."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    found = []
+    for page in pages:
+        text = page.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            line = re.sub(r"\s+", " ", line.strip())
+            if line.startswith("vtk test ") and any(f"--ckpt_path {n}" in line for n in SHIPPED):
+                found.append(line)
+    return found
+
+
+def test_every_documented_rescore_of_shipped_weights_parses(run_vtk, capsys) -> None:
+    """The results pages' commands on shipped weights (re-scoring, sliced variants) as written:
+    the recipe, every override and the entry resolve (``--print_config`` stops before data)."""
+    import shlex
+
+    commands = _documented_rescores()
+    assert len(commands) >= 8  # README, results.md, the reports
+    for command in commands:
+        args = shlex.split(command)
+        assert run_vtk(*args[1:], "--print_config") == 0, command
+        capsys.readouterr()
