@@ -1,11 +1,11 @@
 """The LightningModules, one per task (installed as ``vtk.tasks``)."""
 
-from vtk.tasks.base import VisionTask
-from vtk.tasks.binary import BinarySegmentationTask
-from vtk.tasks.classification import ClassificationTask
-from vtk.tasks.detection import DetectionTask
-from vtk.tasks.multilabel import MultiLabelClassificationTask
-from vtk.tasks.segmentation import SegmentationTask
+from .base import VisionTask
+from .binary import BinarySegmentationTask
+from .classification import ClassificationTask
+from .detection import DetectionTask
+from .multilabel import MultiLabelClassificationTask
+from .segmentation import SegmentationTask
 
 __all__ = [
     "BinarySegmentationTask",

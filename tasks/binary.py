@@ -27,7 +27,8 @@ from torchmetrics.functional.classification import binary_auroc
 
 from vtk.errors import ConfigError
 from vtk.metrics import BinaryThresholdCounts, binary_scores
-from vtk.tasks.segmentation import SegmentationTask
+
+from .segmentation import SegmentationTask
 
 #: the decision thresholds the validation chooses among
 THRESHOLDS = [k / 100 for k in range(1, 100)]

@@ -20,7 +20,8 @@ from vtk.callbacks import ClassificationWriter
 from vtk.drawing import draw_classes, save
 from vtk.metrics import classification_scores
 from vtk.reports import confusion_figure, write_confusion_matrix
-from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+from .base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
 

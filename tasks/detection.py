@@ -33,7 +33,8 @@ from vtk.metrics import DetectionConfusionMatrix
 from vtk.models.inference import sliced_detections
 from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
 from vtk.spec import InputSpec
-from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+from .base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
 

@@ -21,7 +21,8 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelSt
 
 from vtk.callbacks import ClassificationWriter
 from vtk.errors import ConfigError
-from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+from .base import OptimizerFactory, SchedulerFactory, VisionTask
 
 #: the decision thresholds the validation chooses among
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]

@@ -36,7 +36,8 @@ from vtk.metrics import segmentation_scores
 from vtk.models import inference
 from vtk.reports import write_confusion_matrix
 from vtk.spec import IGNORE_INDEX
-from vtk.tasks.base import OptimizerFactory, SchedulerFactory, VisionTask
+
+from .base import OptimizerFactory, SchedulerFactory, VisionTask
 
 log = logging.getLogger("vtk")
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import warnings
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vtk.errors import CheckpointError
@@ -295,3 +297,41 @@ def recipe_hyperparameters(path: str | Path, instead: str) -> dict[str, Any]:
             f"{path} was not saved by `vtk fit` (it has no recipe config); {instead}"
         )
     return hparams
+
+
+# -- what a run keeps over the checkpoint it evaluates or resumes -----------------------------
+def given_model_options(config: Any, argv: list[str]) -> dict[str, Any]:
+    """The model options ``argv`` names (``--model.init_args.model.init_args.score_thresh 0.3``,
+    or jsonargparse's short form without ``init_args``) with their parsed values, keyed by
+    their full dotted path in ``config``: Lightning puts a checkpoint's hyper-parameters over
+    the whole model, these are put back."""
+    given = {}
+    for arg in argv:
+        if not arg.startswith("--model."):
+            continue
+        node, path = config.get("model"), ["model"]
+        for part in arg[2:].split("=", 1)[0].split(".")[1:]:
+            if isinstance(node, Namespace) and part in node:
+                node, path = node[part], [*path, part]
+            elif isinstance(node, Namespace) and "init_args" in node and part in node.init_args:
+                node, path = node.init_args[part], [*path, "init_args", part]
+            else:
+                path = []
+                break
+        if len(path) > 1 and not isinstance(node, Namespace):
+            given[".".join(path)] = node
+    return given
+
+
+def eval_options(model: Any) -> dict[str, Any]:
+    """The task's :attr:`~vtk.tasks.VisionTask.eval_options` as this run's config sets them."""
+    class_path = model.get("class_path") if model is not None else None
+    init_args = model.get("init_args") if model is not None else None
+    if not class_path or init_args is None:
+        return {}
+    module, _, name = class_path.rpartition(".")
+    try:
+        task = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return {}
+    return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}

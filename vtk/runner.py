@@ -4,14 +4,12 @@ subcommands: :mod:`vtk.cli` answers ``--help``, ``list`` and ``convert`` without
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -23,7 +21,9 @@ from vtk.checkpoint import (
     check_task,
     check_writable,
     checkpoint_run_folder,
+    eval_options,
     find_resume_checkpoint,
+    given_model_options,
     network_differences,
     read_checkpoint,
     recipe_hyperparameters,
@@ -130,8 +130,8 @@ class VTKCLI(LightningCLI):
         if sub is None:
             return
         config = self.config[sub]
-        self._eval_options = _eval_options(config.model)
-        self._given_model_options = _given_model_options(config, sys.argv)
+        self._eval_options = eval_options(config.model)
+        self._given_model_options = given_model_options(config, sys.argv)
         if config.get("ckpt_path") in ("last", "auto"):
             config.ckpt_path = self._resume_path(config)
         if sub == "fit" and config.get("ckpt_path"):
@@ -324,43 +324,6 @@ def _keep_metrics_until(trainer: Trainer, run: Path, step: int) -> None:
         "continuing in %s: its best checkpoint stays the best of the whole run; metrics.csv "
         "kept up to step %d (%d rows)", run, step, len(rows),
     )  # fmt: skip
-
-
-def _given_model_options(config: Any, argv: list[str]) -> dict[str, Any]:
-    """The model options ``argv`` names (``--model.init_args.model.init_args.score_thresh 0.3``,
-    or jsonargparse's short form without ``init_args``) with their parsed values, keyed by
-    their full dotted path in ``config``: Lightning puts a checkpoint's hyper-parameters over
-    the whole model, these are put back."""
-    given = {}
-    for arg in argv:
-        if not arg.startswith("--model."):
-            continue
-        node, path = config.get("model"), ["model"]
-        for part in arg[2:].split("=", 1)[0].split(".")[1:]:
-            if isinstance(node, Namespace) and part in node:
-                node, path = node[part], [*path, part]
-            elif isinstance(node, Namespace) and "init_args" in node and part in node.init_args:
-                node, path = node.init_args[part], [*path, "init_args", part]
-            else:
-                path = []
-                break
-        if len(path) > 1 and not isinstance(node, Namespace):
-            given[".".join(path)] = node
-    return given
-
-
-def _eval_options(model: Any) -> dict[str, Any]:
-    """The task's :attr:`~vtk.tasks.VisionTask.eval_options` as this run's config sets them."""
-    class_path = model.get("class_path") if model is not None else None
-    init_args = model.get("init_args") if model is not None else None
-    if not class_path or init_args is None:
-        return {}
-    module, _, name = class_path.rpartition(".")
-    try:
-        task = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return {}
-    return {k: init_args[k] for k in getattr(task, "eval_options", ()) if k in init_args}
 
 
 #: the data options a prediction uses (the rest describe training data it does not read)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vtk.data import MaskFolderDataModule, VOCSegmentationDataModule
-from vtk.data.segmentation import ADE20KDataModule, CityscapesDataModule
+from vtk.data.segmentation_layouts import ADE20KDataModule, CityscapesDataModule
 
 
 def _image(path: Path, size=(32, 24)) -> None:

