@@ -38,7 +38,7 @@ from vtk._compat import recipe_config_given
 from vtk.data.base import resolve_class_names
 from vtk.errors import ConfigError, TrainingError
 from vtk.models.fuse import fold_batchnorm
-from vtk.optim import WarmupPolyLR
+from vtk.optim import WarmupPolyLR, parameter_groups
 from vtk.spec import InputSpec
 
 log = logging.getLogger("vtk")
@@ -380,40 +380,11 @@ class VisionTask(LightningModule):
         return Path(self.trainer.log_dir or self.trainer.default_root_dir) / default
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The trainable parameters in optimizer groups, each with a ``name`` and an
-        ``lr_mult``: ``rest`` (full LR) first, then ``backbone`` (``backbone_lr_mult``), each
-        split into a ``/no_decay`` group (weight decay 0) when ``norm_bias_decay`` is off.
-        Empty groups are left out."""
-        backbone = _find_backbone(self.model) if self.backbone_lr_mult != 1.0 else None
-        in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-        if self.backbone_lr_mult != 1.0 and backbone is None:
-            raise ConfigError(
-                f"backbone_lr_mult: {type(self.model).__name__} has no backbone "
-                "(a vtk.models.backbones.Backbone or a 'backbone' attribute)."
-            )
-        exempt: set[int] = set()
-        if not self.norm_bias_decay:
-            for module in self.model.modules():
-                is_norm = isinstance(module, NORM_LAYERS)
-                for name, p in module.named_parameters(recurse=False):
-                    if is_norm or name == "bias":
-                        exempt.add(id(p))
-        groups: dict[str, dict[str, Any]] = {}
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            part = "backbone" if id(p) in in_backbone else "rest"
-            name = part + ("/no_decay" if id(p) in exempt else "")
-            group = groups.setdefault(
-                name,
-                {"params": [], "name": name,
-                 "lr_mult": self.backbone_lr_mult if part == "backbone" else 1.0},
-            )  # fmt: skip
-            if id(p) in exempt:
-                group["weight_decay"] = 0.0
-            group["params"].append(p)
-        order = ["rest", "rest/no_decay", "backbone", "backbone/no_decay"]
-        return [groups[n] for n in order if n in groups]
+        """The trainable parameters in optimizer groups (:func:`vtk.optim.parameter_groups`:
+        ``backbone_lr_mult``, ``norm_bias_decay``)."""
+        return parameter_groups(
+            self.model, self.backbone_lr_mult, self.norm_bias_decay, self.parameters()
+        )
 
     def configure_optimizers(self) -> dict:
         groups = self.parameter_groups()
@@ -519,25 +490,6 @@ def _compile_in_place(module: nn.Module) -> nn.Module:
     and so the checkpoint's keys, unchanged; ``torch.compile(module)`` would wrap it)."""
     module.compile()
     return module
-
-
-#: the layers whose parameters ``norm_bias_decay=False`` exempts from weight decay
-NORM_LAYERS = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LocalResponseNorm,
-)
-
-
-def _find_backbone(model: nn.Module) -> nn.Module | None:
-    """The model's pretrained feature extractor: its first
-    :class:`~vtk.models.backbones.base.Backbone`, else its ``backbone`` attribute."""
-    from vtk.models.backbones.base import Backbone
-
-    found = next((m for m in model.modules() if isinstance(m, Backbone)), None)
-    return found if found is not None else getattr(model, "backbone", None)
 
 
 def _side(size: int | Sequence[int] | None) -> int | None:

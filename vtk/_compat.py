@@ -11,13 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 import torch.distributed as dist
-from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
-from torch import Tensor
+from torch import Tensor, nn
 
-#: The values Lightning's ``Trainer(precision=...)`` accepts (a ``Literal`` union), so that
-#: ``vtk.trainer.Trainer``'s signature (which adds "auto") validates and documents them as
-#: Lightning's does; Lightning names the type privately.
-PRECISION_INPUT = _PRECISION_INPUT
+
+def __getattr__(name: str) -> Any:
+    # PRECISION_INPUT: the values Lightning's ``Trainer(precision=...)`` accepts (a Literal
+    # union), so that vtk.trainer.Trainer's signature (which adds "auto") validates and
+    # documents them as Lightning's does; Lightning names the type privately. Read on first
+    # use: importing this module (vtk.models does, for BATCH_NORM) does not import Lightning.
+    if name == "PRECISION_INPUT":
+        from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
+        return _PRECISION_INPUT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: every BatchNorm (1d, 2d, 3d, SyncBatchNorm) and every InstanceNorm: torch's private base
+#: classes, named here only
+BATCH_NORM = nn.modules.batchnorm._BatchNorm
+INSTANCE_NORM = nn.modules.instancenorm._InstanceNorm
 
 
 def enable_inductor_freezing() -> None:

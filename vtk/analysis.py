@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vtk._compat import BATCH_NORM
 from vtk.errors import ConfigError
 from vtk.models.backbones.base import Backbone
 from vtk.models.layers import DeformConv2d
@@ -79,9 +80,7 @@ def _linearised(backbone: Backbone) -> nn.Module:
                     m.offset.bias.zero_()
         offsets = {id(m.offset.weight) for m in net.modules() if isinstance(m, DeformConv2d)}
         for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) or type(m).__name__.startswith(
-                "FrozenBatchNorm"
-            ):
+            if isinstance(m, BATCH_NORM) or type(m).__name__.startswith("FrozenBatchNorm"):
                 m.weight.fill_(1.0)
                 m.bias.zero_()
                 m.running_mean.zero_()

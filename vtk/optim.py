@@ -15,16 +15,83 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from vtk._compat import BATCH_NORM, INSTANCE_NORM
 from vtk.errors import ConfigError
 
 log = logging.getLogger("vtk")
 
 
+# -- parameter groups ---------------------------------------------------------------------------
+#: the layers whose parameters ``norm_bias_decay=False`` exempts from weight decay
+NORM_LAYERS = (
+    BATCH_NORM,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    INSTANCE_NORM,
+    nn.LocalResponseNorm,
+)
+
+
+def find_backbone(model: nn.Module) -> nn.Module | None:
+    """The model's pretrained feature extractor: its first
+    :class:`~vtk.models.backbones.base.Backbone`, else its ``backbone`` attribute."""
+    from vtk.models.backbones.base import Backbone
+
+    found = next((m for m in model.modules() if isinstance(m, Backbone)), None)
+    return found if found is not None else getattr(model, "backbone", None)
+
+
+def parameter_groups(
+    model: nn.Module,
+    backbone_lr_mult: float = 1.0,
+    norm_bias_decay: bool = True,
+    parameters: Iterable[nn.Parameter] | None = None,
+) -> list[dict[str, Any]]:
+    """The trainable ``parameters`` (default: ``model``'s; a task gives all of its own) in
+    optimizer groups by their place in ``model``, each with a ``name`` and an
+    ``lr_mult``: ``rest`` (full LR) first, then ``backbone`` (``backbone_lr_mult``), each
+    split into a ``/no_decay`` group (weight decay 0) when ``norm_bias_decay`` is off.
+    Empty groups are left out."""
+    backbone = find_backbone(model) if backbone_lr_mult != 1.0 else None
+    in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    if backbone_lr_mult != 1.0 and backbone is None:
+        raise ConfigError(
+            f"backbone_lr_mult: {type(model).__name__} has no backbone "
+            "(a vtk.models.backbones.Backbone or a 'backbone' attribute)."
+        )
+    exempt: set[int] = set()
+    if not norm_bias_decay:
+        for module in model.modules():
+            is_norm = isinstance(module, NORM_LAYERS)
+            for name, p in module.named_parameters(recurse=False):
+                if is_norm or name == "bias":
+                    exempt.add(id(p))
+    groups: dict[str, dict[str, Any]] = {}
+    for p in model.parameters() if parameters is None else parameters:
+        if not p.requires_grad:
+            continue
+        part = "backbone" if id(p) in in_backbone else "rest"
+        name = part + ("/no_decay" if id(p) in exempt else "")
+        group = groups.setdefault(
+            name,
+            {"params": [], "name": name,
+             "lr_mult": backbone_lr_mult if part == "backbone" else 1.0},
+        )  # fmt: skip
+        if id(p) in exempt:
+            group["weight_decay"] = 0.0
+        group["params"].append(p)
+    order = ["rest", "rest/no_decay", "backbone", "backbone/no_decay"]
+    return [groups[n] for n in order if n in groups]
+
+
+# -- schedules ----------------------------------------------------------------------------------
 class _WarmupLR(LRScheduler):
     """``lr = base_lr * warmup(step) * factor(step)``; subclasses define ``factor``."""
 

@@ -15,8 +15,8 @@ from torch import nn
 from vtk.data import DemoClassificationDataModule
 from vtk.errors import ConfigError, TrainingError
 from vtk.models import FCOS, Classifier, ResNet
+from vtk.optim import NORM_LAYERS
 from vtk.tasks import ClassificationTask, DetectionTask
-from vtk.tasks.base import NORM_LAYERS
 
 
 def _optimizer_after_a_step(task, tmp_path, demo) -> torch.optim.Optimizer:

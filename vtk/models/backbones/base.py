@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from vtk._compat import BATCH_NORM
 from vtk.models.attention import ATTENTION, NonLocal2d, SpatialTransformer
 from vtk.models.layers import DEFORM_CONV, BlurPool2d, DeformConv2d
 
@@ -344,7 +345,7 @@ class Backbone(nn.Module):
                 m.eval()
             if self.norm_eval:
                 for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    if isinstance(m, BATCH_NORM):
                         m.eval()
         return self
 
