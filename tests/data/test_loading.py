@@ -125,3 +125,43 @@ def test_loader_workers_are_capped_at_the_available_cores(monkeypatch) -> None:
     demo = DemoClassificationDataModule(image_size=32, batch_size=8, num_workers=1)
     demo.setup("fit")
     assert demo.train_dataloader().num_workers == 1
+
+
+class _Noise(torch.utils.data.Dataset):
+    """Each item is one draw of an albumentations transform's own generator."""
+
+    def __init__(self) -> None:
+        import albumentations as A
+        import numpy as np
+
+        class Draw(A.ImageOnlyTransform):
+            def apply(self, img, **params):
+                return np.full_like(img, self.py_random.random())
+
+        self.transform = A.Compose([Draw(p=1.0)])
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> float:
+        import numpy as np
+
+        return float(self.transform(image=np.zeros((2, 2, 3), np.float32))["image"][0, 0, 0])
+
+
+def _draws(num_workers: int, seed: int) -> list[float]:
+    from vtk.data.loading import make_loader
+
+    torch.manual_seed(seed)
+    loader = make_loader(None, _Noise(), 1, True, num_workers, lambda b: b[0], persistent=False)
+    return list(loader)
+
+
+def test_augmentations_follow_the_seed_and_differ_between_workers() -> None:
+    """albumentations' own generators: seeded from torch's (seed_everything), per worker. Before,
+    two workers drew the same sequence and a seeded run drew new augmentations each time."""
+    for workers in (0, 2):
+        first = _draws(workers, seed=0)
+        assert first == _draws(workers, seed=0)  # the seed decides
+        assert first != _draws(workers, seed=1)
+        assert len(set(first)) == len(first)  # no two items (no two workers) drew alike

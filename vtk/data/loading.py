@@ -172,6 +172,61 @@ def _placement(datamodule: LightningDataModule) -> tuple[int, int]:
     return trainer.world_size, trainer.global_rank
 
 
+def seed_augmentations(obj: Any, seed: int) -> int:
+    """Seed every albumentations pipeline ``obj`` holds (a dataset's ``transform``, a vtk
+    wrapper's pipelines, the datasets inside a ``Subset`` or ``ConcatDataset``), each with its
+    own seed from ``seed``; the number seeded. Albumentations keeps its own random generators:
+    neither ``seed_everything`` nor torch's per-worker seeding reaches them, so without this
+    every run draws new augmentations whatever its seed, and the DataLoader's worker
+    processes, forked with one generator state, draw the same sequence."""
+    import albumentations as A
+
+    found: list[Any] = []
+
+    def walk(x: Any, depth: int) -> None:
+        if isinstance(x, A.BaseCompose):
+            found.append(x)
+        elif isinstance(x, (list, tuple)) and len(x) <= 16:  # not a set's list of samples
+            for item in x:
+                walk(item, depth)
+        elif depth < 4 and hasattr(x, "__dict__") and _walkable(x):
+            for value in vars(x).values():
+                walk(value, depth + 1)
+
+    walk(obj, 0)
+    for k, compose in enumerate(found):
+        compose.set_random_seed((seed + 7919 * k) % 2**32)
+    return len(found)
+
+
+def _walkable(x: Any) -> bool:
+    """vtk's own objects and torch's dataset wrappers (not models, arrays or files)."""
+    return isinstance(x, Dataset) or type(x).__module__.split(".")[0] == "vtk"
+
+
+def _draw_seed() -> int:
+    """A seed drawn from torch's generator: fixed by ``seed_everything``, new otherwise."""
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+def _augmentation_seed(seed: int, rank: int) -> int:
+    return (seed + 1_000_003 * rank) % 2**32
+
+
+def _seed_worker(rank: int, worker_id: int) -> None:
+    """A DataLoader worker's start: its albumentations pipelines seeded from its torch seed
+    (the loader's base seed + the worker id: new each epoch unless the workers persist), and
+    Lightning's per-worker seeding of numpy and random when ``seed_everything(workers=True)``
+    asked for it (a loader with a ``worker_init_fn`` does not get Lightning's own)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        seed_augmentations(info.dataset, _augmentation_seed(torch.initial_seed(), rank))
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank)
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS says, else all)."""
     try:
@@ -209,6 +264,11 @@ def make_loader(
     )
     if not train:
         return DataLoader(dataset, sampler=EvalSampler(dataset, world_size, rank), **options)
+    # albumentations draws from its own generators, which no global seed reaches: seeded here
+    # from torch's (which seed_everything sets), per rank, and per worker in each worker
+    options["worker_init_fn"] = partial(_seed_worker, rank)
+    if num_workers == 0:
+        seed_augmentations(dataset, _augmentation_seed(_draw_seed(), rank))
     sampler = TrainSampler(
         dataset, world_size, rank, int(os.environ.get("PL_GLOBAL_SEED", 0)),
         batch_size=batch_size, **(sampler_options or {}),
