@@ -76,10 +76,9 @@ def test_segmentation_ddp_miou_equals_single_process(
     assert 0 < ddp["val/mIoU"] < 1
 
 
-def test_classification_ddp_top1_equals_single_process(
-    tmp_path, vtk_process, run_vtk, capsys
-) -> None:
-    recipe = "demo_classification"
+def odd_classification_set(tmp_path: Path) -> tuple[str, ...]:
+    """The demo classification images cut to 16 training and 51 validation images (odd), as
+    the data options of a demo_classification run."""
     demo = make_demo_classification(Path(os.environ["VTK_DATA_DIR"]) / "demo_classification")
     root = tmp_path / "odd"
     for split, count in (("train", 4), ("val", 13)):  # 4 classes x 13 = 52 ... minus one: 51
@@ -88,8 +87,15 @@ def test_classification_ddp_top1_equals_single_process(
             for p in sorted(folder.iterdir())[:count]:
                 shutil.copy(p, root / split / folder.name / p.name)
     next((root / "val").rglob("*.png")).unlink()
-    data = ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(root),
+    return ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(root),
             "--data.image_size", "32", "--data.batch_size", "4")  # fmt: skip
+
+
+def test_classification_ddp_top1_equals_single_process(
+    tmp_path, vtk_process, run_vtk, capsys
+) -> None:
+    recipe = "demo_classification"
+    data = odd_classification_set(tmp_path)
     ckpt, ddp = fit_ddp(vtk_process, recipe, tmp_path, *data, torchrun=True)
     single = metric(validate_single(run_vtk, capsys, recipe, ckpt, *data), "val/acc1")
     assert single == ddp["val/acc1"]
@@ -151,3 +157,59 @@ def test_a_non_finite_loss_stops_every_rank_with_one_line(tmp_path, vtk_process)
     assert len(lines) == 1, fit.stderr[-3000:]
     assert "Traceback" not in fit.stderr
     assert not list(runs.rglob("*.ckpt"))  # nothing saved from these weights
+
+
+def _node_env(launcher: str, node: int, port: int) -> dict[str, str]:
+    """The environment a launcher gives the one process of node ``node`` of 2 (one device
+    each): torchrun's variables, or SLURM's for a 2-node job of one task per node."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PL_"))}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if launcher == "torchrun":
+        env.update(RANK=str(node), GROUP_RANK=str(node), LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                   WORLD_SIZE="2", TORCHELASTIC_RUN_ID="vtk-test")  # fmt: skip
+    else:
+        env.update(SLURM_JOB_ID="77", SLURM_JOB_NAME="vtk", SLURM_NTASKS="2", SLURM_NNODES="2",
+                   SLURM_NTASKS_PER_NODE="1", SLURM_PROCID=str(node), SLURM_LOCALID="0",
+                   SLURM_NODEID=str(node), SLURM_NODELIST="localhost")  # fmt: skip
+    return env
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
+def test_two_nodes_through_the_cli_validate_as_one_process(
+    launcher, tmp_path, run_vtk, capsys
+) -> None:
+    """``vtk fit ... --trainer.num_nodes 2`` as two nodes of one process each on localhost,
+    each started with the environment its launcher gives: one DDP group of world size 2 that
+    trains and validates; its validation top-1 equals one process's on the same checkpoint."""
+    import socket
+    import subprocess
+
+    from helpers import VTK
+
+    recipe = "demo_classification"
+    data = odd_classification_set(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = tmp_path / "runs"
+    args = [VTK, "fit", recipe, "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+            "--trainer.num_nodes", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.logger.init_args.save_dir", str(runs), "--trainer.enable_progress_bar",
+            "false", "--data.num_workers", "0", *data]  # fmt: skip
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    nodes = [
+        subprocess.Popen(args, cwd=tmp_path, env=_node_env(launcher, node, port), **out)
+        for node in range(2)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outputs[0]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]  # node 1's process, not one spawned
+    rows = list(csv.DictReader(next(runs.rglob("metrics.csv")).open()))
+    ddp = [float(row["val/acc1"]) for row in rows if row.get("val/acc1")]
+    single = metric(
+        validate_single(run_vtk, capsys, recipe, str(next(runs.rglob("last.ckpt"))), *data),
+        "val/acc1",
+    )
+    assert ddp and single == ddp[-1]
