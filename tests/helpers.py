@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lightning.pytorch import Trainer
+import torch
+from lightning.pytorch import Callback, Trainer
 from PIL import Image
 
 from vtk.models.attention import ATTENTION
@@ -91,3 +92,26 @@ def write_roboflow_yolo(root, polygons: bool = False):
         "names: ['cell', 'platelet']\n"
     )
     return root / "data.yaml"
+
+
+class SeenImages(Callback):
+    """Records which training images each rank trains on (for resume tests): every image of a
+    set whose images are each one uniform grey level (crops, flips and normalisation keep
+    it), as ``<global step> <grey level>`` lines in ``folder/seen_rank<R>.txt``; waits
+    ``VTK_TEST_STEP_SLEEP`` seconds per batch so a test can stop the run mid-epoch."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, i: int) -> None:
+        import os
+        import time
+
+        images = (batch["image"] if isinstance(batch, dict) else batch[0]).float()
+        # a normalised grey level g: (g / 255 - mean_c) / std_c per channel -> g, exactly
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        grey = ((images.cpu() * std + mean) * 255).mean(dim=(1, 2, 3)).round().int().tolist()
+        with open(self.folder / f"seen_rank{trainer.global_rank}.txt", "a") as f:
+            f.writelines(f"{trainer.global_step} {g}\n" for g in grey)
+        time.sleep(float(os.environ.get("VTK_TEST_STEP_SLEEP", "0")))
