@@ -157,19 +157,14 @@ def test_a_run_with_auto_class_weights_resumes_validates_and_tests(run_vtk, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: an epoch-based `vtk fit --ckpt_path last` restarts the interrupted epoch "
-    "from its first batch (the checkpoint holds the loader's position, but it is never loaded: "
-    "ResumableLoader.load_state_dict is not called), so the batches before the checkpoint are "
-    "trained twice and those after it are never seen; one process fails the same way",
-)
-@pytest.mark.parametrize("ranks", [2])
+@pytest.mark.parametrize("ranks", [1, 2])
 def test_a_killed_run_trains_each_image_of_the_epoch_once(ranks, tmp_path) -> None:
-    """A 2-process DDP fit killed (SIGKILL, every process) in the middle of its epoch, then
-    resumed from last.ckpt: counted over both ranks and both runs (the first run's steps up to
-    its checkpoint, the resumed run's from there), every training image of the epoch is
-    trained on exactly once."""
+    """An epoch-based fit (one process, and 2-process DDP) killed (SIGKILL, every process) in
+    the middle of its epoch, then resumed from last.ckpt: counted over the ranks and both runs
+    (the first run's steps up to its checkpoint, the resumed run's from there), every training
+    image of the epoch is trained on exactly once. (The position the loader saves was never
+    loaded back: an epoch-based run builds its loader before the restore, to count its steps
+    for the LR schedule; the interrupted epoch started again from its first batch.)"""
     from PIL import Image
 
     levels = list(range(20, 236, 6))  # 36 images, one grey level each: their identity

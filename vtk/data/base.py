@@ -30,6 +30,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from vtk._compat import batches_trained_this_epoch
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file, read_image
 from vtk.data.loading import make_loader
 from vtk.data.splits import seeded_roles
@@ -236,6 +237,8 @@ class VisionDataModule(LightningDataModule):
             raise DataError(f"exif_orientation is apply or ignore, got {exif_orientation!r}.")
         self.exif = exif_orientation == "apply"
         self._assignment: dict[str, str] | None = None  # item key -> train / val / test
+        #: (epoch, batches trained) of the checkpoint this run resumes, for the next train loader
+        self._train_position: tuple[int, int] | None = None
         if num_classes < 1:
             raise DataError(f"num_classes must be at least 1, got {num_classes}.")
         try:
@@ -390,11 +393,22 @@ class VisionDataModule(LightningDataModule):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Kept in every checkpoint: the carved split, when there is one."""
-        return {"assignment": self._assignment} if self._assignment else {}
+        """Kept in every checkpoint: the carved split, when there is one, and, while fitting,
+        where the training epoch stood (its epoch and the batches trained on)."""
+        state: dict[str, Any] = {"assignment": self._assignment} if self._assignment else {}
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            state["train_position"] = list(batches_trained_this_epoch(trainer))
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """A checkpoint's carved split replaces a freshly drawn one (resume, ``vtk test``)."""
+        """A checkpoint's carved split replaces a freshly drawn one (resume, ``vtk test``); its
+        training position makes the next training loader start after the batches the run had
+        trained on. (The loader's own state, which Lightning also saves, is loaded back only
+        when the loader is first built after the restore: an epoch-based run builds it before,
+        to count its steps for the LR schedule.)"""
+        position = state.get("train_position")
+        self._train_position = tuple(position) if position else None
         saved = state.get("assignment")
         if not saved or saved == self._assignment or not any(self.fractions.values()):
             return

@@ -273,6 +273,10 @@ def make_loader(
         dataset, world_size, rank, int(os.environ.get("PL_GLOBAL_SEED", 0)),
         batch_size=batch_size, **(sampler_options or {}),
     )  # fmt: skip
+    position = getattr(datamodule, "_train_position", None)  # a resumed run's checkpoint's
+    if position is not None:
+        sampler.resume_at(*position, batch_size=batch_size)
+        datamodule._train_position = None
     trainer = getattr(datamodule, "trainer", None)
     return ResumableLoader(
         dataset,
