@@ -75,3 +75,56 @@ def test_a_non_editable_install_runs_a_recipe_by_name_from_an_empty_folder(tmp_p
     assert (
         empty / "runs" / "demo_segmentation" / "version_0" / "checkpoints" / "last.ckpt"
     ).is_file()
+
+
+def _vtk_imports(path: Path, module_level_only: bool) -> set[str]:
+    """The vtk modules a file imports (absolute and relative forms)."""
+    import ast
+
+    rel = path.relative_to(ROOT).with_suffix("").parts
+    parts = ["vtk", "tasks", *rel[1:]] if rel[0] == "tasks" else list(rel)
+    package = parts[:-1]
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("vtk")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package[: len(package) - (node.level - 1)]
+                base = ".".join([*up, base] if base else up)
+            if base.startswith("vtk"):
+                found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return found
+
+
+def test_no_import_cycle_and_the_runner_does_not_import_the_dispatcher() -> None:
+    """Module-level imports between vtk's modules form no cycle (a package's ``__init__``,
+    which re-exports, aside), and the Lightning runner never imports the light dispatcher
+    (``vtk.cli`` imports ``vtk.runner`` lazily; command-line helpers live in ``vtk.argv``)."""
+    files = [*(ROOT / "vtk").rglob("*.py"), *(ROOT / "tasks").glob("*.py")]
+
+    def name(p: Path) -> str:
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        parts = ["vtk", "tasks", *parts[1:]] if parts[0] == "tasks" else parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name(p): p for p in files if p.name != "__init__.py"}
+    graph = {m: _vtk_imports(p, True) & set(modules) - {m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in graph[m]:
+            assert state.get(d) != 1, " -> ".join([*path[path.index(d) :], d])  # a cycle
+            if d not in state:
+                visit(d, [*path, d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    runner = _vtk_imports(ROOT / "vtk" / "runner.py", module_level_only=False)
+    assert "vtk.cli" not in runner and not any(n.startswith("vtk.cli.") for n in runner)

@@ -22,6 +22,7 @@ import logging
 import sys
 
 from vtk import __version__
+from vtk.argv import config_value, option_value
 from vtk.errors import VTKError
 from vtk.recipe import find_recipe, installed_recipes, is_file, recipes_dir
 
@@ -51,18 +52,6 @@ options:
 Documentation: docs/index.md (the site: mkdocs serve)."""
 
 
-def _argument(argv: list[str], name: str) -> str | None:
-    """The value of the last ``name`` option of a command line (``name VALUE`` or ``name=VALUE``)."""
-    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
-    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{name}=")]
-    return values[-1] if values else None
-
-
-def _config_argument(argv: list[str]) -> str | None:
-    """The value of the last ``--config`` of a command line (a recipe path or YAML text)."""
-    return _argument(argv, "--config")
-
-
 def rewrite_recipe_argv(argv: list[str]) -> None:
     """``vtk fit RECIPE ...`` -> ``vtk fit --config PATH ...``, in place, where RECIPE is a path
     or an installed recipe's name (``--config NAME`` is resolved the same way).
@@ -74,14 +63,14 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
         return
     _resolve_weights_names(argv)
     if argv[1] == "predict" and argv[2].endswith(".ckpt"):
-        from vtk.runner import _checkpoint_only_predict  # reads the checkpoint: torch
+        from vtk.runner import checkpoint_only_predict  # reads the checkpoint: torch
 
-        _checkpoint_only_predict(argv)
+        checkpoint_only_predict(argv)
         return
     if argv[1] in ("test", "validate") and argv[2].endswith(".ckpt") and is_file(argv[2]):
-        from vtk.runner import _checkpoint_only_evaluate
+        from vtk.runner import checkpoint_only_evaluate
 
-        _checkpoint_only_evaluate(argv)
+        checkpoint_only_evaluate(argv)
         return
     if not argv[2].startswith("-"):
         argv.insert(2, "--config")
@@ -89,11 +78,11 @@ def rewrite_recipe_argv(argv: list[str]) -> None:
         value = argv[i + 1]
         if arg == "--config" and "\n" not in value and not is_file(value):  # not YAML text
             argv[i + 1] = str(find_recipe(value))
-    recipe = _config_argument(argv)
+    recipe = config_value(argv)
     if argv[1] == "predict" and recipe and is_file(recipe) and _predicts_a_vtk_checkpoint(argv):
-        from vtk.runner import _checkpoint_only_predict
+        from vtk.runner import checkpoint_only_predict
 
-        _checkpoint_only_predict(argv, recipe)  # the recipe's training data is not needed
+        checkpoint_only_predict(argv, recipe)  # the recipe's training data is not needed
 
 
 def _resolve_weights_names(argv: list[str]) -> None:
@@ -113,7 +102,7 @@ def _resolve_weights_names(argv: list[str]) -> None:
 def _predicts_a_vtk_checkpoint(argv: list[str]) -> bool:
     """Whether ``--ckpt_path`` names a checkpoint that ``vtk fit`` wrote (it carries the task's
     config, so prediction needs nothing from the recipe's data)."""
-    path = _argument(argv, "--ckpt_path")
+    path = option_value(argv, "--ckpt_path")
     if path is None or not is_file(path):
         return False
     from vtk.checkpoint import recipe_hyperparameters

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
+from vtk.argv import config_value, option_value
 from vtk.checkpoint import (
     AtomicCheckpointIO,
     check_task,
@@ -28,7 +29,6 @@ from vtk.checkpoint import (
     read_checkpoint,
     recipe_hyperparameters,
 )
-from vtk.cli import _argument, _config_argument
 from vtk.errors import TrainingError, VTKError, find_user_error, user_message
 from vtk.recipe import (
     WEIGHT_KEYS,
@@ -62,7 +62,7 @@ class VTKCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         link_data_to_task(parser)
         # vtk's logger and checkpoints, unless the recipe (or the command line) sets its own
-        recipe = _config_argument(sys.argv)
+        recipe = config_value(sys.argv)
         if recipe is not None:
             file = recipe if is_file(recipe) else None
             parser.set_defaults(default_run_config(file, recipe_task_class(recipe)))
@@ -181,7 +181,7 @@ class VTKCLI(LightningCLI):
     def _default_logger(self, config: Any) -> tuple[dict[str, Any], bool]:
         """The run's logger config, and whether it is vtk's default (a CSV logger in
         ``runs/<recipe>``): only then does vtk choose the folder a run writes into."""
-        recipe = _config_argument(sys.argv)
+        recipe = config_value(sys.argv)
         default = default_run_config(recipe, None)["trainer.logger"] if recipe else None
         logger = config.trainer.get("logger")
         logger = logger.as_dict() if hasattr(logger, "as_dict") else logger
@@ -226,7 +226,7 @@ class VTKCLI(LightningCLI):
         logger; a recipe's own logger decides for itself."""
         sub = self.config.subcommand
         run = checkpoint_run_folder(config.ckpt_path)
-        recipe = _config_argument(sys.argv)
+        recipe = config_value(sys.argv)
         if run is None or recipe is None or not is_file(recipe):  # vtk predict CKPT: its own
             return
         default, is_default = self._default_logger(config)
@@ -336,7 +336,7 @@ PREDICT_DATA_OPTIONS = (
 )
 
 
-def _checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None:
+def checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None:
     """``vtk predict CKPT [DIR] ...`` -> ``vtk predict --config <from the checkpoint> --ckpt_path
     CKPT [--data.predict_dir DIR] ...``: the model as the checkpoint's recipe built it, and a
     :class:`~vtk.data.PredictFolderDataModule` with the checkpoint's classes, ids and input
@@ -389,7 +389,7 @@ def _checkpoint_only_predict(argv: list[str], recipe: str | None = None) -> None
     argv[2:] = ["--config", yaml.safe_dump(config), "--ckpt_path", str(path), *rest]
 
 
-def _checkpoint_only_evaluate(argv: list[str]) -> None:
+def checkpoint_only_evaluate(argv: list[str]) -> None:
     """``vtk test CKPT ...`` / ``vtk validate CKPT ...`` -> ``vtk test --config RUN/config.yaml
     --ckpt_path CKPT --trainer.logger <RUN/test> ...``: the run's own recipe, data options and
     splits (as ``vtk fit`` resolved and saved them), results in the run's ``test/`` (``test_2/``
@@ -544,10 +544,10 @@ def _end_progress_line() -> None:
 def _check_checkpoint_argument(argv: list[str]) -> None:
     """``--ckpt_path FILE`` read as data before Lightning reads it: a file that is not a vtk
     checkpoint of the recipe's task is one line naming it (:func:`vtk.checkpoint.read_checkpoint`)."""
-    path = _argument(argv, "--ckpt_path")
+    path = option_value(argv, "--ckpt_path")
     if path is None or path in ("last", "auto", "null", "None", ""):
         return
-    recipe = _config_argument(argv)
+    recipe = config_value(argv)
     check_task(path, read_checkpoint(path), recipe_task_class(recipe) if recipe else None)
 
 
