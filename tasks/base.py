@@ -21,6 +21,7 @@ A task is the only place that knows its batch schema. What the tools ask of it:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -92,6 +93,16 @@ class VisionTask(LightningModule):
     #: arguments that say how to evaluate, not what was trained: with ``--ckpt_path`` the
     #: ``vtk`` command takes them from this run's recipe and command line, not the checkpoint
     eval_options: tuple[str, ...] = ()
+
+    #: how a deployment reads the exported graph's outputs: the name of a reader of the
+    #: torch-free runtime (:data:`vtk.deploy.READERS`); ``vtk export`` writes it as ``vtk.task``
+    deploy_kind: str = ""
+
+    #: why ``vtk export --int8`` cannot quantise this task's graph (None: it can)
+    int8_refusal: str | None = None
+
+    #: the multiple a dense network's input side is padded to (its output stride)
+    size_divisor: int = 32
 
     def __init__(
         self,
@@ -207,6 +218,23 @@ class VisionTask(LightningModule):
             "output_names": ["logits"],
             "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"}},
         }
+
+    def deploy_metadata(self) -> dict[str, str]:
+        """What a deployment needs to prepare an image and read the exported outputs, as ONNX
+        metadata (``vtk.*`` strings, read by :class:`vtk.deploy.OnnxPredictor`): the reader
+        (:attr:`deploy_kind`), the input spec, the classes; a task adds its own (``vtk.top_k``,
+        ``vtk.threshold``). ``vtk export``, ``vtk serve`` and ``vtk export --int8`` ask the task
+        for these and branch on no task's name."""
+        if not self.deploy_kind:
+            raise ConfigError(f"{type(self).__name__} does not say how a deployment reads it.")
+        meta = {
+            "vtk.task": self.deploy_kind,
+            "vtk.input_spec": json.dumps(self.input_spec.to_dict()),
+            "vtk.class_names": json.dumps(list(self.class_names)),
+            "vtk.category_ids": json.dumps([int(c) for c in self.category_ids]),
+            "vtk.size_divisor": str(self.size_divisor),
+        }
+        return {**meta, "vtk.int8_refusal": self.int8_refusal} if self.int8_refusal else meta
 
     def fold_batchnorm(self) -> dict[str, Any]:
         """Fold the network's BatchNorms into their convolutions for inference (in place: the

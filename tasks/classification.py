@@ -65,6 +65,10 @@ class ClassificationTask(VisionTask):
     per_class_logged: int = 100
 
     main_metric = ("val/acc1", "max")
+    deploy_kind = "classification"  # softmax, the top_k classes
+
+    def deploy_metadata(self) -> dict[str, str]:
+        return {**super().deploy_metadata(), "vtk.top_k": str(self.top_k)}
 
     def __init__(
         self,

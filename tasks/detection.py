@@ -130,6 +130,11 @@ class DetectionTask(VisionTask):
         "confusion_score_thresh", "confusion_iou_thresh", "draw_score", "slice_size",
         "slice_overlap", "slice_whole", "slice_iou", "slice_merge",
     )  # fmt: skip
+    deploy_kind = "detection"  # boxes, scores and labels, decoded and suppressed in the graph
+    int8_refusal = (
+        "INT8 export is for classification, multi-label and segmentation; a detector's graph holds its "
+        "box decoding and NMS, which this route does not quantise yet."
+    )
 
     def __init__(
         self,

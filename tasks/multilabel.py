@@ -77,6 +77,10 @@ class MultiLabelClassificationTask(VisionTask):
 
     main_metric = ("val/mAP", "max")
     eval_options = ("threshold",)
+    deploy_kind = "multilabel"  # sigmoid, every class at or above the threshold
+
+    def deploy_metadata(self) -> dict[str, str]:
+        return {**super().deploy_metadata(), "vtk.threshold": repr(self.threshold)}
 
     def __init__(
         self,

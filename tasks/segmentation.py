@@ -82,6 +82,7 @@ class SegmentationTask(VisionTask):
 
     main_metric = ("val/mIoU", "max")
     eval_options = ("eval_mode", "window", "stride", "slide_batch", "tta_scales", "tta_flip")
+    deploy_kind = "segmentation"  # the arg-max class of every pixel
 
     def __init__(
         self,

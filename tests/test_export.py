@@ -24,7 +24,11 @@ CASES = {
     "segmentation": ("demo_segmentation", ("--data.crop_size", "64"), "*.jpg"),
     "detection": ("demo_detection", ("--model.init_args.model.init_args.min_size", "96",
                                      "--model.init_args.model.init_args.max_size", "96"), "*.jpg"),
+    "multilabel": ("demo_multilabel", ("--data.image_size", "32", "--data.resize_size", "32",
+                                       "--model.threshold", "0.45"), "*.jpg"),
 }  # fmt: skip
+#: where a recipe's demo images are (the multi-label demo reads the detection demo's)
+DEMO_DATA = {"demo_multilabel": "demo_detection"}
 
 
 @pytest.mark.parametrize("task", list(CASES))
@@ -39,10 +43,13 @@ def test_export_round_trip(task, fit_demo, run_vtk, tmp_path, capsys) -> None:
     deployed, checkpoint = vtk.load(onnx_path), vtk.load(ckpt, device="cpu")
     assert type(deployed).__name__ == "OnnxPredictor" and deployed.task == task
     assert deployed.class_names == checkpoint.class_names
-    demo = Path(os.environ["VTK_DATA_DIR"]) / recipe
-    paths = sorted(p for p in demo.rglob(pattern) if "val" in p.parts)[:3]
-    for a, b in zip(deployed.predict(paths), checkpoint.predict(paths)):
-        if task == "classification":
+    demo = Path(os.environ["VTK_DATA_DIR"]) / DEMO_DATA.get(recipe, recipe)
+    found = sorted(demo.rglob(pattern))
+    paths = [p for p in found if "val" in p.parts][:3] or found[:3]  # segmentation: no val/
+    assert len(paths) == 3
+    answers = list(zip(deployed.predict(paths), checkpoint.predict(paths)))
+    for a, b in answers:
+        if task in ("classification", "multilabel"):
             assert a["names"] == b["names"]
             np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
         elif task == "segmentation":
@@ -51,17 +58,23 @@ def test_export_round_trip(task, fit_demo, run_vtk, tmp_path, capsys) -> None:
             assert a["labels"][:10] == b["labels"][:10]
             assert a["category_ids"][:10] == b["category_ids"][:10]
             np.testing.assert_allclose(a["scores"][:10], b["scores"][:10], atol=1e-4)
+    if task == "multilabel":  # every class at or above the checkpoint's threshold, best first
+        assert deployed.threshold == 0.45 and any(a["labels"] for a, _ in answers)
+        assert all(s >= 0.45 for a, _ in answers for s in a["scores"])
+        assert all(a["scores"] == sorted(a["scores"], reverse=True) for a, _ in answers)
 
 
-def test_onnx_predictor_runs_without_torch(fit_demo, run_vtk, tmp_path) -> None:
+@pytest.mark.parametrize("task", ["classification", "multilabel"])
+def test_onnx_predictor_runs_without_torch(task, fit_demo, run_vtk, tmp_path) -> None:
     """A deployment with onnxruntime, numpy and Pillow: torch's import is blocked."""
     pytest.importorskip("onnxruntime")
-    ckpt = fit_demo("demo_classification", "--data.image_size", "32")
+    recipe, extra, pattern = CASES[task]
+    ckpt = fit_demo(recipe, *extra)
     assert run_vtk("export", ckpt, "--out", tmp_path / "m.onnx") == 0
-    demo = Path(os.environ["VTK_DATA_DIR"]) / "demo_classification" / "val"
+    demo = Path(os.environ["VTK_DATA_DIR"]) / DEMO_DATA.get(recipe, recipe) / "val"
     images = tmp_path / "images"
     images.mkdir()
-    for p in sorted(demo.rglob("*.png"))[:3]:
+    for p in sorted(demo.rglob(pattern))[:3]:
         (images / p.name).write_bytes(p.read_bytes())
     (images / "broken.png").write_bytes(b"\x89PNG truncated")
     script = (
@@ -69,7 +82,7 @@ def test_onnx_predictor_runs_without_torch(fit_demo, run_vtk, tmp_path) -> None:
         "sys.modules['torch'] = None  # import torch now fails\n"
         "import vtk\n"
         f"m = vtk.load({str(tmp_path / 'm.onnx')!r})\n"
-        f"out = [r['names'][0] for r in m.predict_folder({str(images)!r}, batch_size=2)]\n"
+        f"out = [r['names'] for r in m.predict_folder({str(images)!r}, batch_size=2)]\n"
         "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n"
         "print(json.dumps(out))\n"
     )
@@ -77,7 +90,7 @@ def test_onnx_predictor_runs_without_torch(fit_demo, run_vtk, tmp_path) -> None:
                           cwd=tmp_path, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     names = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = [r["names"][0] for r in vtk.load(ckpt, device="cpu").predict_folder(
+    expected = [r["names"] for r in vtk.load(ckpt, device="cpu").predict_folder(
         images, num_workers=0, progress=False)]  # fmt: skip
     assert names == expected and len(names) == 3
 

@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.mark.parametrize(
     "recipe, extra", [("demo_classification", ("--data.image_size", "32")),
-                      ("demo_segmentation", ("--data.crop_size", "64"))],
+                      ("demo_segmentation", ("--data.crop_size", "64")),
+                      ("demo_multilabel", ("--data.image_size", "32", "--data.resize_size", "32"))],
 )  # fmt: skip
 def test_int8_export_reports_what_it_cost(
     recipe, extra, fit_demo, run_vtk, tmp_path, capsys
@@ -26,8 +27,11 @@ def test_int8_export_reports_what_it_cost(
     ckpt = fit_demo(recipe, *extra, steps=2)
     val = (
         Path(os.environ["VTK_DATA_DIR"])
-        / recipe
-        / ("val" if "classification" in recipe else "JPEGImages")
+        / {
+            "demo_classification": "demo_classification/val",
+            "demo_segmentation": "demo_segmentation/JPEGImages",
+            "demo_multilabel": "demo_detection/val",  # its demo reads the detection demo's images
+        }[recipe]
     )
     out = tmp_path / "m_int8.onnx"
     assert run_vtk("export", ckpt, "--int8", "--calib", val, "--calib_images", "8",
@@ -39,6 +43,8 @@ def test_int8_export_reports_what_it_cost(
     if recipe == "demo_classification":
         assert 0 <= report["top1_agreement"] <= 1 and "top-1 agreement with fp32" in printed
         assert "top1_int8" in report  # the demo's val folders are its class names
+    elif recipe == "demo_multilabel":  # the whole answer: the classes at the threshold
+        assert 0 <= report["answer_agreement"] <= 1 and "top1_int8" not in report
     else:
         assert report["pixel_agreement"] > 0.5 and "of the pixels agree with fp32" in printed
     graph = onnx.load(str(out)).graph
@@ -59,7 +65,8 @@ def test_int8_needs_calibration_images_and_refuses_detection(fit_demo, run_vtk, 
                     "--model.init_args.model.init_args.max_size", "96", steps=1)  # fmt: skip
     message = run_vtk("export", ckpt, "--int8", "--calib", tmp_path, "--out", tmp_path / "d.onnx")
     assert (
-        isinstance(message, str) and "INT8 export is for classification and segmentation" in message
+        isinstance(message, str)
+        and "INT8 export is for classification, multi-label and segmentation" in message
     )
     # each refused before anything is exported
     seg = fit_demo("demo_segmentation", "--data.crop_size", "64", steps=1)

@@ -220,6 +220,29 @@ def test_segmentation_and_detection_answer_as_vtk_load(recipe, fit_demo, tmp_pat
         server.stop()
 
 
+def test_a_multilabel_model_serves_from_its_checkpoint_and_its_onnx_export(
+    fit_demo, run_vtk, tmp_path
+) -> None:
+    """The answer is every class at or above the checkpoint's threshold, as vtk.load gives it,
+    whether the server runs the checkpoint or the exported ONNX model."""
+    pytest.importorskip("onnxruntime")
+    ckpt = fit_demo("demo_multilabel", "--data.image_size", "32", "--data.resize_size", "32",
+                    "--model.threshold", "0.45", steps=1)  # fmt: skip
+    assert run_vtk("export", ckpt, "--out", tmp_path / "m.onnx") == 0
+    images = sorted((Path(os.environ["VTK_DATA_DIR"]) / "demo_detection" / "val").glob("*.jpg"))
+    want = vtk.load(ckpt, device="cpu").predict(images[:2])
+    assert any(w["labels"] for w in want)
+    for model in (ckpt, tmp_path / "m.onnx"):
+        server = Server(model)
+        try:
+            for image, w in zip(images, want):
+                status, got = server.post(image.read_bytes(), "image/jpeg")
+                assert status == 200 and got["names"] == w["names"], model
+                np.testing.assert_allclose(got["scores"], w["scores"], atol=1e-4)
+        finally:
+            server.stop()
+
+
 def test_the_page_in_a_real_browser(classifier, tmp_path) -> None:
     """Debian's chromium, headless, driven by Selenium: upload an image on the page, the drawn
     result appears (a screenshot is kept in tmp_path; docs/images/serve_page.png is one)."""

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -98,17 +98,24 @@ class OnnxPredictor:
                 f"{self.path} is not an ONNX model onnxruntime can load (truncated, or another "
                 f"kind of file): {reason}"
             ) from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.meta: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        meta = self.meta
         if "vtk.task" not in meta:
             raise CheckpointError(
                 f"{self.path} has no vtk metadata: export it with `vtk export CKPT --format onnx`."
             )
         self.task = meta["vtk.task"]
+        if self.task not in READERS:
+            raise CheckpointError(
+                f"{self.path} is a {self.task!r} model, which this vtk cannot read "
+                f"({', '.join(READERS)}): update vtk."
+            )
         self.spec = json.loads(meta["vtk.input_spec"])
         self.class_names: list[str] = json.loads(meta["vtk.class_names"])
         self.category_ids: list[int] = json.loads(meta["vtk.category_ids"])
         self.top_k = min(int(meta.get("vtk.top_k", 5)), len(self.class_names))
         self.size_divisor = int(meta.get("vtk.size_divisor", 32))
+        self.threshold = float(meta.get("vtk.threshold", 0.5))
         self.input_name = self.session.get_inputs()[0].name
 
     # -- preparation ------------------------------------------------------------------------------
@@ -161,37 +168,88 @@ class OnnxPredictor:
             for p, result in zip(kept, self._run(images) if images else []):
                 yield {"id": p.stem, "path": str(p), **result}
 
+    def graph_input(self, image: np.ndarray) -> np.ndarray:
+        """What the graph takes for one ``(H, W, 3)`` uint8 image (prepared, padded, batched as
+        its reader feeds it): a calibration sample of ``vtk export --int8``."""
+        return READERS[self.task].feed(self, image)[0]
+
     def _run(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        if self.task == "classification":
-            batch = np.stack([self.prepare(im) for im in images])
-            (logits,) = self.session.run(None, {self.input_name: batch})
-            return [self._classes(row) for row in logits]
-        if self.task == "segmentation":
-            return [self._segment(im) for im in images]
-        return [self._detect(im) for im in images]
+        reader = READERS[self.task]
+        fed = [reader.feed(self, im) for im in images]
+        if reader.batched:  # one run for all: the inputs are the same size
+            outputs = self.session.run(None, {self.input_name: np.concatenate([x for x, _ in fed])})
+            return [
+                reader.read(self, [o[i : i + 1] for o in outputs], c)
+                for i, (_, c) in enumerate(fed)
+            ]
+        return [reader.read(self, self.session.run(None, {self.input_name: x}), c) for x, c in fed]
 
-    def _classes(self, logits: np.ndarray) -> dict[str, Any]:
-        e = np.exp(logits.astype(np.float64) - logits.max())
-        p = e / e.sum()
-        top = np.argsort(-p, kind="stable")[: self.top_k]
-        return {"labels": top.tolist(), "names": [self.class_names[k] for k in top],
-                "scores": p[top].tolist()}  # fmt: skip
 
-    def _segment(self, image: np.ndarray) -> dict[str, Any]:
-        x = self.prepare(image)
-        h, w = x.shape[1:]
-        d = self.size_divisor
-        x = np.pad(x, ((0, 0), (0, -h % d), (0, -w % d)))  # 0: the mean colour
-        (logits,) = self.session.run(None, {self.input_name: x[None]})
-        labels = logits[0, :, :h, :w].argmax(0)
-        dtype = np.uint8 if logits.shape[1] <= 256 else np.uint16
-        return {"labels": labels.astype(dtype)}
+# -- how each kind of exported graph is fed and read (a task's ``deploy_kind`` names one) --------
+def _feed_batch(p: OnnxPredictor, image: np.ndarray) -> tuple[np.ndarray, Any]:
+    return p.prepare(image)[None], None
 
-    def _detect(self, image: np.ndarray) -> dict[str, Any]:
-        boxes, scores, labels = self.session.run(None, {self.input_name: self.prepare(image)})
-        labels = labels.astype(np.int64).tolist()
-        return {
-            "boxes": boxes.astype(np.float32), "scores": scores.astype(float).tolist(),
-            "labels": labels, "names": [self.class_names[k] for k in labels],
-            "category_ids": [self.category_ids[k] for k in labels],
-        }  # fmt: skip
+
+def _feed_padded(p: OnnxPredictor, image: np.ndarray) -> tuple[np.ndarray, Any]:
+    x = p.prepare(image)
+    h, w = x.shape[1:]
+    d = p.size_divisor
+    return np.pad(x, ((0, 0), (0, -h % d), (0, -w % d)))[None], (h, w)  # 0: the mean colour
+
+
+def _feed_image(p: OnnxPredictor, image: np.ndarray) -> tuple[np.ndarray, Any]:
+    return p.prepare(image), None
+
+
+def _read_classes(p: OnnxPredictor, outputs: list[np.ndarray], _: Any) -> dict[str, Any]:
+    logits = outputs[0][0].astype(np.float64)
+    e = np.exp(logits - logits.max())
+    scores = e / e.sum()
+    top = np.argsort(-scores, kind="stable")[: p.top_k]
+    return _classes(p, top, scores)
+
+
+def _read_labels(p: OnnxPredictor, outputs: list[np.ndarray], _: Any) -> dict[str, Any]:
+    scores = 1.0 / (1.0 + np.exp(-outputs[0][0].astype(np.float64)))
+    order = np.argsort(-scores, kind="stable")
+    return _classes(p, order[scores[order] >= p.threshold], scores)
+
+
+def _classes(p: OnnxPredictor, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    return {"labels": labels.tolist(), "names": [p.class_names[k] for k in labels],
+            "scores": scores[labels].tolist()}  # fmt: skip
+
+
+def _read_map(p: OnnxPredictor, outputs: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
+    logits = outputs[0]
+    labels = logits[0, :, : size[0], : size[1]].argmax(0)
+    return {"labels": labels.astype(np.uint8 if logits.shape[1] <= 256 else np.uint16)}
+
+
+def _read_boxes(p: OnnxPredictor, outputs: list[np.ndarray], _: Any) -> dict[str, Any]:
+    boxes, scores, labels = outputs
+    labels = labels.astype(np.int64).tolist()
+    return {
+        "boxes": boxes.astype(np.float32), "scores": scores.astype(float).tolist(),
+        "labels": labels, "names": [p.class_names[k] for k in labels],
+        "category_ids": [p.category_ids[k] for k in labels],
+    }  # fmt: skip
+
+
+class Reader(NamedTuple):
+    """How a deployment runs one kind of exported graph: ``feed`` turns an image into the
+    graph's input (and what ``read`` needs to know of it), ``read`` turns the graph's outputs
+    for that image into the result, ``batched``: several images go through one run."""
+
+    feed: Callable[[OnnxPredictor, np.ndarray], tuple[np.ndarray, Any]]
+    read: Callable[[OnnxPredictor, list[np.ndarray], Any], dict[str, Any]]
+    batched: bool
+
+
+#: ``vtk.task`` of the ONNX metadata (a task's ``deploy_kind``) -> its reader
+READERS: dict[str, Reader] = {
+    "classification": Reader(_feed_batch, _read_classes, batched=True),  # softmax, top k
+    "multilabel": Reader(_feed_batch, _read_labels, batched=True),  # sigmoid, at the threshold
+    "segmentation": Reader(_feed_padded, _read_map, batched=False),  # arg-max per pixel
+    "detection": Reader(_feed_image, _read_boxes, batched=False),  # decoded in the graph
+}

@@ -15,7 +15,6 @@ Detectors (torchvision's export path) take one ``image`` (3, H, W) in [0, 1] and
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import warnings
 from pathlib import Path
@@ -33,31 +32,18 @@ KNOWN_OPS = {
 }
 
 
-#: task class name -> the kind the ONNX predictor knows
-TASK_KINDS = {
-    "ClassificationTask": "classification",
-    "SegmentationTask": "segmentation",
-    "DetectionTask": "detection",
-}
-
-
 def task_metadata(task: Any, opset: int) -> dict[str, str]:
-    """The ONNX metadata of ``task``'s export: how to prepare an image and read the outputs."""
-    kind = next(
-        (v for k, v in TASK_KINDS.items() if any(c.__name__ == k for c in type(task).__mro__)),
-        None,
-    )
-    if kind is None:
-        raise ConfigError(f"{type(task).__name__} is not a vtk task the ONNX predictor knows.")
-    return {
-        "vtk.task": kind,
-        "vtk.input_spec": json.dumps(task.input_spec.to_dict()),
-        "vtk.class_names": json.dumps(list(task.class_names)),
-        "vtk.category_ids": json.dumps([int(c) for c in task.category_ids]),
-        "vtk.top_k": str(getattr(task, "top_k", 5)),
-        "vtk.size_divisor": "32",
-        "vtk.opset": str(opset),
-    }
+    """The ONNX metadata of ``task``'s export: how to prepare an image and read the outputs,
+    as the task declares it (:meth:`vtk.tasks.VisionTask.deploy_metadata`)."""
+    from vtk.deploy import READERS
+
+    meta = task.deploy_metadata()
+    if meta["vtk.task"] not in READERS:
+        raise ConfigError(
+            f"{type(task).__name__} is read as {meta['vtk.task']!r}, which the ONNX runtime "
+            f"does not know ({', '.join(READERS)})."
+        )
+    return {**meta, "vtk.opset": str(opset)}
 
 
 def export_checkpoint(

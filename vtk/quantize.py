@@ -55,12 +55,12 @@ def check_inputs(
 
     if not calib:
         raise ConfigError("--int8 needs images to calibrate on: --calib DIR.")
-    task = str(recipe_hyperparameters(checkpoint, "give a checkpoint of vtk fit.")["_class_path"])
-    if task.endswith("DetectionTask"):
-        raise ConfigError(
-            "INT8 export is for classification and segmentation; a detector's graph holds its "
-            "box decoding and NMS, which this route does not quantise yet."
-        )
+    from vtk.recipe import task_attribute
+
+    path = str(recipe_hyperparameters(checkpoint, "give a checkpoint of vtk fit.")["_class_path"])
+    refusal = task_attribute(path, "int8_refusal")
+    if refusal:
+        raise ConfigError(refusal)
     pool = _images(calib)
     if eval_dir is not None:
         _images(eval_dir)
@@ -96,11 +96,7 @@ class _Reader:
         path = next(self._it, None)
         if path is None:
             return None
-        x = self.predictor.prepare(read_image(path))
-        if self.predictor.task == "segmentation":
-            d = self.predictor.size_divisor
-            x = np.pad(x, ((0, 0), (0, -x.shape[1] % d), (0, -x.shape[2] % d)))
-        return {self.predictor.input_name: x[None]}
+        return {self.predictor.input_name: self.predictor.graph_input(read_image(path))}
 
     def rewind(self) -> None:
         self._it = None
@@ -124,11 +120,8 @@ def quantize(
     from vtk.deploy import OnnxPredictor
 
     fp32 = OnnxPredictor(fp32_path)
-    if fp32.task == "detection":
-        raise ConfigError(
-            "INT8 export is for classification and segmentation; a detector's graph holds its "
-            "box decoding and NMS, which this route does not quantise yet."
-        )
+    if fp32.meta.get("vtk.int8_refusal"):
+        raise ConfigError(fp32.meta["vtk.int8_refusal"])
     pool = _images(calib)
     random.Random(seed).shuffle(pool)
     chosen = pool[:calib_images]
@@ -174,21 +167,28 @@ def _copy_metadata(source: str | Path, target: str | Path) -> None:
 
 
 def agreement(fp32: Any, int8: Any, images: list[Path]) -> dict[str, Any]:
-    """What quantising changed on ``images``: top-1 agreement (and top-1 accuracy when each
-    image's parent folder is a class name), or pixel agreement and the mIoU against fp32."""
+    """What quantising changed on ``images``, read from the answers' form (no task named):
+    for lists of classes, top-1 agreement, the share of images whose whole answer (the listed
+    classes) is the same, and top-1 accuracy when each image's parent folder is a class name;
+    for label maps, pixel agreement and the mIoU against fp32."""
     from vtk.data.io import read_image
 
     arrays = [read_image(p) for p in images]
     a, b = fp32.predict(arrays), int8.predict(arrays)
     out: dict[str, Any] = {"eval_images": len(images)}
-    if fp32.task == "classification":
-        same = [x["labels"][0] == y["labels"][0] for x, y in zip(a, b)]
-        out["top1_agreement"] = float(np.mean(same))
+    if isinstance(a[0]["labels"], list):
+
+        def first(labels: list[int]) -> int | None:
+            return labels[0] if labels else None
+
+        out["top1_agreement"] = float(np.mean([first(x["labels"]) == first(y["labels"])
+                                               for x, y in zip(a, b)]))  # fmt: skip
+        out["answer_agreement"] = float(np.mean([x["labels"] == y["labels"] for x, y in zip(a, b)]))
         names = fp32.class_names
         if all(p.parent.name in names for p in images):
             truth = [names.index(p.parent.name) for p in images]
-            out["top1_fp32"] = float(np.mean([x["labels"][0] == t for x, t in zip(a, truth)]))
-            out["top1_int8"] = float(np.mean([y["labels"][0] == t for y, t in zip(b, truth)]))
+            out["top1_fp32"] = float(np.mean([first(x["labels"]) == t for x, t in zip(a, truth)]))
+            out["top1_int8"] = float(np.mean([first(y["labels"]) == t for y, t in zip(b, truth)]))
         return out
     k = len(fp32.class_names)
     confusion = np.zeros((k, k), np.int64)

@@ -181,16 +181,22 @@ def check_num_classes_option(argv: list[str]) -> None:
         )
 
 
-def _main_metric(class_path: str | None) -> tuple[str, str]:
-    """The ``main_metric`` of the task class at ``class_path`` (``val/loss``, min, if unknown)."""
+def task_attribute(class_path: str | None, attribute: str, default: Any = None) -> Any:
+    """A class attribute of the task at ``class_path`` (what it declares: ``main_metric``,
+    ``int8_refusal``, ...), ``default`` if that class cannot be imported or has none."""
     if class_path:
         module, _, name = class_path.rpartition(".")
         try:
-            task = getattr(importlib.import_module(module), name)
-            return tuple(task.main_metric)  # type: ignore[return-value]
-        except (ImportError, AttributeError, TypeError, ValueError):
+            return getattr(getattr(importlib.import_module(module), name), attribute)
+        except (ImportError, AttributeError, ValueError):
             pass
-    return ("val/loss", "min")
+    return default
+
+
+def _main_metric(class_path: str | None) -> tuple[str, str]:
+    """The ``main_metric`` of the task class at ``class_path`` (``val/loss``, min, if unknown)."""
+    metric = task_attribute(class_path, "main_metric")
+    return tuple(metric) if isinstance(metric, tuple | list) else ("val/loss", "min")  # type: ignore[return-value]
 
 
 def link_data_to_task(parser: Any) -> None:

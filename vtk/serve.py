@@ -7,7 +7,8 @@
   ``application/octet-stream``), as a multipart upload (any file field), or as JSON
   ``{"image": "<base64>"}``; for segmentation ``"format": "png"`` (default: the class map as a
   base64 PNG) or ``"rle"`` (row-major run lengths), in JSON or as ``?format=rle``. The answer is
-  the task's JSON: classes and scores; boxes (x1, y1, x2, y2 in the image's pixels) with class
+  the task's JSON: classes and scores (multi-label: every class at or above the threshold,
+  best first, perhaps none); boxes (x1, y1, x2, y2 in the image's pixels) with class
   names, the dataset's category ids and scores; or the class map.
 * ``GET /health`` (``ok``), ``GET /`` a page to drop an image on and see the drawn result (no
   external assets).
@@ -189,17 +190,18 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         ) from None
 
 
-def encode(result: dict[str, Any], task: str, fmt: str) -> dict[str, Any]:
-    """The JSON of one prediction."""
-    if task == "classification":
-        return {"labels": result["labels"], "names": result["names"], "scores": result["scores"]}
-    if task == "detection":
+def encode(result: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The JSON of one prediction, by its form (no task is named): boxes, a list of classes
+    (classification, multi-label), or a label map (``fmt``: ``png`` or ``rle``)."""
+    if "boxes" in result:
         return {
             "boxes": np.asarray(result["boxes"], dtype=float).round(2).tolist(),
             "labels": list(result["labels"]), "names": list(result["names"]),
             "category_ids": list(result["category_ids"]),
             "scores": [round(float(s), 5) for s in result["scores"]],
         }  # fmt: skip
+    if isinstance(result["labels"], list):
+        return {"labels": result["labels"], "names": result["names"], "scores": result["scores"]}
     labels = np.asarray(result["labels"])
     out: dict[str, Any] = {"height": int(labels.shape[0]), "width": int(labels.shape[1])}
     if fmt == "rle":
@@ -233,14 +235,6 @@ class VTKAPI(_LitAPI):  # type: ignore[misc,valid-type]
 
         kwargs = {} if self.model_path.endswith(".onnx") else {"device": "cpu"}
         self.model = vtk.load(self.model_path, **kwargs)
-        self.kind = getattr(self.model, "task", None)
-        if not isinstance(self.kind, str):  # a checkpoint's Predictor: the task's kind
-            from vtk.export import TASK_KINDS
-
-            self.kind = next(
-                v for k, v in TASK_KINDS.items()
-                if any(c.__name__ == k for c in type(self.model.task).__mro__)
-            )  # fmt: skip
 
     def decode_request(self, request: dict) -> tuple[np.ndarray, str]:
         return decode_image(base64.b64decode(request["image"]), self.max_pixels), request["format"]
@@ -255,7 +249,7 @@ class VTKAPI(_LitAPI):  # type: ignore[misc,valid-type]
         single = isinstance(inputs, tuple)
         items = [inputs] if single else inputs
         results = self.model.predict([image for image, _ in items])
-        encoded = [encode(r, self.kind, fmt) for r, (_, fmt) in zip(results, items)]
+        encoded = [encode(r, fmt) for r, (_, fmt) in zip(results, items)]
         return encoded[0] if single else encoded
 
     def encode_response(self, output: dict) -> dict:
@@ -309,9 +303,11 @@ async function send(f) {
     });
     text = answer.boxes.length + " detections (boxes drawn from score 0.3)";
   } else if (answer.names) {
-    text = answer.names.map((n, i) => n + " " + answer.scores[i].toFixed(3)).join("\n");
-    g.fillStyle = "black"; g.fillRect(0, 0, view.width, 30);
-    g.fillStyle = "white"; g.fillText(answer.names[0] + " " + answer.scores[0].toFixed(2), 4, 22);
+    text = answer.names.map((n, i) => n + " " + answer.scores[i].toFixed(3)).join("\n") || "no class at the threshold";
+    if (answer.names.length) {
+      g.fillStyle = "black"; g.fillRect(0, 0, view.width, 30);
+      g.fillStyle = "white"; g.fillText(answer.names[0] + " " + answer.scores[0].toFixed(2), 4, 22);
+    }
   } else if (answer.png) {
     const mask = await createImageBitmap(await (await fetch("data:image/png;base64," + answer.png)).blob());
     const tmp = new OffscreenCanvas(mask.width, mask.height), t = tmp.getContext("2d");
