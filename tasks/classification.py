@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from vtk.drawing import draw_classes, save
 from vtk.metrics import classification_scores
 from vtk.reports import confusion_figure, write_confusion_matrix
 
-from .base import OptimizerFactory, SchedulerFactory, VisionTask
+from .base import VisionTask
 
 log = logging.getLogger("vtk")
 
@@ -33,18 +32,11 @@ class ClassificationTask(VisionTask):
 
     Args:
         model: the classifier.
-        optimizer: ``optimizer(params)``; default SGD (lr 0.01, momentum 0.9, wd 1e-4).
-        lr_scheduler: ``lr_scheduler(optimizer, total_steps)``, stepped every iteration, e.g.
-            :class:`vtk.optim.WarmupCosineLR` or :class:`vtk.optim.WarmupMultiStepLR`.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016, §7; 0.1 typical).
-        class_names: for results and drawings (linked from the data).
         top_k: how many classes a prediction lists per image.
-        category_ids: the dataset's own class ids (linked from the data).
-        input_spec: resize, crop and normalisation for prediction (linked from the data).
-        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
-            :class:`~vtk.tasks.VisionTask`).
-        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
-            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
+        **kwargs: what every task takes (:class:`~vtk.tasks.VisionTask`: optimizer,
+            lr_scheduler — e.g. :class:`vtk.optim.WarmupCosineLR` —, class_names, input_spec:
+            resize, crop and normalisation for prediction, ...).
 
     Logged: ``train/loss``, ``train/acc1``, ``train/lr``; ``val/loss``, ``val/acc1``,
     ``val/acc5``, ``val/acc_class`` (the mean of the classes' recall) and per class
@@ -73,23 +65,11 @@ class ClassificationTask(VisionTask):
     def __init__(
         self,
         model: nn.Module,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.0,
-        class_names: Sequence[str] | None = None,
         top_k: int = 5,
-        category_ids: Sequence[int] | None = None,
-        input_spec: dict[str, Any] | None = None,
-        backbone_lr_mult: float = 1.0,
-        norm_bias_decay: bool = True,
-        channels_last: bool = False,
-        nonfinite_skips: int = 0,
-        compile_model: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
-        )  # fmt: skip
+        super().__init__(model, **kwargs)
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, self.num_classes)
         metrics = MetricCollection(

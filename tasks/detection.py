@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from vtk.models.inference import sliced_detections
 from vtk.reports import confusion_figure, pr_figure, write_confusion_matrix, write_pr_curves
 from vtk.spec import InputSpec
 
-from .base import OptimizerFactory, SchedulerFactory, VisionTask
+from .base import VisionTask
 
 log = logging.getLogger("vtk")
 
@@ -90,22 +90,11 @@ class DetectionTask(VisionTask):
 
     Args:
         model: the detector (with a ``num_classes`` attribute).
-        optimizer: ``optimizer(params)``; default SGD (lr 0.01, momentum 0.9, wd 1e-4).
-        lr_scheduler: ``lr_scheduler(optimizer, total_steps)``, stepped every iteration.
-        class_names: for per-class AP and predictions (linked from the data).
-        category_ids: the dataset's own id of each class, written into ``coco_results.json``
-            and predictions (linked from the data; default the class indices).
         map_backend: ``pycocotools`` (default) or ``faster_coco_eval`` (``pip install
             faster-coco-eval``; same numbers, faster on large sets).
         confusion_score_thresh, confusion_iou_thresh: the detections that count in the confusion
             matrix ``vtk test`` writes, and the IoU that matches them to objects
             (:class:`~vtk.metrics.DetectionConfusionMatrix`).
-        input_spec: how images reach the detector (linked from the data: RGB in [0, 1], the
-            detector resizes and normalises them itself).
-        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
-            :class:`~vtk.tasks.VisionTask`).
-        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
-            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
         draw_score: ``vtk predict`` draws the detections scoring at least this (all of them
             are in ``predictions.json``); images left with no box drawn are counted in the log.
         slice_size, slice_overlap, slice_whole, slice_iou: sliced detection for large images
@@ -115,6 +104,10 @@ class DetectionTask(VisionTask):
             (``slice_whole``), merged at ``slice_iou`` by class-aware NMS (``slice_merge: nms``)
             or SAHI's default greedy merging by intersection over the smaller box
             (``slice_merge: nmm``). Default off.
+        **kwargs: what every task takes (:class:`~vtk.tasks.VisionTask`: optimizer,
+            lr_scheduler, class_names, category_ids — the dataset's own id of each class,
+            written into ``coco_results.json`` and predictions —, input_spec — RGB in [0, 1]:
+            the detector resizes and normalises images itself —, ...).
 
     Logged: ``train/loss`` and each of the detector's losses, ``train/lr``; ``val/AP``,
     ``val/AP50``, ``val/AP75``, ``val/APs``, ``val/APm``, ``val/APl``, ``val/AR100``,
@@ -139,30 +132,18 @@ class DetectionTask(VisionTask):
     def __init__(
         self,
         model: nn.Module,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
-        class_names: Sequence[str] | None = None,
-        category_ids: Sequence[int] | None = None,
         map_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         confusion_score_thresh: float = 0.25,
         confusion_iou_thresh: float = 0.5,
-        input_spec: dict[str, Any] | None = None,
-        backbone_lr_mult: float = 1.0,
-        norm_bias_decay: bool = True,
-        channels_last: bool = False,
-        nonfinite_skips: int = 0,
-        compile_model: bool = False,
         draw_score: float = DRAW_SCORE,
         slice_size: int | None = None,
         slice_overlap: float = 0.2,
         slice_whole: bool = True,
         slice_iou: float = 0.5,
         slice_merge: Literal["nms", "nmm"] = "nms",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
-        )  # fmt: skip
+        super().__init__(model, **kwargs)
         self.draw_score = draw_score
         if slice_size is not None and slice_size < 32:
             raise ConfigError(f"slice_size is a tile side in pixels (e.g. 640), got {slice_size}.")
@@ -182,13 +163,13 @@ class DetectionTask(VisionTask):
             )
         # extended_summary: COCOeval's precision array, from which per-class AP and AP50 and the
         # PR curves are read (one evaluation; class_metrics would re-run it once per class)
-        kwargs = dict(
+        map_options = dict(  # not `kwargs`: jsonargparse reads this source
             box_format="xyxy", iou_type="bbox", backend=map_backend,
             iou_thresholds=COCO_IOU_THRESHOLDS, rec_thresholds=COCO_REC_THRESHOLDS,
             extended_summary=True,
         )  # fmt: skip
-        self.val_map = CocoMeanAveragePrecision(**kwargs)
-        self.test_map = CocoMeanAveragePrecision(**kwargs)
+        self.val_map = CocoMeanAveragePrecision(**map_options)
+        self.test_map = CocoMeanAveragePrecision(**map_options)
         self.val_confusion = DetectionConfusionMatrix(
             self.num_classes, confusion_score_thresh, confusion_iou_thresh
         )

@@ -9,7 +9,6 @@ maximises the mean F1 over the classes, on a grid of 0.05 .. 0.95) and kept in t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +21,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelSt
 from vtk.callbacks import ClassificationWriter
 from vtk.errors import ConfigError
 
-from .base import OptimizerFactory, SchedulerFactory, VisionTask
+from .base import VisionTask
 
 #: the decision thresholds the validation chooses among
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
@@ -59,15 +58,14 @@ class MultiLabelClassificationTask(VisionTask):
 
     Args:
         model: the classifier.
-        optimizer, lr_scheduler: as :class:`~vtk.tasks.ClassificationTask`.
         loss: ``bce`` (binary cross-entropy) or ``asl`` (asymmetric loss: ``asl_gamma_neg``,
             ``asl_gamma_pos``, ``asl_clip``; as the authors train with it, the focusing weights
             without gradient and the sum over the batch, unless ``asl_focusing_grad`` /
             ``asl_reduction: mean`` say otherwise).
         threshold: the decision threshold; None (default): chosen at every validation as the
             one with the best mean F1, and kept in the checkpoint.
-        class_names, category_ids, input_spec, backbone_lr_mult, norm_bias_decay,
-        channels_last, nonfinite_skips, compile_model: as every task (:class:`VisionTask`).
+        **kwargs: what every task takes (:class:`~vtk.tasks.VisionTask`: optimizer,
+            lr_scheduler, class_names, input_spec, ...).
 
     Logged: ``train/loss``, ``train/lr``; ``val/loss``, ``val/mAP``, ``val/F1`` (mean over the
     classes at the threshold), ``val/threshold``, per class ``val/AP/<name>`` and
@@ -85,8 +83,6 @@ class MultiLabelClassificationTask(VisionTask):
     def __init__(
         self,
         model: nn.Module,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
         loss: Literal["bce", "asl"] = "bce",
         threshold: float | None = None,
         asl_gamma_neg: float = 4.0,
@@ -94,19 +90,9 @@ class MultiLabelClassificationTask(VisionTask):
         asl_clip: float = 0.05,
         asl_focusing_grad: bool = False,
         asl_reduction: Literal["sum", "mean"] = "sum",
-        class_names: Sequence[str] | None = None,
-        category_ids: Sequence[int] | None = None,
-        input_spec: dict[str, Any] | None = None,
-        backbone_lr_mult: float = 1.0,
-        norm_bias_decay: bool = True,
-        channels_last: bool = False,
-        nonfinite_skips: int = 0,
-        compile_model: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
-        )  # fmt: skip
+        super().__init__(model, **kwargs)
         if loss not in ("bce", "asl"):
             raise ConfigError(f"loss is bce or asl, got {loss!r}.")
         if threshold is not None and not 0.0 < threshold < 1.0:

@@ -37,7 +37,7 @@ from vtk.models import inference
 from vtk.reports import write_confusion_matrix
 from vtk.spec import IGNORE_INDEX
 
-from .base import OptimizerFactory, SchedulerFactory, VisionTask
+from .base import VisionTask
 
 log = logging.getLogger("vtk")
 
@@ -50,8 +50,6 @@ class SegmentationTask(VisionTask):
 
     Args:
         model: the segmentation model.
-        optimizer: ``optimizer(params)``; default SGD (lr 0.01, momentum 0.9, wd 1e-4).
-        lr_scheduler: ``lr_scheduler(optimizer, total_steps)``; default poly (power 0.9).
         aux_weight: weight of the auxiliary head's loss (0.4 in torchvision's reference;
             PSPNet §4.1 uses 0.4 too).
         losses: pixel loss terms summed with their weights (:mod:`vtk.losses`); default
@@ -63,14 +61,10 @@ class SegmentationTask(VisionTask):
             multi-scale + flip: ``[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]`` and ``true``).
             These evaluation arguments (:attr:`eval_options`) come from the recipe and command
             line of a ``vtk validate/test/predict`` run, also with ``--ckpt_path``.
-        class_names: names for the per-class metrics (linked from the data).
-        category_ids: the dataset's own class ids (linked from the data).
         ignore_index: the label of unscored pixels (linked from the data; 255 by default).
-        input_spec: normalisation (linked from the data).
-        backbone_lr_mult, norm_bias_decay: per-group LR and weight decay (see
-            :class:`~vtk.tasks.VisionTask`).
-        channels_last, compile_model, nonfinite_skips: NHWC and compiled training; what a
-            non-finite loss does (see :class:`~vtk.tasks.VisionTask`).
+        **kwargs: what every task takes (:class:`~vtk.tasks.VisionTask`: optimizer — default
+            SGD (lr 0.01, momentum 0.9, wd 1e-4) —, lr_scheduler — default poly (power 0.9) —,
+            class_names for the per-class metrics, input_spec, ...).
 
     Logged: ``train/loss`` (each term: ``train/loss_ce``, ...; ``train/aux_loss``),
     ``train/lr``; ``val/loss``, ``val/mIoU``, ``val/acc_global`` (pixel accuracy),
@@ -87,8 +81,6 @@ class SegmentationTask(VisionTask):
     def __init__(
         self,
         model: nn.Module,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
         aux_weight: float = 0.4,
         losses: Sequence[PixelLoss] | None = None,
         eval_mode: Literal["whole", "slide"] = "whole",
@@ -97,20 +89,10 @@ class SegmentationTask(VisionTask):
         slide_batch: int = 4,
         tta_scales: Sequence[float] | None = None,
         tta_flip: bool = False,
-        class_names: Sequence[str] | None = None,
-        category_ids: Sequence[int] | None = None,
         ignore_index: int | None = IGNORE_INDEX,
-        input_spec: dict[str, Any] | None = None,
-        backbone_lr_mult: float = 1.0,
-        norm_bias_decay: bool = True,
-        channels_last: bool = False,
-        nonfinite_skips: int = 0,
-        compile_model: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, optimizer, lr_scheduler, class_names, category_ids, input_spec,
-            backbone_lr_mult, norm_bias_decay, channels_last, nonfinite_skips, compile_model,
-        )  # fmt: skip
+        super().__init__(model, **kwargs)
         if eval_mode not in ("whole", "slide"):
             raise ConfigError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}.")
         self.ignore_index: int = IGNORE_INDEX if ignore_index is None else ignore_index

@@ -16,7 +16,14 @@ from vtk.data import DemoClassificationDataModule
 from vtk.errors import ConfigError, TrainingError
 from vtk.models import FCOS, Classifier, ResNet
 from vtk.optim import NORM_LAYERS
-from vtk.tasks import ClassificationTask, DetectionTask
+from vtk.tasks import (
+    BinarySegmentationTask,
+    ClassificationTask,
+    DetectionTask,
+    MultiLabelClassificationTask,
+    SegmentationTask,
+    VisionTask,
+)
 
 
 def _optimizer_after_a_step(task, tmp_path, demo) -> torch.optim.Optimizer:
@@ -177,3 +184,30 @@ def test_compile_model_compiles_in_place_and_keeps_the_names(tmp_path) -> None:
     assert task.model is model and model._compiled_call_impl is not None  # nn.Module.compile
     assert list(task.model.state_dict()) == keys  # checkpoints keep their keys
     assert not torch.equal(model.conv.weight, before)  # and it trained
+
+
+@pytest.mark.parametrize(
+    "task",
+    [ClassificationTask, MultiLabelClassificationTask, SegmentationTask, BinarySegmentationTask,
+     DetectionTask],
+)  # fmt: skip
+def test_every_task_takes_the_common_arguments_through_kwargs(task) -> None:
+    """A task passes ``**kwargs`` to VisionTask, and the recipe parser (jsonargparse, reading
+    the source) must find them there: the data's class names, ids and input spec are linked to
+    these keys, and a key it cannot find is a link silently not made."""
+    import inspect
+
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(task, "task")
+    found = {a.dest.removeprefix("task.") for a in parser._actions if a.dest.startswith("task.")}
+    common = set(inspect.signature(VisionTask.__init__).parameters) - {"self"}
+    assert common <= found, f"{task.__name__} hides {sorted(common - found)} from recipes"
+    own = set(inspect.signature(task.__init__).parameters) - {"self", "kwargs"}
+    parents = set().union(
+        *(inspect.signature(c.__init__).parameters for c in task.__mro__[1:]
+          if c.__module__.startswith(("tasks", "vtk.tasks")))
+    )  # fmt: skip
+    keys = {k for k in found if not k.endswith(".help")}
+    assert keys <= own | parents | common, f"not {task.__name__}'s: {sorted(keys - own - parents)}"
