@@ -9,6 +9,7 @@
     vtk analyze resnet50_imagenet  # per stage: stride, channels, parameters, MACs, receptive field
     vtk convert yolo data.yaml --split train --out train.json   # VOC XML, YOLO txt -> COCO JSON
     vtk export runs/.../last.ckpt --format onnx --out model.onnx  # folded, preprocessing inside
+    vtk optimize demo_segmentation --out stream/  # LitData chunks: vtk fit ... --data.stream stream/
 
 A recipe after the subcommand (a path, or the name of a recipe installed with vtk) means
 ``--config RECIPE``; any key can be overridden on the command line. What the data says once
@@ -42,6 +43,8 @@ subcommands:
                       trained weights vtk ships (a name goes wherever a checkpoint does)
   analyze RECIPE      per stage: stride, channels, parameters, MACs, receptive field
   convert FORMAT ...  VOC XML, YOLO txt or COCO JSON -> COCO JSON (vtk convert --help)
+  optimize RECIPE     write the recipe's data as LitData chunks to stream (--out DIR; then
+                      vtk fit RECIPE --data.stream DIR_OR_URL)
   export CKPT         ONNX with the preprocessing and class names inside (vtk export --help)
   serve MODEL         a checkpoint or ONNX model behind HTTP, with a page (vtk serve --help)
 
@@ -233,6 +236,11 @@ def main() -> None:
         from vtk.data.convert import main as convert
 
         convert(sys.argv[2:])
+        return
+    if command == "optimize":
+        from vtk.data.stream import main as optimize
+
+        optimize(sys.argv[2:])
         return
     if command == "analyze":
         from vtk.analysis import analyze

@@ -203,8 +203,18 @@ class VisionDataModule(LightningDataModule):
             Masks are read as stored either way. Sizes cannot tell the two apart for 180-degree turns,
             mirrors or square photos: the data's setup counts the tagged images and says which
             convention is in force.
+        stream: read the splits from a stream that ``vtk optimize`` wrote (a folder, or an
+            object store's URL such as ``s3://bucket/prefix``) instead of the files the other
+            options name (see :mod:`vtk.data.stream`); augmentation, sampling and evaluation
+            are the same.
+        stream_options: LitData's ``storage_options`` for the stream (e.g. ``{endpoint_url:
+            http://minio:9000}``; credentials come from the environment, as for boto3).
+        stream_cache: the local folder LitData caches a remote stream's chunks in (default
+            LitData's).
     """
 
+    #: whether :mod:`vtk.data.stream` can write and read this DataModule's samples
+    streams: bool = False
     #: stacks a list of samples of a split (train, val, test) into a batch (see :meth:`collate`)
     collate_fn: Callable[[list[Any]], Any]
     #: refuse a training split smaller than one batch (a partial batch of one breaks BatchNorm)
@@ -224,8 +234,18 @@ class VisionDataModule(LightningDataModule):
         test_fraction: float | None = None,
         split_seed: int = 0,
         exif_orientation: Literal["apply", "ignore"] = "apply",
+        stream: str | None = None,
+        stream_options: dict[str, Any] | None = None,
+        stream_cache: str | None = None,
     ) -> None:
         super().__init__()
+        if stream is not None and not self.streams:
+            raise DataError(
+                f"{type(self).__name__} cannot read a stream yet (data.stream): streaming covers "
+                "segmentation (mask folders, VOC, CamVid, Cityscapes, ADE20K, DRIVE) and "
+                "detection data (COCO, YOLO)."
+            )
+        self.stream, self.stream_options, self.stream_cache = stream, stream_options, stream_cache
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if value is not None and not 0.0 < value < 1.0:
                 raise DataError(f"{name} is a share of the training images in (0, 1), got {value}.")
@@ -323,7 +343,10 @@ class VisionDataModule(LightningDataModule):
     ) -> list[Any]:
         """The items of ``split``: ``items_of(split)``, or its share of the training split's
         items when ``val_fraction`` / ``test_fraction`` carve it out (see the class docs).
-        ``key`` names an item (its file), ``label`` its class (stratified when given)."""
+        ``key`` names an item (its file), ``label`` its class (stratified when given).
+        Reading a stream (``stream``), the items are the stream's, as written."""
+        if self.stream is not None:
+            return self.streamed_samples(split)
         carved = split in ("val", "test") and self.fractions[split] is not None
         if not (carved or (split == "train" and any(self.fractions.values()))):
             return items_of(split)
@@ -337,6 +360,32 @@ class VisionDataModule(LightningDataModule):
                 "they train", len(items) - len(known),
             )  # fmt: skip
         return [it for it in items if self._assignment.get(key(it), "train") == split]
+
+    def stream_facts(self) -> dict[str, Any]:
+        """What the stream says about the data (``num_classes``, ``class_names``,
+        ``category_ids``), for DataModules that read them from their files otherwise."""
+        from vtk.data.stream import stream_facts
+
+        assert self.stream is not None
+        return stream_facts(self.stream, self.stream_cache, self.stream_options)
+
+    def streamed_samples(self, split: str) -> list[Any]:
+        """The samples of ``split`` in the stream, checked against this DataModule's classes."""
+        from vtk.data.stream import read_split
+
+        assert self.stream is not None
+        samples, meta = read_split(self.stream, split, self.stream_cache, self.stream_options)
+        mine = {"num_classes": self.num_classes, "class_names": self.class_names}
+        theirs = {k: meta[k] for k in mine}
+        if mine != theirs:
+            raise DataError(
+                f"the stream {self.stream} was written with {theirs['num_classes']} classes "
+                f"({', '.join(theirs['class_names'][:8])}, ...) but this recipe has "
+                f"{self.num_classes} ({', '.join(self.class_names[:8])}, ...): a model would "
+                "learn the wrong labels. Write the stream from this recipe, or fix its classes."
+            )
+        log.info("the %s split: %d samples from the stream %s", split, len(samples), self.stream)
+        return samples
 
     def _assign(
         self, items: list[Any], key: Callable[[Any], str], label: Callable[[Any], int] | None
@@ -426,7 +475,8 @@ class VisionDataModule(LightningDataModule):
             )
             if split != "predict" and hasattr(self.datasets[split], "exif"):
                 self.datasets[split].exif = self.exif
-        self.report_orientation([s for s in STAGE_SPLITS[stage] if s != "predict"])
+        if self.stream is None:  # a stream's images were counted when it was written
+            self.report_orientation([s for s in STAGE_SPLITS[stage] if s != "predict"])
 
     def image_files(self, split: str) -> list[Path]:
         """The image files of a split that is set up (for :meth:`report_orientation`)."""

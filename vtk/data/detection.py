@@ -32,7 +32,7 @@ from torch import Tensor
 
 from vtk.data import transforms as T
 from vtk.data.base import ImageFileDataset, VisionDataModule, list_collate
-from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation, upright_size
+from vtk.data.io import SWAPPING_ORIENTATIONS, exif_orientation, image_source, upright_size
 from vtk.drawing import draw_detections
 from vtk.errors import DataError
 from vtk.spec import InputSpec
@@ -240,7 +240,7 @@ def aspect_ratio_groups(records: Sequence[ImageRecord], k: int) -> np.ndarray:
         if r.size is not None:
             h, w = r.size
         else:
-            with Image.open(r.path) as img:
+            with Image.open(image_source(r.path)) as img:
                 w, h = upright_size(img)
         ratios.append(w / h)
     return np.digitize(np.asarray(ratios), aspect_ratio_bins(k)).astype(np.int64)
@@ -356,6 +356,7 @@ class CocoDetectionDataModule(VisionDataModule):
     # images of different sizes stay a list (the detector's transform batches them)
     collate_fn = staticmethod(list_collate)
     full_train_batch = False  # a small set keeps its one partial batch
+    streams = True
 
     def __init__(
         self,
@@ -383,16 +384,21 @@ class CocoDetectionDataModule(VisionDataModule):
             "test": (test_images or val_images, test_annotations),
         }
         self._cache: dict[str, Any] = getattr(self, "_cache", {})  # files read in memory
-        val = self._cache.get(str(Path(val_annotations))) or read_coco_json(val_annotations)
-        categories = sorted(val["categories"], key=lambda c: c["id"])
-        if not categories:
-            raise DataError(f"{val_annotations} lists no categories.")
-        super().__init__(
-            len(categories), [str(c["name"]) for c in categories],
-            [int(c["id"]) for c in categories], batch_size=batch_size, **kwargs,
-        )  # fmt: skip
+        if kwargs.get("stream") is not None:  # the stream holds the classes and the samples
+            self.stream, self.stream_cache = kwargs["stream"], kwargs.get("stream_cache")
+            self.stream_options = kwargs.get("stream_options")
+            facts = self.stream_facts()
+            names, ids = facts["class_names"], facts["category_ids"]
+        else:
+            val = self._cache.get(str(Path(val_annotations))) or read_coco_json(val_annotations)
+            categories = sorted(val["categories"], key=lambda c: c["id"])
+            if not categories:
+                raise DataError(f"{val_annotations} lists no categories.")
+            self._cache[str(Path(val_annotations))] = val
+            names = [str(c["name"]) for c in categories]
+            ids = [int(c["id"]) for c in categories]
+        super().__init__(len(names), names, ids, batch_size=batch_size, **kwargs)
         self.category_ids: list[int]
-        self._cache[str(Path(val_annotations))] = val
         self.keep_empty, self.hflip, self.photometric = keep_empty, hflip, photometric
         self.vflip = vflip
         if zoom_out_crop not in (False, True, "ssd", "rfbnet"):
@@ -555,6 +561,10 @@ class YOLODataModule(CocoDetectionDataModule):
         from vtk.data.convert import yolo_to_coco
 
         path = Path(data_yaml).expanduser()
+        if kwargs.get("stream") is not None:  # the stream holds the classes and the samples
+            self.data_yaml = str(path)
+            super().__init__(train_images="", train_annotations="", val_annotations="", **kwargs)
+            return
         if not path.is_file():
             raise DataError(f"{path} does not exist: give the export's data.yaml.")
         entries = yaml.safe_load(path.read_text()) or {}

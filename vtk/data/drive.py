@@ -95,6 +95,6 @@ class DRIVEDataModule(SegmentationDataModule):
 
     def make_dataset(self, split: str) -> SegmentationDataset:
         dataset = super().make_dataset(split)
-        if split == "train" and self.train_repeats > 1:
+        if split == "train" and self.train_repeats > 1 and self.stream is None:  # (as written)
             dataset.samples = dataset.samples * self.train_repeats
         return dataset

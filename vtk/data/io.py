@@ -11,8 +11,10 @@ images with it too. Masks stay class indices (PIL modes ``L``,
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -47,6 +49,13 @@ def draft_request(size: tuple[int, int], fit: tuple[int, int]) -> tuple[int, int
     return math.ceil(w * scale), math.ceil(h * scale)
 
 
+def image_source(path: str | Path) -> Any:
+    """What ``PIL.Image.open`` takes for ``path``: the path, or for a file inside a stream
+    (:class:`vtk.data.stream.StoredFile`, which has ``read_stored``) its bytes."""
+    read_stored = getattr(path, "read_stored", None)
+    return io.BytesIO(read_stored()) if read_stored is not None else path
+
+
 def open_image(path: str | Path, fit: tuple[int, int] | None = None) -> Image.Image:
     """PIL's image of ``path``, decoded now (a truncated file fails here, with its path).
 
@@ -54,7 +63,7 @@ def open_image(path: str | Path, fit: tuple[int, int] | None = None) -> Image.Im
     (draft mode, in the DCT: cheaper than decoding it whole) as long as it stays at least as
     large as that resize makes it."""
     try:
-        img = Image.open(path)
+        img = Image.open(image_source(path))
         if fit is not None and img.format == "JPEG":
             w, h = img.size
             request = draft_request((w, h), fit)  # symmetric in the sides: EXIF does not matter
@@ -75,7 +84,7 @@ def _orientation(img: Image.Image) -> int:
 def exif_orientation(path: str | Path) -> int:
     """The EXIF orientation tag of an image file (1, upright, when there is none)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(image_source(path)) as img:
             return _orientation(img)
     except (OSError, ValueError, UnidentifiedImageError):
         return 1

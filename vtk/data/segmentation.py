@@ -190,6 +190,8 @@ class SegmentationDataModule(VisionDataModule):
     decides how to run the network on it (``eval_mode``).
     """
 
+    streams = True
+
     def __init__(
         self,
         num_classes: int | None = None,
@@ -216,6 +218,12 @@ class SegmentationDataModule(VisionDataModule):
             names, colours = read_labelmap(palette)
             class_names = class_names or names
             num_classes = num_classes or len(names)
+        if num_classes is None and kwargs.get("stream") is not None:
+            from vtk.data.stream import stream_facts
+
+            facts = stream_facts(kwargs["stream"], kwargs.get("stream_cache"),
+                                 kwargs.get("stream_options"))  # fmt: skip
+            num_classes, class_names = facts["num_classes"], class_names or facts["class_names"]
         if num_classes is None:
             raise DataError("num_classes is not given: set --data.num_classes N.")
         super().__init__(num_classes, class_names, **kwargs)
@@ -262,7 +270,8 @@ class SegmentationDataModule(VisionDataModule):
 
     def make_dataset(self, split: str) -> SegmentationDataset:
         samples = self.carve(split, self.samples, key=lambda sample: str(sample.image))
-        samples = check_sizes(samples, self.on_bad_image, self.exif)
+        if self.stream is None:  # a stream's pairs were checked when it was written
+            samples = check_sizes(samples, self.on_bad_image, self.exif)
         return SegmentationDataset(samples, self.decoder, self.transform(split), self.on_bad_image)
 
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
@@ -273,7 +282,7 @@ class SegmentationDataModule(VisionDataModule):
         super().setup(stage)
         if stage == "fit":
             self._check_disjoint("train", "val")
-        if self.audit and stage != "predict":
+        if self.audit and stage != "predict" and self.stream is None:  # (audited when written)
             self.audit_masks([s for s in STAGE_SPLITS[stage] if s in self.datasets])
 
     def split_counts(self, split: str) -> SplitCounts:
@@ -400,7 +409,8 @@ class MaskFolderDataModule(SegmentationDataModule):
                 )
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
-        if num_classes is None and not isinstance(kwargs.get("palette"), str):
+        streamed = kwargs.get("stream") is not None  # (the stream then says)
+        if num_classes is None and not isinstance(kwargs.get("palette"), str) and not streamed:
             raise DataError(
                 f"num_classes is not given and {table} does not exist; set "
                 "--data.num_classes N (classes including background)."

@@ -1,0 +1,243 @@
+"""Streaming: a mask folder and a COCO set written as LitData chunks by ``vtk optimize`` and read
+back from the folder and from an S3 server on loopback (moto's), item for item and metric for
+metric as the files give them; and the inputs it refuses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from helpers import quiet_trainer
+
+from vtk.data import CocoDetectionDataModule, ImageFolderDataModule, MaskFolderDataModule
+from vtk.data.stream import StoredFile, optimize, read_split
+from vtk.errors import DataError
+from vtk.recipe import Recipe, find_recipe
+
+pytest.importorskip("litdata")
+
+NAMES = ["background", "a", "b"]
+
+
+def _mask_folder(root: Path, make_pair) -> Path:
+    for split, n in (("train", 6), ("val", 3)):
+        for i in range(n):
+            make_pair(root / split / f"{split}{i}.jpg", root / split / f"{split}{i}_mask.png",
+                      40, 48, seed=i + 10 * (split == "val"))  # fmt: skip
+    return root
+
+
+def _recipe(tmp_path: Path, base: str, data: dict) -> Path:
+    """The demo recipe ``base`` with its data replaced."""
+    config = yaml.safe_load(find_recipe(base).read_text())
+    config["data"] = data
+    path = tmp_path / f"{base}_files.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _seg_data(root: Path, **extra) -> dict:
+    args = {"train_dir": str(root / "train"), "val_dir": str(root / "val"), "num_classes": 3,
+            "class_names": NAMES, "crop_size": 32, "batch_size": 2, "num_workers": 0}  # fmt: skip
+    return {"class_path": "vtk.data.MaskFolderDataModule", "init_args": {**args, **extra}}
+
+
+def _same_items(a, b, split: str) -> None:
+    assert len(a.datasets[split]) == len(b.datasets[split])
+    for i in range(len(a.datasets[split])):
+        x, y = a.datasets[split][i], b.datasets[split][i]
+        assert x.keys() == y.keys()
+        for key in x:
+            if isinstance(x[key], torch.Tensor):
+                assert torch.equal(x[key], y[key]), (split, i, key)
+            elif isinstance(x[key], dict):
+                for k in x[key]:
+                    assert torch.equal(torch.as_tensor(x[key][k]), torch.as_tensor(y[key][k]))
+            else:
+                assert x[key] == y[key], (split, i, key)
+
+
+def _validate(task, datamodule, tmp_path: Path) -> dict[str, float]:
+    torch.manual_seed(0)
+    return quiet_trainer(tmp_path / "runs").validate(task, datamodule=datamodule, verbose=False)[0]
+
+
+def test_a_mask_folder_streams_as_its_files_and_trains(tmp_path, make_pair, run_vtk) -> None:
+    root = _mask_folder(tmp_path / "set", make_pair)
+    recipe = _recipe(tmp_path, "demo_segmentation", _seg_data(root))
+    code = run_vtk("optimize", recipe, "--out", tmp_path / "stream", "--workers", 2)
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "stream").iterdir()) == ["train", "val"]  # no test
+
+    files = MaskFolderDataModule(**_seg_data(root)["init_args"])
+    streamed = MaskFolderDataModule(**_seg_data(root, stream=str(tmp_path / "stream"))["init_args"])
+    for dm in (files, streamed):
+        dm.setup("fit")
+    assert all(isinstance(s.image, StoredFile) for s in streamed.datasets["train"].samples)
+    _same_items(files, streamed, "val")  # the same image, mask, id and path, item for item
+    # the training split: the same pairs (through the evaluation pipeline: the training one
+    # draws from albumentations' own generator)
+    for dm in (files, streamed):
+        dm.datasets["train"].transform = files.eval_transform()
+    _same_items(files, streamed, "train")
+
+    # it trains from the chunks (loader workers read the stream in their own processes), and
+    # the trained network scores the streamed validation split as it scores the files
+    task = Recipe.load(recipe).task(3)
+    streamed.num_workers = 2
+    quiet_trainer(tmp_path / "runs", max_steps=3, limit_val_batches=0).fit(
+        task, datamodule=streamed
+    )
+    streamed.num_workers = 0
+    by_files, by_stream = _validate(task, files, tmp_path), _validate(task, streamed, tmp_path)
+    assert "val/mIoU" in by_files
+    np.testing.assert_equal(by_files, by_stream)  # every metric, exactly (NaN for absent classes)
+
+
+def _coco(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(1, 9):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(
+            root / "images" / f"im{i}.jpg"
+        )
+        images.append({"id": i, "file_name": f"im{i}.jpg", "width": 80, "height": 64})
+        annotations.append({"id": i, "image_id": i, "category_id": 3 + i % 2,
+                            "bbox": [4 * i, 5, 20, 18], "area": 360, "iscrowd": 0})  # fmt: skip
+    for split, ids in (("train", range(1, 7)), ("val", range(7, 9))):
+        (root / f"{split}.json").write_text(json.dumps({
+            "images": [im for im in images if im["id"] in ids],
+            "annotations": [a for a in annotations if a["image_id"] in ids],
+            "categories": [{"id": 3, "name": "cell"}, {"id": 4, "name": "platelet"}],
+        }))  # fmt: skip
+    return root
+
+
+def _coco_data(root: Path) -> dict:
+    args = {"train_images": str(root / "images"), "train_annotations": str(root / "train.json"),
+            "val_annotations": str(root / "val.json"), "batch_size": 2, "num_workers": 0,
+            "aspect_ratio_groups": 1}  # fmt: skip
+    return {"class_path": "vtk.data.CocoDetectionDataModule", "init_args": args}
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free loopback port: its URL (credentials in the environment)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Path(sys.executable).with_name("moto_server")
+    if not server.exists():
+        pytest.skip("moto's server is not installed (pip install 'moto[server]')")
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _upload(folder: Path, url: str, bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=url)
+    s3.create_bucket(Bucket=bucket)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"coco/{path.relative_to(folder)}")
+
+
+def test_a_coco_set_streams_from_a_folder_and_from_s3(tmp_path, s3_server, monkeypatch) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    root = _coco(tmp_path / "coco")
+    recipe = _recipe(tmp_path, "demo_detection", _coco_data(root))
+    written = optimize(str(recipe), tmp_path / "stream", workers=1)
+    assert written == {"train": 6, "val": 2}
+    _upload(tmp_path / "stream", s3_server, "data")
+
+    args = _coco_data(root)["init_args"]
+    files = CocoDetectionDataModule(**args)
+    # the stream alone: no annotation file or image folder is read (the paths are gone)
+    gone = {**args, "train_images": "gone/", "train_annotations": "gone.json",
+            "val_annotations": "gone.json"}  # fmt: skip
+    local = CocoDetectionDataModule(**gone, stream=str(tmp_path / "stream"))
+    remote = CocoDetectionDataModule(
+        **gone, stream="s3://data/coco", stream_options={"endpoint_url": s3_server},
+        stream_cache=str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert local.class_names == remote.class_names == ["cell", "platelet"]
+    assert local.category_ids == remote.category_ids == [3, 4]
+    for dm in (files, local, remote):
+        dm.setup("fit")
+    _same_items(files, local, "val")
+    _same_items(files, remote, "val")
+    # the training sampler's options read the streamed records (aspect-ratio groups)
+    assert remote.train_dataloader().sampler.groups.tolist() == (
+        files.train_dataloader().sampler.groups.tolist()
+    )
+    task = Recipe.load(recipe).task(2)
+    task.category_ids = files.category_ids
+    quiet_trainer(tmp_path / "runs", max_steps=2, limit_val_batches=0).fit(task, datamodule=remote)
+    scores = [_validate(task, dm, tmp_path) for dm in (files, local, remote)]
+    assert "val/AP" in scores[0]
+    np.testing.assert_equal(scores[0], scores[1])
+    np.testing.assert_equal(scores[0], scores[2])
+
+
+def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
+    root = _mask_folder(tmp_path / "set", make_pair)
+    recipe = _recipe(tmp_path, "demo_segmentation", _seg_data(root))
+    optimize(str(recipe), tmp_path / "stream", workers=1)
+    init = _seg_data(root)["init_args"]
+
+    with pytest.raises(DataError, match="exists and is not empty"):  # nothing is overwritten
+        optimize(str(recipe), tmp_path / "stream", workers=1)
+    with pytest.raises(DataError, match=r"cannot open the stream .*nowhere"):
+        MaskFolderDataModule(**init, stream=str(tmp_path / "nowhere")).setup("fit")
+    wrong = {**init, "num_classes": 2, "class_names": ["background", "a"]}
+    with pytest.raises(DataError, match="written with 3 classes"):
+        MaskFolderDataModule(**wrong, stream=str(tmp_path / "stream")).setup("fit")
+    # classes from the stream when the recipe gives none
+    dm = MaskFolderDataModule(**{**init, "num_classes": None, "class_names": None},
+                              stream=str(tmp_path / "stream"))  # fmt: skip
+    assert dm.class_names == NAMES
+    for name in ("a", "b"):  # classification data: not streamed yet, and it says so
+        make_pair(tmp_path / "cls" / "train" / name / "x.jpg", tmp_path / "m.png", 8, 8, seed=0)
+    with pytest.raises(DataError, match="cannot read a stream yet"):
+        ImageFolderDataModule(str(tmp_path / "cls"), stream=str(tmp_path / "stream"))
+
+    # a LitData folder that vtk did not write (no vtk entry in its index)
+    plain = tmp_path / "plain" / "train"
+    shutil.copytree(tmp_path / "stream" / "train", plain)
+    data = json.loads((plain / "index.json").read_text())
+    del data["vtk"]
+    (plain / "index.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="not one vtk optimize wrote"):
+        read_split(str(tmp_path / "plain"), "train")
+    # a copy that lost chunks
+    index = tmp_path / "stream" / "val" / "index.json"
+    data = json.loads(index.read_text())
+    data["vtk"]["items"] += 1
+    index.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="incomplete"):
+        read_split(str(tmp_path / "stream"), "val")
