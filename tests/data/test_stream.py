@@ -234,10 +234,33 @@ def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
     (plain / "index.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match="not one vtk optimize wrote"):
         read_split(str(tmp_path / "plain"), "train")
-    # a copy that lost chunks
+    # a copy that lost a chunk, and one whose index does not match its chunks
+    shutil.copytree(tmp_path / "stream" / "val", tmp_path / "lost" / "val")
+    next((tmp_path / "lost" / "val").glob("chunk-*.bin")).unlink()
+    with pytest.raises(DataError, match=r"lacks 1 of its chunks .*incomplete"):
+        read_split(str(tmp_path / "lost"), "val")
     index = tmp_path / "stream" / "val" / "index.json"
     data = json.loads(index.read_text())
     data["vtk"]["items"] += 1
     index.write_text(json.dumps(data))
-    with pytest.raises(DataError, match="incomplete"):
+    with pytest.raises(DataError, match="holds 3 items but its index says 4"):
         read_split(str(tmp_path / "stream"), "val")
+
+
+@pytest.mark.slow
+def test_the_documented_commands_train_from_a_stream_under_ddp(vtk_process) -> None:
+    """docs/distributed.md's three commands (short: a few steps), the last under 2-process DDP:
+    each rank (and loader worker) opens the stream itself."""
+    quick = ("--trainer.max_steps", 2, "--trainer.limit_val_batches", 2, "--data.num_workers", 1,
+             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")  # fmt: skip
+    written = vtk_process("optimize", "demo_segmentation", "--out", "stream/", "--workers", 2)
+    assert written.returncode == 0, written.stderr[-2000:]
+    assert "train: 400 samples" in written.stdout
+    one = vtk_process("fit", "demo_segmentation", "--data.stream", "stream/", *quick)
+    assert one.returncode == 0, one.stderr[-2000:]
+    ddp = vtk_process("fit", "demo_segmentation", "--data.stream", "stream/", "--trainer.accelerator",
+                      "cpu", "--trainer.devices", 2, "--trainer.strategy", "ddp", *quick)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    for run in (one, ddp):
+        assert "the train split: 400 samples from the stream stream/" in run.stderr
+        assert "the val split: 51 samples from the stream stream/" in run.stderr

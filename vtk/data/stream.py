@@ -225,9 +225,13 @@ def read_split(
     dataset = open_split(source)
     index_file = Path(dataset.input_dir.path or source.url) / "index.json"
     try:
-        meta = json.loads(index_file.read_text()).get(META_KEY)
+        index = json.loads(index_file.read_text())
     except (OSError, ValueError):
-        meta = None
+        index = {}
+    meta = index.get(META_KEY)
+    # the items of the whole split (len() of a StreamingDataset is this rank's share under DDP;
+    # an index reaches every item from every rank)
+    items = sum(int(chunk.get("chunk_size") or 0) for chunk in index.get("chunks", []))
     if not meta:
         raise DataError(
             f"{source.url} is a LitData dataset but not one vtk optimize wrote (its index.json "
@@ -238,9 +242,17 @@ def read_split(
             f"{source.url} was written by another vtk stream format ({meta.get('version')}); "
             f"this vtk reads version {FORMAT_VERSION}: write it again with vtk optimize."
         )
-    if len(dataset) != meta["items"]:
+    if "://" not in source.url:  # a folder: every chunk its index lists is there
+        missing = [c["filename"] for c in index.get("chunks", [])
+                   if not (Path(source.url) / c["filename"]).is_file()]  # fmt: skip
+        if missing:
+            raise DataError(
+                f"{source.url} lacks {len(missing)} of its chunks ({missing[0]}, ...): the "
+                "folder is incomplete (an interrupted copy?). Copy it again."
+            )
+    if items != meta["items"]:
         raise DataError(
-            f"{source.url} holds {len(dataset)} items but its index says {meta['items']}: the "
+            f"{source.url} holds {items} items but its index says {meta['items']}: the "
             "folder is incomplete (an interrupted copy?). Copy it again."
         )
     samples = [decode_sample(entry, source) for entry in meta["samples"]]
