@@ -156,53 +156,61 @@ def test_a_run_with_auto_class_weights_resumes_validates_and_tests(run_vtk, tmp_
                        "--trainer.logger", "false") == 0, sub  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_a_killed_run_trains_each_image_of_the_epoch_once(ranks, tmp_path) -> None:
-    """An epoch-based fit (one process, and 2-process DDP) killed (SIGKILL, every process) in
-    the middle of its epoch, then resumed from last.ckpt: counted over the ranks and both runs
-    (the first run's steps up to its checkpoint, the resumed run's from there), every training
-    image of the epoch is trained on exactly once. (The position the loader saves was never
-    loaded back: an epoch-based run builds its loader before the restore, to count its steps
-    for the LR schedule; the interrupted epoch started again from its first batch.)"""
+def _recipe_of(base: str, tmp_path: Path, every_n_train_steps: int) -> Path:
+    """The installed recipe ``base`` whose `last` checkpoint is written every few steps and
+    whose run records the images each rank trains on (:class:`helpers.SeenImages`)."""
+    source = recipes_dir() / f"{base}.yaml"
+    config = yaml.safe_load(source.read_text())
+    callbacks = default_run_config(source, config["model"]["class_path"])["trainer.callbacks"]
+    for cb in callbacks:
+        if cb["init_args"].get("filename") == "last":
+            cb["init_args"]["every_n_train_steps"] = every_n_train_steps
+    callbacks.append({"class_path": "helpers.SeenImages", "init_args": {"folder": str(tmp_path)}})
+    config["trainer"]["callbacks"] = callbacks
+    path = tmp_path / f"{base}.yaml"  # the run folder is named after it
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _grey_images(folder: Path, levels: list[int], masks: bool = False) -> None:
+    """One image per grey level (its identity in :class:`helpers.SeenImages`); for a mask
+    folder, each with a mask beside it."""
     from PIL import Image
 
-    levels = list(range(20, 236, 6))  # 36 images, one grey level each: their identity
     for k, level in enumerate(levels):
-        folder = tmp_path / "set" / "train" / "abc"[k % 3]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (20, 18), (level,) * 3).save(folder / f"{level}.png")
-    for c in "abc":
-        (tmp_path / "set" / "val" / c).mkdir(parents=True)
-        Image.new("RGB", (20, 18), (9,) * 3).save(tmp_path / "set" / "val" / c / "v.png")
-    recipe = _recipe(tmp_path, every_n_train_steps=2)
-    config = yaml.safe_load(recipe.read_text())
-    config["trainer"]["callbacks"].append(
-        {"class_path": "helpers.SeenImages", "init_args": {"folder": str(tmp_path)}}
-    )
-    recipe.write_text(yaml.safe_dump(config))
-    args = (str(recipe), "--data", "vtk.data.ImageFolderDataModule", "--data.root",
-            str(tmp_path / "set"), "--data.image_size", "16", "--data.resize_size", "16",
-            "--data.batch_size", "3", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
-            "--trainer.devices", str(ranks), "--trainer.strategy", "ddp" if ranks > 1 else "auto",
-            "--trainer.max_epochs", "1",
+        where = folder if masks else folder / "abc"[k % 3]
+        where.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 18), (level,) * 3).save(where / f"{level}.png")
+        if masks:
+            Image.new("L", (20, 18), k % 3).save(where / f"{level}_mask.png")
+
+
+def _each_image_once(
+    tmp_path: Path, recipe: Path, args: tuple, ranks: int, levels: list[int]
+) -> None:
+    """Run ``vtk fit RECIPE ARGS`` (epoch-based, 3 images per batch and rank), SIGKILL every
+    process once a checkpoint after step 2 is written, resume from last.ckpt: counted over the
+    ranks and both runs (the first run's steps up to its checkpoint, the resumed run's from
+    there), every image of ``levels`` is trained on exactly once."""
+    args = (str(recipe), *args, "--trainer.accelerator", "cpu", "--trainer.devices", str(ranks),
+            "--trainer.strategy", "ddp" if ranks > 1 else "auto", "--trainer.max_epochs", "1",
             "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "VTK_TEST_STEP_SLEEP": "1"}
     proc = subprocess.Popen(
         [VTK, "fit", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env=env, start_new_session=True,
     )  # fmt: skip
-    last = tmp_path / "runs" / "demo_classification" / "version_0" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "runs" / recipe.stem / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if last.is_file() and _step(last) >= 2:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
-    os.killpg(proc.pid, signal.SIGKILL)  # both ranks, mid-epoch (6 steps of 2 x 3 images)
+    os.killpg(proc.pid, signal.SIGKILL)  # every rank, mid-epoch
     proc.wait()
     killed_at = _step(last)
-    assert 2 <= killed_at < 36 // (3 * ranks)
+    assert 2 <= killed_at < len(levels) // (3 * ranks)
     before = {r: (tmp_path / f"seen_rank{r}.txt").read_text().split("\n") for r in range(ranks)}
     for r in range(ranks):
         (tmp_path / f"seen_rank{r}.txt").unlink()
@@ -219,3 +227,45 @@ def test_a_killed_run_trains_each_image_of_the_epoch_once(ranks, tmp_path) -> No
         assert all(int(step) >= killed_at for step, _ in after)
         seen += [int(g) for _, g in after]
     assert sorted(seen) == levels  # each image once: none lost, none twice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_killed_run_trains_each_image_of_the_epoch_once(ranks, tmp_path) -> None:
+    """An epoch-based fit (one process, and 2-process DDP) killed (SIGKILL, every process) in
+    the middle of its epoch, then resumed from last.ckpt, trains on each image of the epoch
+    exactly once. (The position the loader saves was never loaded back: an epoch-based run
+    builds its loader before the restore, to count its steps for the LR schedule; the
+    interrupted epoch started again from its first batch.)"""
+    from PIL import Image
+
+    levels = list(range(20, 236, 6))  # 36 images, one grey level each: their identity
+    _grey_images(tmp_path / "set" / "train", levels)
+    for c in "abc":
+        (tmp_path / "set" / "val" / c).mkdir(parents=True)
+        Image.new("RGB", (20, 18), (9,) * 3).save(tmp_path / "set" / "val" / c / "v.png")
+    recipe = _recipe_of("demo_classification", tmp_path, every_n_train_steps=2)
+    args = ("--data", "vtk.data.ImageFolderDataModule", "--data.root", str(tmp_path / "set"),
+            "--data.image_size", "16", "--data.resize_size", "16", "--data.batch_size", "3",
+            "--data.num_workers", "0")  # fmt: skip
+    _each_image_once(tmp_path, recipe, args, ranks, levels)
+
+
+@pytest.mark.slow
+def test_a_killed_streaming_run_trains_each_image_of_the_epoch_once(tmp_path) -> None:
+    """The same for a segmentation run reading a stream (vtk optimize's LitData chunks) under
+    2-process DDP: the streamed split resumes as the files do."""
+    pytest.importorskip("litdata")
+    from vtk.data.stream import optimize
+
+    levels = list(range(20, 236, 6))
+    _grey_images(tmp_path / "set" / "train", levels, masks=True)
+    _grey_images(tmp_path / "set" / "val", [9, 15, 250], masks=True)
+    recipe = _recipe_of("demo_segmentation", tmp_path, every_n_train_steps=2)
+    files = ("--data", "vtk.data.MaskFolderDataModule", "--data.train_dir",
+             str(tmp_path / "set" / "train"), "--data.val_dir", str(tmp_path / "set" / "val"),
+             "--data.num_classes", "3", "--data.crop_size", "16", "--data.scale_range", "[1, 1]",
+             "--data.batch_size", "3", "--data.num_workers", "0")  # fmt: skip
+    optimize(str(recipe), tmp_path / "stream", files, workers=1)
+    args = (*files, "--data.stream", str(tmp_path / "stream"))
+    _each_image_once(tmp_path, recipe, args, 2, levels)
