@@ -18,7 +18,13 @@ import torch
 import yaml
 from helpers import quiet_trainer
 
-from vtk.data import CocoDetectionDataModule, ImageFolderDataModule, MaskFolderDataModule
+from vtk.data import (
+    CIFAR10DataModule,
+    CocoDetectionDataModule,
+    ImageFolderDataModule,
+    MaskFolderDataModule,
+    MultiLabelDataModule,
+)
 from vtk.data.stream import StoredFile, optimize, read_split
 from vtk.errors import DataError
 from vtk.recipe import Recipe, find_recipe
@@ -132,6 +138,56 @@ def _coco_data(root: Path) -> dict:
     return {"class_path": "vtk.data.CocoDetectionDataModule", "init_args": args}
 
 
+def _classification_sets(root: Path) -> None:
+    """An image folder (3 classes) and the same images as multi-label CSVs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    rows: dict[str, list[str]] = {"train": [], "val": []}
+    for split, n in (("train", 9), ("val", 4)):
+        for i in range(n):
+            name = "abc"[i % 3]
+            folder = root / "folders" / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (30, 34, 3), dtype=np.uint8)).save(
+                folder / f"{split}{i}.jpg"
+            )
+            labels = ";".join(sorted({name, "abc"[(i + 1) % 3]}))
+            rows[split].append(f"{name}/{split}{i}.jpg,{labels}")
+    for split, lines in rows.items():
+        (root / f"{split}.csv").write_text("image,labels\n" + "\n".join(lines) + "\n")
+
+
+def test_classification_and_multilabel_data_stream_as_their_files(tmp_path) -> None:
+    _classification_sets(tmp_path)
+    common = {"image_size": 24, "resize_size": 28, "batch_size": 3, "num_workers": 0}
+    folder = {"class_path": "vtk.data.ImageFolderDataModule",
+              "init_args": {"root": str(tmp_path / "folders"), **common}}  # fmt: skip
+    labels = {"class_path": "vtk.data.MultiLabelDataModule", "init_args": {
+        "train_labels": str(tmp_path / "train.csv"), "val_labels": str(tmp_path / "val.csv"),
+        "train_images": str(tmp_path / "folders" / "train"),
+        "val_images": str(tmp_path / "folders" / "val"), **common}}  # fmt: skip
+    for name, data, cls in (("folders", folder, ImageFolderDataModule),
+                            ("labels", labels, MultiLabelDataModule)):  # fmt: skip
+        base = "demo_classification" if name == "folders" else "demo_multilabel"
+        recipe = _recipe(tmp_path, base, data)
+        assert optimize(str(recipe), tmp_path / f"{name}_stream", workers=1) == {
+            "train": 9,
+            "val": 4,
+        }
+        files = cls(**data["init_args"])
+        # the stream alone: the classes come from it, no folder or label file is read
+        gone = {k: str(tmp_path / "gone") if isinstance(v, str) else v
+                for k, v in data["init_args"].items()}  # fmt: skip
+        streamed = cls(**gone, stream=str(tmp_path / f"{name}_stream"))
+        assert streamed.class_names == files.class_names == ["a", "b", "c"]
+        for dm in (files, streamed):
+            dm.setup("fit")
+            dm.datasets["train"].transform = files.eval_transform()
+        _same_items(files, streamed, "val")
+        _same_items(files, streamed, "train")
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     """moto's S3 server on a free loopback port: its URL (credentials in the environment)."""
@@ -221,10 +277,8 @@ def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
     dm = MaskFolderDataModule(**{**init, "num_classes": None, "class_names": None},
                               stream=str(tmp_path / "stream"))  # fmt: skip
     assert dm.class_names == NAMES
-    for name in ("a", "b"):  # classification data: not streamed yet, and it says so
-        make_pair(tmp_path / "cls" / "train" / name / "x.jpg", tmp_path / "m.png", 8, 8, seed=0)
-    with pytest.raises(DataError, match="cannot read a stream yet"):
-        ImageFolderDataModule(str(tmp_path / "cls"), stream=str(tmp_path / "stream"))
+    with pytest.raises(DataError, match=r"does not stream \(data.stream\): its images are not files"):
+        CIFAR10DataModule(stream=str(tmp_path / "stream"))  # arrays in memory
 
     # a LitData folder that vtk did not write (no vtk entry in its index)
     plain = tmp_path / "plain" / "train"

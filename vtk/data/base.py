@@ -241,9 +241,9 @@ class VisionDataModule(LightningDataModule):
         super().__init__()
         if stream is not None and not self.streams:
             raise DataError(
-                f"{type(self).__name__} cannot read a stream yet (data.stream): streaming covers "
-                "segmentation (mask folders, VOC, CamVid, Cityscapes, ADE20K, DRIVE) and "
-                "detection data (COCO, YOLO)."
+                f"{type(self).__name__} does not stream (data.stream): its images are not "
+                "files. Streaming covers the data read from image files: segmentation, "
+                "detection, classification and multi-label."
             )
         self.stream, self.stream_options, self.stream_cache = stream, stream_options, stream_cache
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):

@@ -184,6 +184,7 @@ class ClassificationDataModule(VisionDataModule):
     """
 
     collate_fn = staticmethod(collate)
+    streams = True
 
     def __init__(
         self,
@@ -255,8 +256,9 @@ class ClassificationDataModule(VisionDataModule):
         return draw_classes(image, [self.class_names[item["label"]]], [1.0])
 
     def files_dataset(self, samples: list[ImageSample], split: str, where: str) -> Dataset:
-        """A dataset of image files, after checking every file's header once."""
-        bad = unreadable(samples)
+        """A dataset of image files, after checking every file's header once (a stream's
+        were checked when it was written)."""
+        bad = [] if self.stream is not None else unreadable(samples)
         if bad:
             listing = "; ".join(f"{s.path} ({err})" for s, err in bad[:3])
             if self.on_bad_image == "error":
@@ -294,8 +296,19 @@ class ImageFolderDataModule(ClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         self.root = Path(root).expanduser()
-        names = class_folders(self.root / train_split)
-        splits = [s for s in dict.fromkeys((train_split, val_split, test_split)) if s]
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        if kwargs.get("stream") is not None:  # the stream holds the classes and the samples
+            self.stream, self.stream_cache = kwargs["stream"], kwargs.get("stream_cache")
+            self.stream_options = kwargs.get("stream_options")
+            names = self.stream_facts()["class_names"]
+        else:
+            names = self._class_folders(train_split, val_split, test_split)
+        super().__init__(num_classes=len(names), class_names=names, **kwargs)
+
+    def _class_folders(self, train: str, val: str, test: str | None) -> list[str]:
+        """The class names of the training folder; a class without images anywhere stops."""
+        names = class_folders(self.root / train)
+        splits = [s for s in dict.fromkeys((train, val, test)) if s]
         never = [n for n in names if not any(_has_images(self.root / s / n) for s in splits)]
         if never:
             raise DataError(
@@ -303,8 +316,7 @@ class ImageFolderDataModule(ClassificationDataModule):
                 f"under {self.root}): each would be a class the model never sees. Add its "
                 "images, or remove the empty folders."
             )
-        super().__init__(num_classes=len(names), class_names=names, **kwargs)
-        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        return names
 
     test_option = "--data.test_split NAME (a split folder under root)"
     classes_from = "the class sub-folders of the training folder (ROOT/train/<class>/)"
@@ -377,6 +389,8 @@ class CIFAR10DataModule(ClassificationDataModule):
     ``train`` is the 50,000 training images, ``val`` and ``test`` the 10,000 test images (the
     split the ResNet paper reports, §4.2).
     """
+
+    streams = False  # images in memory, not files
 
     def __init__(
         self,

@@ -258,9 +258,12 @@ class DemoClassificationDataModule(ClassificationDataModule):
 
     def make_dataset(self, split: str) -> Any:
         folder = self.root / ("train" if split == "train" else "val")
-        return self.files_dataset(
-            image_folder_samples(folder, self.class_names), split, str(folder)
-        )
+        samples = self.carve(
+            split, lambda s: image_folder_samples(self.root / ("train" if s == "train" else "val"),
+                                                  self.class_names),
+            key=lambda sample: str(sample.path), label=lambda sample: sample.label,
+        )  # fmt: skip
+        return self.files_dataset(samples, split, str(folder))
 
 
 def make_demo_detection(

@@ -556,22 +556,39 @@ class YOLODataModule(CocoDetectionDataModule):
         test_split: str | None = "test",
         **kwargs: Any,
     ) -> None:
+        path = Path(data_yaml).expanduser()
+        self.data_yaml = str(path)
+        self._cache = {}
+        # (one call of the parent's constructor with every argument named: jsonargparse reads
+        # this method's source to know which parent arguments **kwargs stands for)
+        folders: dict[str, str | None] = {"train": "", "val": None, "test": None}
+        if kwargs.get("stream") is None:  # else the stream holds the classes and the samples
+            folders = self._read_yaml(path, train_split, val_split, test_split, kwargs)
+        super().__init__(
+            train_images=folders["train"], train_annotations=f"{path}#train",
+            val_annotations=f"{path}#val", val_images=folders["val"],
+            test_images=folders["test"],
+            test_annotations=f"{path}#test" if folders["test"] else None, **kwargs,
+        )  # fmt: skip
+
+    def _read_yaml(
+        self,
+        path: Path,
+        train_split: str,
+        val_split: str,
+        test_split: str | None,
+        kwargs: dict[str, Any],
+    ) -> dict[str, str | None]:
+        """Each role's image folder, with its labels converted into ``_cache`` as COCO."""
         import yaml
 
         from vtk.data.convert import yolo_to_coco
 
-        path = Path(data_yaml).expanduser()
-        if kwargs.get("stream") is not None:  # the stream holds the classes and the samples
-            self.data_yaml = str(path)
-            super().__init__(train_images="", train_annotations="", val_annotations="", **kwargs)
-            return
         if not path.is_file():
             raise DataError(f"{path} does not exist: give the export's data.yaml.")
         entries = yaml.safe_load(path.read_text()) or {}
         if test_split is not None and not entries.get(test_split):
             test_split = None
-        self.data_yaml = str(path)
-        self._cache = {}
         folders: dict[str, str | None] = {}
         for role, split in (("train", train_split), ("val", val_split), ("test", test_split)):
             if role == "val" and not entries.get(split) and kwargs.get("val_fraction"):
@@ -592,12 +609,7 @@ class YOLODataModule(CocoDetectionDataModule):
             )  # fmt: skip
             self._cache[f"{path}#{role}"] = coco
             folders[role] = str(folder)
-        super().__init__(
-            train_images=folders["train"], train_annotations=f"{path}#train",
-            val_annotations=f"{path}#val", val_images=folders["val"],
-            test_images=folders["test"],
-            test_annotations=f"{path}#test" if folders["test"] else None, **kwargs,
-        )  # fmt: skip
+        return folders
 
     def test_source(self) -> str | None:
         return None if self.paths["test"][1] is None else ""

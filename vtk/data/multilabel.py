@@ -140,7 +140,12 @@ class MultiLabelDataModule(ClassificationDataModule):
         self.folders = {"train": train_images, "val": val_images or train_images,
                         "test": test_images or val_images or train_images}  # fmt: skip
         self.separator = separator
-        _, names = self._read("train", None)
+        if kwargs.get("stream") is not None:  # the stream holds the classes and the samples
+            self.stream, self.stream_cache = kwargs["stream"], kwargs.get("stream_cache")
+            self.stream_options = kwargs.get("stream_options")
+            names = self.stream_facts()["class_names"]
+        else:
+            _, names = self._read("train", None)
         super().__init__(num_classes=len(names), class_names=names, **kwargs)
 
     def _read(
@@ -163,7 +168,7 @@ class MultiLabelDataModule(ClassificationDataModule):
     def make_dataset(self, split: str) -> Dataset:
         samples = self.carve(split, lambda s: self._read(s, self.class_names)[0],
                              key=lambda sample: str(sample.path))  # fmt: skip
-        missing = [s.path for s in samples if not s.path.is_file()]
+        missing = [] if self.stream else [s.path for s in samples if not s.path.is_file()]
         if missing:
             raise DataError(
                 f"{len(missing)} images of the {split} labels do not exist, e.g. {missing[0]}."

@@ -341,9 +341,9 @@ def optimize(
     datamodule = Recipe.load(recipe, list(overrides), weights=False).datamodule()
     if not getattr(datamodule, "streams", False):
         raise DataError(
-            f"{type(datamodule).__name__} cannot be streamed yet: vtk optimize writes "
-            "segmentation (mask folders, VOC, CamVid, Cityscapes, ADE20K, DRIVE) and detection "
-            "data (COCO, YOLO)."
+            f"{type(datamodule).__name__} does not stream: its images are not files. vtk "
+            "optimize writes the data read from image files: segmentation, detection, "
+            "classification and multi-label."
         )
     if getattr(datamodule, "stream", None):
         raise DataError("the recipe already reads a stream (data.stream): give the files' recipe.")
