@@ -99,6 +99,33 @@ def test_grouped_batches_hold_one_group_and_shard_without_repeats() -> None:
     assert list(resumed) == list(_grouped(1))[4:]
 
 
+def _chunked(rank: int, epoch: int = 0, ranks: int = 2) -> TrainSampler:
+    chunks = [i // 10 for i in range(80)]  # 8 chunks of 10 samples
+    sampler = TrainSampler(list(range(80)), ranks, rank, seed=3, batch_size=4, chunks=chunks,
+                           window_chunks=2)  # fmt: skip
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def test_a_streamed_split_is_read_chunk_by_chunk_each_sample_once() -> None:
+    orders = [list(_chunked(rank)) for rank in (0, 1)]
+    assert sorted(orders[0] + orders[1]) == list(range(80))  # every sample once in the epoch
+    for order in orders:
+        assert len({i // 10 for i in order}) == 4  # each rank reads half of the 8 chunks
+        for start in range(0, 40, 20):  # and a window of 2 chunks at a time
+            assert len({i // 10 for i in order[start : start + 20]}) <= 3
+    assert set(i // 10 for i in orders[0]).isdisjoint(i // 10 for i in orders[1])
+    assert orders[0] != sorted(orders[0])  # shuffled inside its windows
+    assert list(_chunked(0)) == orders[0]  # seeded: a resumed run draws the same
+    assert list(_chunked(0, epoch=1)) != orders[0]  # a new order each epoch
+    resumed = _chunked(1)
+    resumed.resume_at(epoch=0, batches=3, batch_size=4)
+    assert list(resumed) == orders[1][12:]
+    three = [list(_chunked(rank, ranks=3)) for rank in range(3)]  # 80 on 3 ranks: 27 each
+    assert [len(o) for o in three] == [27, 27, 27]
+    assert set().union(*three) == set(range(80))  # one sample wraps around to fill the last
+
+
 def test_repeat_factor_sampling_repeats_rare_images_as_often_as_their_factor() -> None:
     factors = [1.0] * 18 + [2.5, 2.5]
     counts = []

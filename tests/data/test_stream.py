@@ -5,6 +5,7 @@ metric as the files give them; and the inputs it refuses."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import socket
 import subprocess
@@ -89,6 +90,10 @@ def test_a_mask_folder_streams_as_its_files_and_trains(tmp_path, make_pair, run_
     for dm in (files, streamed):
         dm.setup("fit")
     assert all(isinstance(s.image, StoredFile) for s in streamed.datasets["train"].samples)
+    index = json.loads((tmp_path / "stream" / "train" / "index.json").read_text())
+    by_chunk = [k for k, c in enumerate(index["chunks"]) for _ in range(c["chunk_size"])]
+    assert streamed.train_dataloader().sampler.chunks.tolist() == by_chunk  # read by chunk
+    assert files.train_dataloader().sampler.chunks is None
     _same_items(files, streamed, "val")  # the same image, mask, id and path, item for item
     # the training split: the same pairs (through the evaluation pipeline: the training one
     # draws from albumentations' own generator)
@@ -263,7 +268,10 @@ def test_a_coco_set_streams_from_a_folder_and_from_s3(tmp_path, s3_server, monke
 def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
     root = _mask_folder(tmp_path / "set", make_pair)
     recipe = _recipe(tmp_path, "demo_segmentation", _seg_data(root))
+    before = multiprocessing.get_start_method(allow_none=True)
     optimize(str(recipe), tmp_path / "stream", workers=1)
+    # LitData sets the process's start method (to spawn): vtk puts the caller's back
+    assert multiprocessing.get_start_method(allow_none=True) == before
     init = _seg_data(root)["init_args"]
 
     with pytest.raises(DataError, match="exists and is not empty"):  # nothing is overwritten
@@ -277,7 +285,9 @@ def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
     dm = MaskFolderDataModule(**{**init, "num_classes": None, "class_names": None},
                               stream=str(tmp_path / "stream"))  # fmt: skip
     assert dm.class_names == NAMES
-    with pytest.raises(DataError, match=r"does not stream \(data.stream\): its images are not files"):
+    with pytest.raises(
+        DataError, match=r"does not stream \(data.stream\): its images are not files"
+    ):
         CIFAR10DataModule(stream=str(tmp_path / "stream"))  # arrays in memory
 
     # a LitData folder that vtk did not write (no vtk entry in its index)

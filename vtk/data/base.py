@@ -246,6 +246,7 @@ class VisionDataModule(LightningDataModule):
                 "detection, classification and multi-label."
             )
         self.stream, self.stream_options, self.stream_cache = stream, stream_options, stream_cache
+        self._stream_chunks: dict[str, Any] = {}  # split -> each streamed sample's chunk
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if value is not None and not 0.0 < value < 1.0:
                 raise DataError(f"{name} is a share of the training images in (0, 1), got {value}.")
@@ -385,6 +386,7 @@ class VisionDataModule(LightningDataModule):
                 "learn the wrong labels. Write the stream from this recipe, or fix its classes."
             )
         log.info("the %s split: %d samples from the stream %s", split, len(samples), self.stream)
+        self._stream_chunks[split] = meta["chunks"]
         return samples
 
     def _assign(
@@ -530,9 +532,13 @@ class VisionDataModule(LightningDataModule):
             raise DataError(
                 f"the {split} split has {len(dataset)} images, fewer than batch_size={batch_size}."
             )
+        options = self.train_sampler_options(dataset) if train else None
+        chunks = self._stream_chunks.get(split)
+        if options is not None and chunks is not None and len(chunks) == len(dataset):
+            options = {"chunks": chunks, **options}  # a stream: read chunk by chunk
         return make_loader(
             self, dataset, batch_size, train, self.num_workers, self.collate(split),
-            split in ("train", "val"), self.train_sampler_options(dataset) if train else None,
+            split in ("train", "val"), options,
         )  # fmt: skip
 
     def train_sampler_options(self, dataset: Any) -> dict[str, Any]:

@@ -63,6 +63,12 @@ class TrainSampler(DistributedSampler):
       batches shuffled and dealt to the ranks in turn. A group's last incomplete batch waits
       for the next epoch's shuffle; the epoch's batch count is fixed (the full batches the
       epoch's samples make), wrapped around when the groups leave fewer.
+    * ``chunks`` (one int per sample: the storage chunk it is in, for a stream) without
+      ``groups``: the epoch's samples are ordered chunk by chunk (the chunks in a seeded random
+      order, each chunk's samples shuffled), each rank takes a contiguous share of that order
+      and shuffles it within windows of about ``window_chunks`` chunks, so a rank reads about
+      1/world_size of the chunks per epoch instead of all of them (LitData's own loader orders
+      its chunks this way).
     """
 
     def __init__(
@@ -74,10 +80,16 @@ class TrainSampler(DistributedSampler):
         repeat_factors: np.ndarray | None = None,
         groups: np.ndarray | None = None,
         batch_size: int = 1,
+        chunks: np.ndarray | None = None,
+        window_chunks: int = 4,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._resume: tuple[int, int] | None = None  # (epoch, samples to skip)
         n = len(dataset)  # type: ignore[arg-type]
+        self.chunks = None if chunks is None else np.asarray(chunks, np.int64)
+        if self.chunks is not None and len(self.chunks) != n:
+            raise ValueError(f"{len(self.chunks)} chunk ids for {n} samples")
+        self.window_chunks = window_chunks
         self.repeat_factors = None if repeat_factors is None else np.asarray(repeat_factors, float)
         self.groups = None if groups is None else np.asarray(groups)
         self.batch_size = batch_size
@@ -106,6 +118,8 @@ class TrainSampler(DistributedSampler):
             extra = torch.rand(n, generator=g, dtype=torch.float64).numpy() < (r - whole)
             pool = np.repeat(pool, whole + extra)
         pool = pool[torch.randperm(len(pool), generator=g).numpy()]
+        if self.groups is None and self.chunks is not None:
+            return self._chunk_order(pool, g)
         if self.groups is None:
             return np.resize(pool, self.total_size)[self.rank :: self.num_replicas].tolist()
         size = self.batch_size
@@ -120,11 +134,27 @@ class TrainSampler(DistributedSampler):
         dealt = [batches[order[k % len(order)]] for k in range(need)]
         return np.concatenate(dealt[self.rank :: self.num_replicas]).tolist()
 
+    def _chunk_order(self, pool: np.ndarray, g: torch.Generator) -> list[int]:
+        """This rank's share of ``pool`` (shuffled) ordered chunk by chunk (see the class)."""
+        assert self.chunks is not None
+        ids = np.unique(self.chunks)
+        place = np.empty(ids.max() + 1, np.int64)
+        place[ids] = torch.randperm(len(ids), generator=g).numpy()  # the chunks' order
+        pool = pool[np.argsort(place[self.chunks[pool]], kind="stable")]  # shuffled inside
+        share = np.resize(pool, self.total_size)
+        share = share[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
+        window = max(1, self.batch_size, round(self.window_chunks * len(pool) / len(ids)))
+        out = []
+        for start in range(0, len(share), window):
+            part = share[start : start + window]
+            out.extend(part[torch.randperm(len(part), generator=g).numpy()].tolist())
+        return out
+
     def resume_at(self, epoch: int, batches: int, batch_size: int) -> None:
         self._resume = (epoch, batches * batch_size) if batches > 0 else None
 
     def __iter__(self) -> Iterator[int]:
-        if self.repeat_factors is None and self.groups is None:
+        if self.repeat_factors is None and self.groups is None and self.chunks is None:
             indices = list(super().__iter__())
         else:
             indices = self._epoch_order()

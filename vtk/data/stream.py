@@ -17,11 +17,12 @@ applies unchanged.
 
 Order and exactness come from vtk, not from LitData's iterable loader: the streamed split is a
 map-style dataset, so training uses vtk's seeded, resumable :class:`~vtk.data.loading.TrainSampler`
-(a run killed mid-epoch resumes after the batches it trained on, aspect-ratio groups and repeat
-factors work as on files) and evaluation vtk's :class:`~vtk.data.loading.EvalSampler` (every
-image scored once over the ranks). The price of that exactness: a rank's shuffled samples come
-from every chunk, so each machine caches the whole split (``stream_cache``), as LitData's own
-loader does over an epoch.
+(a run killed mid-epoch resumes after the batches it trained on; repeat factors work as on
+files) and evaluation vtk's :class:`~vtk.data.loading.EvalSampler` (every image scored once
+over the ranks). The training order reads chunk by chunk (the ``chunks`` option of the sampler:
+chunks in a seeded random order, each rank a contiguous share shuffled within windows of a few
+chunks), so a rank fetches about 1/world_size of the chunks per epoch; with aspect-ratio groups
+the batches are drawn from the whole split (every rank then reads every chunk).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -256,6 +258,10 @@ def read_split(
             "folder is incomplete (an interrupted copy?). Copy it again."
         )
     samples = [decode_sample(entry, source) for entry in meta["samples"]]
+    # the storage chunk of each sample (for a training order that reads chunk by chunk)
+    ends = np.cumsum([int(c.get("chunk_size") or 0) for c in index.get("chunks", [])])
+    positions = [entry["position"] for entry in meta["samples"]]
+    meta = {**meta, "chunks": np.searchsorted(ends, positions, side="right")}
     return samples, meta
 
 
@@ -303,11 +309,17 @@ def write_split(
         entries.append({"position": where[key], **entry})
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not empty: remove it or give another --out.")
-    litdata.optimize(
-        fn=_pack, inputs=inputs, output_dir=str(out), chunk_bytes=chunk_bytes,
-        num_workers=max(1, min(workers, len(inputs))), keep_data_ordered=True, mode=None,
-        start_method="spawn", verbose=True,
-    )  # fmt: skip
+    # LitData sets the process's multiprocessing start method (force=True) and leaves it: put
+    # back the caller's, or every later DataLoader of the process would spawn its workers
+    before = multiprocessing.get_start_method(allow_none=True)
+    try:
+        litdata.optimize(
+            fn=_pack, inputs=inputs, output_dir=str(out), chunk_bytes=chunk_bytes,
+            num_workers=max(1, min(workers, len(inputs))), keep_data_ordered=True, mode=None,
+            start_method="spawn", verbose=True,
+        )  # fmt: skip
+    finally:
+        multiprocessing.set_start_method(before, force=True)
     index_file = out / "index.json"
     index = json.loads(index_file.read_text())
     index[META_KEY] = {"version": FORMAT_VERSION, "items": len(inputs), **facts,
