@@ -13,5 +13,12 @@ def option_value(argv: list[str], name: str) -> str | None:
 
 
 def config_value(argv: list[str]) -> str | None:
-    """The value of the last ``--config`` of a command line (a recipe path or YAML text)."""
-    return option_value(argv, "--config")
+    """The recipe of a command line: its first ``--config`` (a path or YAML text), where ``vtk
+    fit RECIPE`` puts the recipe; a later ``--config`` is a partial file laid over it (a head,
+    a data section), which names neither the run nor its task."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None

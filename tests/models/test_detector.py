@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import urllib.error
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +16,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from vtk.errors import WeightsError
-from vtk.models import FCOS, FPN, ASFFNeck, ResNet, RetinaNet, RFBNeck
-from vtk.models.detector import COCO80_CATEGORY_IDS
+from vtk.models import ATSS, FCOS, FPN, ASFFNeck, ResNet, RetinaNet, RFBNeck
+from vtk.models.detector import COCO80_CATEGORY_IDS, LevelAnchors
 
 SMALL = dict(min_size=160, max_size=200)
 
@@ -129,6 +131,67 @@ def test_anchor_sizes_follow_the_neck_strides() -> None:
     assert (
         retina.anchor_generator.sizes[0] == (32, 40, 50) and len(retina.anchor_generator.sizes) == 5
     )
+
+
+@pytest.mark.parametrize("cls", [FCOS, RetinaNet, ATSS])
+def test_heads_and_anchors_are_parts_given_from_outside(cls) -> None:
+    """Every one-stage detector takes its head and anchor generator as arguments (called with
+    the channels, anchors per place and strides the neck derives), its own by default."""
+    from torchvision.models.detection.fcos import FCOSHead
+
+    made: dict[str, tuple] = {}
+
+    def head(in_channels: int, num_anchors: int, num_classes: int) -> torch.nn.Module:
+        made["head"] = (in_channels, num_anchors, num_classes)
+        return FCOSHead(in_channels, num_anchors, num_classes, num_convs=1)
+
+    octaves = (1.0, 1.5) if cls is RetinaNet else (1.0,)  # (FCOS and ATSS: one per place)
+
+    def anchors(strides):
+        made["strides"] = tuple(strides)
+        return LevelAnchors(strides, scale=2.0, octave_scales=octaves)
+
+    backbone = ResNet("resnet18", out_indices=(1, 2, 3))
+    model = cls(backbone, 3, head=head, anchor_generator=anchors, **SMALL)
+    assert made == {"strides": (8, 16, 32, 64, 128), "head": (256, len(octaves), 3)}
+    expected = {(1.0,): ((16,), (32,)), (1.0, 1.5): ((16, 24), (32, 48))}[octaves]
+    assert model.anchor_generator.sizes[:2] == expected  # 2 x stride x octave
+    assert len(model.head.classification_head.conv) == 3  # one conv + GroupNorm + ReLU
+    if cls is not RetinaNet:  # (FCOSHead's outputs are what FCOS and ATSS decode)
+        model.train()
+        losses = model([torch.rand(3, 96, 128)], [{"boxes": torch.tensor([[10.0, 10, 60, 50]]),
+                                                    "labels": torch.tensor([1])}])  # fmt: skip
+        sum(losses.values()).backward()
+    default = cls(ResNet("resnet18", out_indices=(1, 2, 3)), 3, **SMALL)
+    assert type(default.head).__name__ == {FCOS: "FCOSHead", RetinaNet: "RetinaNetHead",
+                                           ATSS: "ATSSHead"}[cls]  # fmt: skip
+
+
+def test_the_contributing_guides_head_trains_from_yaml_as_written(tmp_path) -> None:
+    """docs/contributing.md's worked example: its module, its YAML and its command (a short
+    fit), run as written; the run is the recipe's, its network has the separable towers."""
+    import re
+    import subprocess
+
+    from helpers import VTK
+
+    guide = (Path(__file__).parents[2] / "docs" / "contributing.md").read_text()
+    blocks = dict(re.findall(r"```(python|yaml|bash)\n(.*?)```", guide, re.S))
+    code = lambda block: "\n".join(line[4:] for line in block.splitlines())  # noqa: E731
+    (tmp_path / "my_heads.py").write_text(code(blocks["python"]))
+    (tmp_path / "separable_head.yaml").write_text(code(blocks["yaml"]))
+    command = code(blocks["bash"]).strip()
+    assert command == "PYTHONPATH=. vtk fit demo_detection --config separable_head.yaml"
+    quick = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+             "--trainer.enable_progress_bar", "false", "--data.num_workers", "0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": "."}
+    run = subprocess.run([VTK, *command.split()[2:], *quick], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = tmp_path / "runs" / "demo_detection" / "version_0" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    depthwise = state["model.head.classification_head.conv.0.0.weight"]
+    assert depthwise.shape == (256, 1, 3, 3)  # groups = channels: the guide's head
 
 
 def test_necks_refuse_strides_that_do_not_double() -> None:

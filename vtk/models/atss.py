@@ -38,7 +38,6 @@ import torch.nn.functional as F
 import torchvision.models.detection as tvd
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import (
     batched_nms,
     box_iou,
@@ -49,7 +48,14 @@ from torchvision.ops import (
 
 from vtk.errors import ConfigError
 from vtk.models.backbones.base import Backbone
-from vtk.models.detector import NeckFactory, OneStageDetector, _fp32
+from vtk.models.detector import (
+    AnchorFactory,
+    HeadFactory,
+    LevelAnchors,
+    NeckFactory,
+    OneStageDetector,
+    _fp32,
+)
 from vtk.models.necks.fpn import FPN
 from vtk.spec import IMAGENET_MEAN, IMAGENET_STD
 
@@ -198,7 +204,9 @@ class ATSS(OneStageDetector, tvd.FCOS):
     level and ``anchor_scale`` (8: an anchor is 8 strides wide, §4.1), ``num_convs`` (4) per head
     tower, and the authors' inference settings (a classification score of at least 0.05, the
     1000 best, NMS 0.6, 100 detections). No pretrained ATSS weights are offered; ``weights``
-    takes a saved state_dict.
+    takes a saved state_dict. A ``head`` given in place of :class:`ATSSHead` returns what it
+    returns (``cls_logits``, ``bbox_regression``, ``bbox_ctrness``), as torchvision's
+    ``FCOSHead`` does.
     """
 
     torchvision_name = "atss"  # torchvision has none: weights "coco" is refused
@@ -220,6 +228,8 @@ class ATSS(OneStageDetector, tvd.FCOS):
         topk_candidates: int = 1000,
         num_convs: int = 4,
         weights: str | None = None,
+        head: HeadFactory | None = None,
+        anchor_generator: AnchorFactory | None = None,
     ) -> None:
         if weights == "coco":
             raise ConfigError(
@@ -229,18 +239,20 @@ class ATSS(OneStageDetector, tvd.FCOS):
         self.topk, self.anchor_scale, self.num_convs = topk, anchor_scale, num_convs
         super().__init__(
             backbone, num_classes, neck, min_size, max_size, image_mean, image_std,
-            score_thresh, nms_thresh, detections_per_img, topk_candidates, weights, None,
+            score_thresh, nms_thresh, detections_per_img, topk_candidates, weights, None, head,
+            anchor_generator,
         )  # fmt: skip
         self.box_coder = BoxCoder(BOX_WEIGHTS, bbox_xform_clip=math.log(1000.0 / 16))
 
-    def build_anchors(self, features: nn.Module) -> AnchorGenerator:
-        sizes = tuple((int(self.anchor_scale * s),) for s in features.strides)
-        return AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+    def default_anchors(self, strides: Sequence[int]) -> nn.Module:
+        return LevelAnchors(strides, scale=self.anchor_scale)
 
-    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
-        per_place = anchors.num_anchors_per_location()[0]
-        return ATSSHead(features.out_channels, per_place, num_classes, len(features.strides),
-                        self.num_convs)  # fmt: skip
+    def default_head(self, in_channels: int, num_anchors: int, num_classes: int) -> nn.Module:
+        return ATSSHead(in_channels, num_anchors, num_classes, self.num_levels, self.num_convs)
+
+    def build_anchors(self, features: nn.Module) -> nn.Module:
+        self.num_levels = len(features.strides)  # (the head has a learnable scale per level)
+        return super().build_anchors(features)
 
     def compute_loss(
         self,

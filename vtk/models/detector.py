@@ -27,10 +27,16 @@ detector, :class:`OneStageDetector` and :class:`~vtk.models.SSD`, has it):
 * :meth:`~_DetectorMixin.resize_range`: the (shorter side, longer cap) images are resized to,
   which the data reads to decode large JPEGs no larger than needed.
 
-**Adding a one-stage detector** is one file: a subclass of :class:`OneStageDetector` and of the
-torchvision detector whose matching, loss and post-processing it uses, with
-:meth:`~OneStageDetector.build_anchors` and :meth:`~OneStageDetector.build_head`, then one
-import line in ``vtk/models/__init__.py`` (``vtk list`` reads it from there).
+**Parts.** ``head`` and ``anchor_generator`` are arguments of every one-stage detector, as
+torchvision's detectors take theirs: a new head is one module (a class called as ``head(in_channels,
+num_anchors, num_classes)``) and three lines of YAML under ``FCOS``, ``RetinaNet`` or ``ATSS``
+(docs/contributing.md has a worked example).
+
+**Adding a one-stage detector** (new matching, loss or post-processing) is one file: a subclass
+of :class:`OneStageDetector` and of the torchvision detector whose matching, loss and
+post-processing it uses, with :meth:`~OneStageDetector.default_anchors` and
+:meth:`~OneStageDetector.default_head`, then one import line in ``vtk/models/__init__.py``
+(``vtk list`` reads it from there).
 """
 
 from __future__ import annotations
@@ -72,6 +78,41 @@ COCO80_CATEGORY_IDS = (
 
 #: A neck class (or partial) called as ``neck(in_channels, in_strides)``.
 NeckFactory = Callable[[Sequence[int], Sequence[int]], nn.Module]
+#: A head class (or partial) called as ``head(in_channels, num_anchors, num_classes)``:
+#: torchvision's ``FCOSHead`` and ``RetinaNetHead`` are such classes (their other arguments,
+#: ``num_convs``, ``norm_layer``, ... from the recipe's ``init_args``).
+HeadFactory = Callable[[int, int, int], nn.Module]
+#: An anchor generator class (or partial) called as ``anchor_generator(strides)`` with the
+#: neck's strides: :class:`LevelAnchors`.
+AnchorFactory = Callable[[Sequence[int]], nn.Module]
+
+
+class LevelAnchors(AnchorGenerator):
+    """torchvision's ``AnchorGenerator`` with its sizes derived from the feature levels'
+    strides: on a level of stride ``s``, anchors of ``int(scale * s * o)`` pixels for each
+    octave ``o`` of ``octave_scales`` and each of ``aspect_ratios`` (so the sizes follow the
+    neck, never typed per level).
+
+    FCOS: ``scale`` 1 (one point per location); RetinaNet: ``scale`` 4, octaves 2^0, 2^(1/3),
+    2^(2/3), ratios 0.5, 1, 2 (§4 "Anchors"); ATSS: ``scale`` 8.
+    """
+
+    def __init__(
+        self,
+        strides: Sequence[int],
+        scale: float = 1.0,
+        octave_scales: Sequence[float] = (1.0,),
+        aspect_ratios: Sequence[float] = (1.0,),
+    ) -> None:
+        sizes = tuple(tuple(int(scale * s * o) for o in octave_scales) for s in strides)
+        super().__init__(sizes, (tuple(aspect_ratios),) * len(sizes))
+
+    @staticmethod
+    def retinanet(strides: Sequence[int]) -> LevelAnchors:
+        """RetinaNet's anchors (see the class)."""
+        return LevelAnchors(strides, 4.0, (1.0, 2 ** (1 / 3), 2 ** (2 / 3)), (0.5, 1.0, 2.0))
+
+
 CLASS_LOGITS = "head.classification_head.cls_logits."
 
 
@@ -172,9 +213,12 @@ class _DetectorMixin:
 
 class OneStageDetector(_DetectorMixin):
     """A vtk backbone and neck under one of torchvision's one-stage detectors: what FCOS and
-    RetinaNet share, said once. A subclass (also a subclass of the torchvision detector) says
-    where its anchors are (:meth:`build_anchors`), which head it has (:meth:`build_head`) and
-    passes its algorithm's own arguments (``**detector_args``) on.
+    RetinaNet share, said once. Built from parts, as torchvision's detectors take theirs: the
+    neck, the anchor generator and the head are arguments (classes called with what the parts
+    before them give: channels, strides, anchors per place), each with the algorithm's own as
+    default (:meth:`default_anchors`, :meth:`default_head`); a subclass (also a subclass of the
+    torchvision detector) says those defaults and passes its algorithm's own arguments
+    (``**detector_args``) on.
 
     Args:
         backbone: a vtk backbone; for an FPN, its outputs from C3 (``out_indices: [1, 2, 3]``
@@ -194,6 +238,11 @@ class OneStageDetector(_DetectorMixin):
             re-initialised and the log says so.
         weights_class_map: rows of the loaded class logits to keep, one per class of this model:
             a list, or ``"coco80"`` for an 80-class COCO model from torchvision's 91-way weights.
+        head: called as ``head(in_channels, num_anchors, num_classes)`` (None: the detector's
+            own, :meth:`default_head`): a class such as torchvision's ``FCOSHead`` or your own
+            module, given in a recipe by ``class_path`` and its other arguments.
+        anchor_generator: called as ``anchor_generator(strides)`` (None: the detector's own,
+            :meth:`default_anchors`): :class:`LevelAnchors` with its options.
         **detector_args: the torchvision detector's own arguments.
     """
 
@@ -212,8 +261,11 @@ class OneStageDetector(_DetectorMixin):
         topk_candidates: int = 1000,
         weights: str | None = None,
         weights_class_map: str | Sequence[int] | None = None,
+        head: HeadFactory | None = None,
+        anchor_generator: AnchorFactory | None = None,
         **detector_args: Any,
     ) -> None:
+        self.head_factory, self.anchor_factory = head, anchor_generator
         features = self.build_features(backbone, neck)
         anchors = self.build_anchors(features)
         head = self.build_head(features, anchors, num_classes)
@@ -244,13 +296,26 @@ class OneStageDetector(_DetectorMixin):
             raise ValueError(f"{type(self).__name__} needs a neck.")
         return BackboneWithNeck(backbone, neck)
 
-    def build_anchors(self, features: nn.Module) -> nn.Module:
-        """The anchor generator of the feature levels (``features.strides``)."""
+    def default_anchors(self, strides: Sequence[int]) -> nn.Module:
+        """The algorithm's anchor generator for levels of these strides."""
         raise NotImplementedError
 
-    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
-        """The head over the levels (``features.out_channels`` wide, ``anchors`` per place)."""
+    def default_head(self, in_channels: int, num_anchors: int, num_classes: int) -> nn.Module:
+        """The algorithm's head."""
         raise NotImplementedError
+
+    def build_anchors(self, features: nn.Module) -> nn.Module:
+        """The anchor generator of the feature levels (``features.strides``): the
+        ``anchor_generator`` argument's, or :meth:`default_anchors`."""
+        return (self.anchor_factory or self.default_anchors)(list(features.strides))
+
+    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
+        """The head over the levels (``features.out_channels`` wide, ``anchors`` per place):
+        the ``head`` argument's, or :meth:`default_head`."""
+        per_place = anchors.num_anchors_per_location()[0]
+        return (self.head_factory or self.default_head)(
+            features.out_channels, per_place, num_classes
+        )
 
     def init_torchvision(
         self, features: nn.Module, anchors: nn.Module, head: nn.Module | None, num_classes: int,
@@ -290,21 +355,22 @@ class FCOS(OneStageDetector, tvd.FCOS):
         num_convs: int = 4,
         weights: str | None = None,
         weights_class_map: str | Sequence[int] | None = None,
+        head: HeadFactory | None = None,
+        anchor_generator: AnchorFactory | None = None,
     ) -> None:
         self.num_convs = num_convs
         super().__init__(
             backbone, num_classes, neck, min_size, max_size, image_mean, image_std,
             score_thresh, nms_thresh, detections_per_img, topk_candidates, weights,
-            weights_class_map, center_sampling_radius=center_sampling_radius,
+            weights_class_map, head, anchor_generator,
+            center_sampling_radius=center_sampling_radius,
         )  # fmt: skip
 
-    def build_anchors(self, features: nn.Module) -> AnchorGenerator:
-        strides = features.strides
-        return AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
+    def default_anchors(self, strides: Sequence[int]) -> nn.Module:
+        return LevelAnchors(strides)  # one point per location, its size the level's stride
 
-    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
-        per_place = anchors.num_anchors_per_location()[0]
-        return FCOSHead(features.out_channels, per_place, num_classes, self.num_convs)
+    def default_head(self, in_channels: int, num_anchors: int, num_classes: int) -> nn.Module:
+        return FCOSHead(in_channels, num_anchors, num_classes, self.num_convs)
 
 
 class RetinaNet(OneStageDetector, tvd.RetinaNet):
@@ -337,26 +403,25 @@ class RetinaNet(OneStageDetector, tvd.RetinaNet):
         topk_candidates: int = 1000,
         weights: str | None = None,
         weights_class_map: str | Sequence[int] | None = None,
+        head: HeadFactory | None = None,
+        anchor_generator: AnchorFactory | None = None,
     ) -> None:
         super().__init__(
             backbone, num_classes, neck, min_size, max_size, image_mean, image_std,
             score_thresh, nms_thresh, detections_per_img, topk_candidates, weights,
-            weights_class_map, fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+            weights_class_map, head, anchor_generator, fg_iou_thresh=fg_iou_thresh,
+            bg_iou_thresh=bg_iou_thresh,
         )  # fmt: skip
         if weights == "coco":
             for m in self.modules():
                 if isinstance(m, FrozenBatchNorm2d):
                     m.eps = 0.0
 
-    def build_anchors(self, features: nn.Module) -> AnchorGenerator:
-        sizes = tuple(
-            (4 * s, int(4 * s * 2 ** (1 / 3)), int(4 * s * 2 ** (2 / 3))) for s in features.strides
-        )
-        return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    def default_anchors(self, strides: Sequence[int]) -> nn.Module:
+        return LevelAnchors.retinanet(strides)
 
-    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> nn.Module:
-        per_place = anchors.num_anchors_per_location()[0]
-        return RetinaNetHead(features.out_channels, per_place, num_classes)
+    def default_head(self, in_channels: int, num_anchors: int, num_classes: int) -> nn.Module:
+        return RetinaNetHead(in_channels, num_anchors, num_classes)
 
 
 def _sizes(min_size: int | Sequence[int]) -> tuple[int, ...]:
