@@ -38,6 +38,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from vtk._compat import recipe_config_given
 from vtk.data.base import resolve_class_names
 from vtk.errors import ConfigError, TrainingError
+from vtk.models.backbones.base import network_normalisation
 from vtk.models.fuse import fold_batchnorm
 from vtk.optim import WarmupPolyLR, parameter_groups
 from vtk.spec import InputSpec
@@ -180,6 +181,26 @@ class VisionTask(LightningModule):
         memo[id(self)] = copied
         copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return copied
+
+    def normalise_data_as_weights(
+        self, datamodule: Any, saved_spec: dict[str, Any] | None = None
+    ) -> None:
+        """The data normalises as the network's weights were trained (their owner says:
+        torchvision's weights enum, timm's ``pretrained_cfg``, a vtk card), or, for a run from a
+        checkpoint, as the run that saved it did (``saved_spec``), unless the data gives its
+        own mean/std; this task's input spec (kept in its checkpoint, used by export and
+        prediction) follows. What the ``vtk`` command does once data and task are built."""
+        adopt = getattr(datamodule, "adopt_normalisation", None)
+        if adopt is None:
+            return
+        if saved_spec:
+            mean, std = saved_spec.get("mean"), saved_spec.get("std")
+            norm, source = ((mean, std) if mean and std else None), "the checkpoint"
+        else:
+            norm, source = network_normalisation(self.model), "the backbone's weights"
+        if norm is not None and adopt(norm, source):
+            self.input_spec = datamodule.eval_spec()
+            self.hparams["input_spec"] = datamodule.input_spec
 
     # -- the task's contract --------------------------------------------------------------------
     def default_input_spec(self) -> InputSpec:

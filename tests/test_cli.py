@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from helpers import QUIET, ROOT, write_roboflow_yolo
 from PIL import Image
@@ -660,3 +661,33 @@ def test_predict_and_test_help_is_short_and_shows_the_checkpoint_form(run_vtk, c
         assert option.split(".")[0] in ("--output_dir", "--data", "--fast", "--model", "--trainer")
     assert run_vtk(sub, "demo_classification", "--help") == 0  # every option, as before
     assert len(capsys.readouterr().out.splitlines()) > 200
+
+
+def test_a_fit_normalises_as_its_weights_and_test_as_its_checkpoint(
+    run_vtk, vtk_log, tmp_path
+) -> None:
+    """Through the command: a timm backbone whose weights tag was trained on mean 0.5 / std 0.5
+    (not ImageNet's) makes the data normalise so, and the checkpoint keeps it; vtk test of that
+    checkpoint (pretrained weights not fetched again) normalises as the checkpoint says."""
+    timm = pytest.importorskip("timm")
+    from vtk.recipe import find_recipe
+
+    name = "mobilenetv4_conv_small_050.e3000_r224_in1k"
+    torch.save(timm.create_model(name).state_dict(), tmp_path / "w.pth")
+    config = yaml.safe_load(find_recipe("demo_classification").read_text())
+    config["model"]["init_args"]["model"]["init_args"]["backbone"] = {
+        "class_path": "vtk.models.backbones.TimmBackbone",
+        "init_args": {"name": name, "out_indices": [3], "weights": str(tmp_path / "w.pth")},
+    }
+    recipe = tmp_path / "timm_half.yaml"
+    recipe.write_text(yaml.safe_dump(config))
+    quick = ("--trainer.max_steps", 2, "--trainer.limit_val_batches", 1, *QUIET)
+    assert run_vtk("fit", recipe, *quick) == 0
+    assert "the data normalises as the backbone's weights: mean [0.5, 0.5, 0.5]" in vtk_log.text
+    last = tmp_path / "runs" / "timm_half" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert saved["input_spec"]["mean"] == [0.5, 0.5, 0.5]
+    vtk_log.clear()
+    assert run_vtk("test", recipe, "--ckpt_path", last, "--trainer.limit_test_batches", 1,
+                   *QUIET) == 0  # fmt: skip
+    assert "the data normalises as the checkpoint: mean [0.5, 0.5, 0.5]" in vtk_log.text

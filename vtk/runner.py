@@ -96,6 +96,13 @@ class VTKCLI(LightningCLI):
         )
 
     def after_instantiate_classes(self) -> None:
+        # the data normalises as the weights were trained, or as the checkpoint's run did
+        ckpt = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
+        saved = None
+        if ckpt and is_file(ckpt):
+            saved = (read_checkpoint(ckpt).get("hyper_parameters") or {}).get("input_spec")
+        if hasattr(self.model, "normalise_data_as_weights"):
+            self.model.normalise_data_as_weights(self.datamodule, saved)
         # not a model hyper-parameter: with --ckpt_path, Lightning rebuilds the model from the
         # checkpoint's hyper-parameters, which would override it
         if self.subcommand is not None:

@@ -211,3 +211,41 @@ def test_every_task_takes_the_common_arguments_through_kwargs(task) -> None:
     )  # fmt: skip
     keys = {k for k in found if not k.endswith(".help")}
     assert keys <= own | parents | common, f"not {task.__name__}'s: {sorted(keys - own - parents)}"
+
+
+def test_the_data_normalises_as_the_weights_and_the_checkpoint_keeps_it(caplog) -> None:
+    """A backbone whose weights were trained on other statistics (timm's ra4 tags: 0.5) makes
+    the data normalise so, unless the data gives its own (a warning names both); the task's
+    input spec, which its checkpoint, exports and predictions use, follows; a checkpoint's
+    spec wins over the network's (resumed and evaluated runs normalise as they trained)."""
+    from vtk.data import DemoClassificationDataModule
+    from vtk.models import Classifier, ResNet
+    from vtk.tasks import ClassificationTask
+
+    half = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    def build(**data_args):
+        backbone = ResNet("resnet18", out_indices=(3,))
+        backbone.weights_norm = half  # (what loading such weights sets)
+        data = DemoClassificationDataModule(num_workers=0, **data_args)
+        task = ClassificationTask(Classifier(backbone, data.num_classes),
+                                  input_spec=data.input_spec)  # fmt: skip
+        return task, data
+
+    task, data = build()
+    task.normalise_data_as_weights(data)
+    assert data.mean == (0.5, 0.5, 0.5) and data.std == (0.5, 0.5, 0.5)
+    assert task.input_spec.mean == (0.5, 0.5, 0.5)
+    assert task.hparams["input_spec"]["mean"] == [0.5, 0.5, 0.5]  # what the checkpoint keeps
+    data.setup("validate")
+    image = data.datasets["val"][0]["image"]  # the pipeline normalises with 0.5
+    assert image.min() >= -1.0 - 1e-6 and image.max() <= 1.0 + 1e-6
+
+    task, data = build(mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
+    with caplog.at_level("WARNING", logger="vtk"):
+        task.normalise_data_as_weights(data)
+    assert data.mean == (0.4, 0.4, 0.4) and "the backbone's weights says mean [0.5" in caplog.text
+
+    task, data = build()
+    task.normalise_data_as_weights(data, {"mean": [0.2, 0.3, 0.4], "std": [0.1, 0.1, 0.1]})
+    assert data.mean == (0.2, 0.3, 0.4) and task.input_spec.std == (0.1, 0.1, 0.1)

@@ -36,7 +36,7 @@ from vtk.data.loading import make_loader
 from vtk.data.splits import seeded_roles
 from vtk.data.transforms import eval_transform
 from vtk.errors import ConfigError, DataError
-from vtk.spec import InputSpec
+from vtk.spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -293,6 +293,41 @@ class VisionDataModule(LightningDataModule):
     def draw_sample(self, item: dict[str, Any]) -> Tensor:
         """A sample of :meth:`make_dataset` drawn as a ``(3, H, W)`` uint8 image (for browsing)."""
         raise NotImplementedError
+
+    # -- normalisation --------------------------------------------------------------------------
+    def init_normalisation(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        """``mean`` / ``std`` as given; None: what the network's weights were trained with (the
+        ``vtk`` command hands them over: :meth:`adopt_normalisation`), else vtk's default
+        (ImageNet's, :mod:`vtk.spec`)."""
+        self.normalisation_given = mean is not None or std is not None
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
+
+    def adopt_normalisation(
+        self, norm: tuple[Sequence[float], Sequence[float]], source: str
+    ) -> bool:
+        """Normalise as ``norm`` (mean, std) says, from ``source`` (the backbone's weights, a
+        checkpoint), unless this data gives its own (then a differing ``norm`` is a warning).
+        True when the normalisation changed. Data that does not normalise (detection: the
+        detector does) keeps nothing."""
+        if not hasattr(self, "normalisation_given"):
+            return False
+        mean, std = tuple(float(v) for v in norm[0]), tuple(float(v) for v in norm[1])
+        if (mean, std) == (tuple(self.mean), tuple(self.std)):
+            return False
+        if self.normalisation_given:
+            log.warning(
+                "the data normalises with mean %s, std %s (its mean/std) but %s says mean %s, "
+                "std %s: the data's are used. Leave mean/std out to take %s.",
+                list(self.mean), list(self.std), source, list(mean), list(std), source,
+            )  # fmt: skip
+            return False
+        self.mean, self.std = mean, std
+        for split, dataset in self.datasets.items():  # (when set up already)
+            if split != "predict" and hasattr(dataset, "transform"):
+                dataset.transform = self.transform(split)
+        log.info("the data normalises as %s: mean %s, std %s", source, list(mean), list(std))
+        return True
 
     # -- shared ---------------------------------------------------------------------------------
     @property

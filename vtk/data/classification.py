@@ -34,7 +34,7 @@ from vtk.data.base import ImageFileDataset, VisionDataModule, split_source
 from vtk.data.io import IMAGE_SUFFIXES, is_image_file
 from vtk.drawing import draw_classes
 from vtk.errors import ConfigError, DataError
-from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from vtk.spec import CIFAR10_MEAN, CIFAR10_STD, InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -167,7 +167,9 @@ class ClassificationDataModule(VisionDataModule):
         image_size: training crop and evaluation centre crop (224 for ImageNet).
         resize_size: evaluation resize of the shorter side (default image_size / 0.875).
         scale: random-resized-crop area range (torchvision's 0.08-1.0).
-        mean, std: normalisation.
+        mean, std: normalisation of RGB in [0, 1]; by default what the network's weights were
+            trained with (torchvision's weights enum, timm's ``pretrained_cfg``, a vtk weights
+            card: the ``vtk`` command hands them over), else ImageNet's.
         batch_size: images per process and step (per GPU under DDP).
         auto_augment: a policy after the crop and flip, as torchvision's reference
             ``--auto-augment``: ``ra`` (RandAugment), ``ta_wide`` (TrivialAugmentWide),
@@ -193,8 +195,8 @@ class ClassificationDataModule(VisionDataModule):
         image_size: int = 224,
         resize_size: int | None = None,
         scale: tuple[float, float] = (0.08, 1.0),
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         batch_size: int = 32,
         auto_augment: str | None = None,
         ra_magnitude: int = 9,
@@ -205,7 +207,7 @@ class ClassificationDataModule(VisionDataModule):
     ) -> None:
         super().__init__(num_classes, class_names, batch_size=batch_size, **kwargs)
         self.image_size, self.resize_size, self.scale = image_size, resize_size, scale
-        self.mean, self.std = mean, std
+        self.init_normalisation(mean, std)
         if auto_augment is not None and auto_augment not in T.AUTO_AUGMENT:
             raise ConfigError(
                 f"auto_augment is one of {', '.join(T.AUTO_AUGMENT)} (or null), not "

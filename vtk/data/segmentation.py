@@ -60,7 +60,7 @@ from vtk.data.segmentation_samples import (  # noqa: F401  (importable from here
 )
 from vtk.drawing import draw_label_map
 from vtk.errors import ConfigError, DataError
-from vtk.spec import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from vtk.spec import IGNORE_INDEX, InputSpec
 
 log = logging.getLogger("vtk")
 
@@ -170,7 +170,9 @@ class SegmentationDataModule(VisionDataModule):
             (brightness, contrast, saturation, hue; :class:`vtk.data.transforms.PhotoMetricDistortion`).
         vflip, rotate90: vertical flips (a probability) and random quarter turns in training,
             for images without an up (retinas, cells, aerial views).
-        mean, std: normalisation (ImageNet's, as the pretrained backbones expect).
+        mean, std: normalisation of RGB in [0, 1]; by default what the network's weights were
+            trained with (torchvision's weights enum, timm's ``pretrained_cfg``, a vtk weights
+            card: the ``vtk`` command hands them over), else ImageNet's.
         ignore_index: the label of pixels that are not scored (linked to the task).
         label_map: ``{value on disk: class index or "ignore"}``; other values pass through.
         reduce_zero_label: 0 -> ignore, k -> k - 1 (ADE20K).
@@ -202,8 +204,8 @@ class SegmentationDataModule(VisionDataModule):
         photometric: bool = False,
         vflip: float = 0.0,
         rotate90: bool = False,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         ignore_index: int = IGNORE_INDEX,
         label_map: dict[int, int | str] | None = None,
         reduce_zero_label: bool = False,
@@ -233,7 +235,7 @@ class SegmentationDataModule(VisionDataModule):
             raise DataError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio}.")
         self.cat_max_ratio, self.photometric = cat_max_ratio, photometric
         self.vflip, self.rotate90 = vflip, rotate90
-        self.mean, self.std = mean, std
+        self.init_normalisation(mean, std)
         self.ignore_index = ignore_index
         try:
             self.decoder = MaskDecoder(

@@ -57,7 +57,6 @@ from vtk.models.detector import (
     _fp32,
 )
 from vtk.models.necks.fpn import FPN
-from vtk.spec import IMAGENET_MEAN, IMAGENET_STD
 
 
 def atss_match(
@@ -218,8 +217,8 @@ class ATSS(OneStageDetector, tvd.FCOS):
         neck: NeckFactory = FPN,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         topk: int = 9,
         anchor_scale: float = 8.0,
         score_thresh: float = 0.05,

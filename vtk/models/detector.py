@@ -230,7 +230,11 @@ class OneStageDetector(_DetectorMixin):
             ``min_size`` (a list: one drawn per image in training, multi-scale; the last one at
             evaluation) unless the longer side would exceed ``max_size``. Boxes come back in
             the input image's coordinates.
-        image_mean, image_std: normalisation (inputs are RGB floats in [0, 1]).
+        image_mean, image_std: normalisation (inputs are RGB floats in [0, 1]); by default
+            what the weights were trained with: the backbone's (:attr:`Backbone.weights_norm`:
+            torchvision's weights enum, timm's ``pretrained_cfg``, a vtk card), else the
+            detector family's as torchvision builds it (:attr:`family_normalisation`: ImageNet's,
+            SSD's Caffe convention), which ``weights: coco`` also takes.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's
             post-processing arguments.
         weights: ``"coco"`` (torchvision's COCO weights of :attr:`torchvision_name`) or a path
@@ -253,8 +257,8 @@ class OneStageDetector(_DetectorMixin):
         neck: NeckFactory = FPN,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
@@ -266,6 +270,7 @@ class OneStageDetector(_DetectorMixin):
         **detector_args: Any,
     ) -> None:
         self.head_factory, self.anchor_factory = head, anchor_generator
+        image_mean, image_std = self.normalisation(backbone, image_mean, image_std, weights)
         features = self.build_features(backbone, neck)
         anchors = self.build_anchors(features)
         head = self.build_head(features, anchors, num_classes)
@@ -288,6 +293,22 @@ class OneStageDetector(_DetectorMixin):
         if not no_weights(weights):
             self._load_weights(str(weights), weights_class_map)
         release_if_untrained(self, backbone, loaded=not no_weights(weights))
+
+    #: torchvision's normalisation for this family of detectors (its builders' and its COCO
+    #: weights'): what a detector normalises with when no backbone weights say otherwise
+    family_normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD)
+
+    def normalisation(
+        self, backbone: Backbone, mean: Sequence[float] | None, std: Sequence[float] | None,
+        weights: str | None,
+    ) -> tuple[Sequence[float], Sequence[float]]:  # fmt: skip
+        """``image_mean`` / ``image_std`` as given, else the weights' (see the arguments)."""
+        if mean is not None and std is not None:
+            return mean, std
+        norm: Any = self.family_normalisation
+        if str(weights) != "coco":  # (torchvision's detector weights: the family's)
+            norm = getattr(backbone, "weights_norm", None) or norm
+        return (norm[0] if mean is None else mean), (norm[1] if std is None else std)
 
     # -- what a detector says -------------------------------------------------------------------
     def build_features(self, backbone: Backbone, neck: NeckFactory | None) -> nn.Module:
@@ -345,8 +366,8 @@ class FCOS(OneStageDetector, tvd.FCOS):
         neck: NeckFactory = FPN,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         center_sampling_radius: float = 1.5,
         score_thresh: float = 0.2,
         nms_thresh: float = 0.6,
@@ -393,8 +414,8 @@ class RetinaNet(OneStageDetector, tvd.RetinaNet):
         neck: NeckFactory = FPN,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 300,

@@ -253,7 +253,10 @@ class SSD(OneStageDetector, tv_ssd.SSD):
             initialised at random (torchvision's SSD). Its conv layers belong to the same
             network: give the backbone the same file and ``image_mean``/``image_std``
             ImageNet's statistics.
-        image_mean, image_std: normalisation of RGB in [0, 1]; default the Caffe convention.
+        image_mean, image_std: normalisation of RGB in [0, 1]; by default the backbone
+            weights' (torchvision's weights enum says: the Caffe convention for
+            ``IMAGENET1K_FEATURES``, ImageNet's for ``imagenet``), else torchvision's SSD's (the
+            Caffe convention, as its builder and its COCO weights).
         score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates, positive_fraction:
             torchvision's SSD arguments (its defaults).
         weights: ``"coco"`` (torchvision's ``ssd300_vgg16`` COCO weights; SSD300 only) or a
@@ -262,6 +265,7 @@ class SSD(OneStageDetector, tv_ssd.SSD):
     """
 
     torchvision_name = "ssd300_vgg16"
+    family_normalisation = (CAFFE_MEAN, CAFFE_STD)  # torchvision's ssd300_vgg16 builder's
     class_logits_prefix = "head.classification_head.module_list."  # one conv per level
 
     def __init__(
@@ -274,8 +278,8 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         aspect_ratios: Sequence[Sequence[int]] | None = None,
         scales: Sequence[float] | None = None,
         steps: Sequence[int] | None = None,
-        image_mean: Sequence[float] = CAFFE_MEAN,
-        image_std: Sequence[float] = CAFFE_STD,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
         score_thresh: float = 0.01,
         nms_thresh: float = 0.45,
         detections_per_img: int = 200,

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,46 @@ def torchvision_state_dict(model_name: str, weights: str) -> dict[str, Tensor]:
     ``weights`` is ``"imagenet"`` or the name of a member of torchvision's weights enum
     (``"IMAGENET1K_V2"``, ``"DEFAULT"``, ...).
     """
+    entry = _torchvision_entry(model_name, weights)
+    try:
+        return entry.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # URLError, socket errors, hash errors: all mean "could not fetch"
+        filename = entry.url.rsplit("/", 1)[-1]
+        raise WeightsError(
+            f"could not download torchvision's {model_name} weights {entry} from {entry.url} "
+            f"({type(e).__name__}: {e}). Without internet access, download that file elsewhere "
+            f"and pass its path instead: weights: /path/to/{filename}"
+        ) from e
+
+
+Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def weights_normalisation(
+    weights: str | Path | None, torchvision_name: str | None = None
+) -> Normalisation | None:
+    """The (mean, std) of RGB in [0, 1] that ``weights`` were trained with, as their owner says:
+    torchvision's weights enum (its transforms), a vtk weights card (its input spec); None for
+    no weights or a file that says nothing (the data's normalisation, or vtk's default)."""
+    if no_weights(weights):
+        return None
+    from vtk import zoo
+
+    text = str(weights)
+    if zoo.is_weights_name(text):
+        spec = zoo.get(text).meta.get("input_spec") or {}
+        mean, std = spec.get("mean"), spec.get("std")
+        return (tuple(mean), tuple(std)) if mean and std else None  # type: ignore[return-value]
+    path = Path(text).expanduser()
+    if torchvision_name is None or path.suffix or "/" in text or path.exists():
+        return None
+    transforms = _torchvision_entry(torchvision_name, text).transforms()
+    mean, std = getattr(transforms, "mean", None), getattr(transforms, "std", None)
+    return (tuple(mean), tuple(std)) if mean and std else None  # type: ignore[return-value]
+
+
+def _torchvision_entry(model_name: str, weights: str) -> Any:
+    """The member of torchvision's weights enum that ``weights`` names for ``model_name``."""
     from torchvision.models import get_model_weights
 
     try:
@@ -60,15 +101,7 @@ def torchvision_state_dict(model_name: str, weights: str) -> dict[str, Tensor]:
             f"torchvision has no weights {weights!r} for {model_name}; valid names: "
             f"{', '.join(valid)}, or a path to a state_dict file."
         ) from None
-    try:
-        return entry.get_state_dict(progress=True, check_hash=True)
-    except Exception as e:  # URLError, socket errors, hash errors: all mean "could not fetch"
-        filename = entry.url.rsplit("/", 1)[-1]
-        raise WeightsError(
-            f"could not download torchvision's {model_name} weights {entry} from {entry.url} "
-            f"({type(e).__name__}: {e}). Without internet access, download that file elsewhere "
-            f"and pass its path instead: weights: /path/to/{filename}"
-        ) from e
+    return entry
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

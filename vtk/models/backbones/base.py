@@ -296,6 +296,10 @@ class Backbone(nn.Module):
     #: whether weights were loaded into the backbone (its ``weights`` argument); a model that
     #: loads its own whole-model weights says so to :meth:`release_frozen` instead
     pretrained: bool = False
+    #: the (mean, std) of RGB in [0, 1] its weights were trained with, as their owner says
+    #: (torchvision's weights enum, timm's ``pretrained_cfg``, a vtk weights card); None: no
+    #: weights, or a file that does not say (see :func:`network_normalisation`)
+    weights_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def release_frozen(self) -> list[str]:
         """Unfreeze what only pretrained weights justify: frozen stages (``frozen_stages``),
@@ -364,3 +368,15 @@ def release_if_untrained(model: nn.Module, backbone: Backbone, loaded: bool) -> 
             "only pretrained weights justify is released to train: %s. Give weights to keep "
             "them frozen.", type(model).__name__, ", ".join(released),
         )  # fmt: skip
+
+
+def network_normalisation(
+    model: nn.Module,
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The normalisation a network's input needs: its (first) backbone's weights'
+    (:attr:`Backbone.weights_norm`), or None when no weights say (vtk's default then applies,
+    :data:`vtk.spec.IMAGENET_MEAN`)."""
+    for module in model.modules():
+        if isinstance(module, Backbone) and module.weights_norm is not None:
+            return module.weights_norm
+    return None

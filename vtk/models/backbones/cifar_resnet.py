@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from vtk.models.backbones.base import Backbone, FeatureInfo
 from vtk.models.backbones.resnet import BasicBlock, NormLayer, Shortcut
-from vtk.models.weights import load_weights, no_weights
+from vtk.models.weights import load_weights, no_weights, weights_normalisation
 
 #: name -> blocks per stage (n); depth = 6n + 2
 CIFAR_RESNET_ARCHS: dict[str, int] = {f"resnet{6 * n + 2}": n for n in (3, 5, 7, 9, 18, 200)}
@@ -93,6 +93,7 @@ class CifarResNet(Backbone):
         if not no_weights(weights):
             load_weights(self, weights)
             self.pretrained = True
+            self.weights_norm = weights_normalisation(weights)
         self._set_feature_info(infos)
 
     @property

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from vtk.models.backbones.base import Backbone, FeatureInfo, ModuleFactory
 from vtk.models.layers import MaxBlurPool2d
-from vtk.models.weights import load_weights, no_weights
+from vtk.models.weights import load_weights, no_weights, weights_normalisation
 
 
 class DenseLayer(nn.Module):
@@ -214,6 +214,7 @@ class DenseNet(Backbone):
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
             self.pretrained = True
+            self.weights_norm = weights_normalisation(weights, arch)
         self._set_feature_info(infos)
 
     def stage_modules(self) -> list[list[nn.Module]]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from vtk.models.backbones.base import Backbone, FeatureInfo, ModuleFactory
 from vtk.models.layers import MaxBlurPool2d
-from vtk.models.weights import load_weights, no_weights
+from vtk.models.weights import load_weights, no_weights, weights_normalisation
 
 NormLayer = Callable[[int], nn.Module]
 Shortcut = Literal["A", "B", "C"]
@@ -315,6 +315,7 @@ class ResNet(Backbone):
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
             self.pretrained = True
+            self.weights_norm = weights_normalisation(weights, arch)
         self._set_feature_info(infos, stem=FeatureInfo(64, 2, "relu"))
 
     def _init_weights(self, zero_init_residual: bool) -> None:

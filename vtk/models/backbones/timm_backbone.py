@@ -137,6 +137,10 @@ class TimmBackbone(Backbone):
         stem = built[-self.num_built_stages - 1] if has_stem else None
         self._set_feature_info(built[-self.num_built_stages :], stem=stem)
         self.pretrained = weights is not None
+        if self.pretrained:  # the statistics timm's weights were trained with (pretrained_cfg)
+            cfg = dict(getattr(self.body, "pretrained_cfg", None) or {})
+            if cfg.get("mean") and cfg.get("std"):
+                self.weights_norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
 
     @staticmethod
     def _create(timm: Any, name: str, args: dict[str, Any], indices: list[int] | None) -> nn.Module:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from vtk.models.backbones.base import Backbone, FeatureInfo
-from vtk.models.weights import load_weights, no_weights
+from vtk.models.weights import load_weights, no_weights, weights_normalisation
 
 #: name -> stages (each after the first halves the resolution)
 UNET_ARCHS: dict[str, int] = {"unet": 5}
@@ -80,6 +80,7 @@ class UNetEncoder(Backbone):
         if not no_weights(weights):
             load_weights(self, weights)
             self.pretrained = True
+            self.weights_norm = weights_normalisation(weights)
         self._set_feature_info(infos)
 
     def stage_modules(self) -> list[list[nn.Module]]:

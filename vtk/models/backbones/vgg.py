@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from vtk.models.backbones.base import Backbone, FeatureInfo
 from vtk.models.layers import MaxBlurPool2d
-from vtk.models.weights import load_weights, no_weights
+from vtk.models.weights import load_weights, no_weights, weights_normalisation
 
 # Table 1 of the paper: conv widths per stage; "1x1" is a 1x1 conv of the stage's width
 VGG_CONFIGS: dict[str, tuple[tuple[int | str, ...], ...]] = {
@@ -131,6 +131,7 @@ class VGG(Backbone):
         if not no_weights(weights):
             load_weights(self, weights, torchvision_name=arch)
             self.pretrained = True
+            self.weights_norm = weights_normalisation(weights, arch)
         self._set_feature_info(infos)
 
     def stage_modules(self) -> list[list[nn.Module]]:
