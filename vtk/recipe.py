@@ -288,8 +288,11 @@ class Recipe:
         return instantiate(spec, nn.Module)
 
     def build(self) -> tuple[Any, Any]:
-        """``(task, datamodule)``, with what the data says linked into the task."""
+        """``(task, datamodule)``, with what the data says linked into the task and the data
+        normalising as the network's weights say (as the ``vtk`` command builds them)."""
         init = self._parser.instantiate_classes(copy.deepcopy(self._parsed))
+        if hasattr(init.model, "normalise_data_as_weights"):
+            init.model.normalise_data_as_weights(init.data)
         return init.model, init.data
 
     def task(self, num_classes: int) -> Any:
