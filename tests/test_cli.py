@@ -275,33 +275,6 @@ def test_list_shows_every_kind_of_component(run_vtk, capsys) -> None:
     assert all(f"  {p.stem}: " in out for p in recipes_dir().glob("*.yaml"))
 
 
-def test_the_list_read_from_the_source_is_what_the_package_registers() -> None:
-    """vtk list reads the registries without importing them (vtk.catalog): the same names."""
-    import vtk.data
-    import vtk.models
-    import vtk.models.heads
-    import vtk.models.necks
-    import vtk.tasks
-    from vtk.catalog import _families, _models, constant
-    from vtk.models.attention import ATTENTION
-    from vtk.models.backbones import BACKBONES
-    from vtk.models.layers import DEFORM_CONV
-
-    families = {}
-    for name, family in BACKBONES.items():
-        families.setdefault(family.__name__, []).append(name)
-    assert dict(_families()) == families
-    assert list(constant("vtk.models.attention", "ATTENTION")) == list(ATTENTION)
-    assert list(constant("vtk.models.layers.deform_conv", "DEFORM_CONV")) == list(DEFORM_CONV)
-    assert constant("vtk.models.heads", "__all__") == vtk.models.heads.__all__
-    assert constant("vtk.models.necks", "__all__") == vtk.models.necks.__all__
-    assert constant("vtk.tasks", "__all__") == vtk.tasks.__all__
-    assert sorted(constant("vtk.data", "_EXPORTS")) == vtk.data.__all__
-    assert all(getattr(vtk.data, n) for n in vtk.data.__all__)  # every export resolves
-    for name in _models():
-        assert isinstance(getattr(vtk.models, name), type), name
-
-
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["list"], ["convert", "--help"], []])
 def test_help_version_list_and_convert_import_no_torch(args) -> None:
     """What answers at once never imports torch, torchvision or Lightning."""

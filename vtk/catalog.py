@@ -1,11 +1,10 @@
-"""What ``vtk list`` prints, read from the package's own source without importing it.
+"""What ``vtk list`` prints: the registry's tables (:mod:`vtk.registry`), and each backbone
+family's variant names read from its module's source without importing it.
 
 Importing the models means importing torch, torchvision and Lightning (seconds on a small CPU);
-the names are data in the source: each backbone family's ``*_ARCHS`` table, the ``ATTENTION``
-and ``DEFORM_CONV`` registries, the ``__all__`` of ``vtk.models.necks`` / ``heads`` / ``tasks``,
-``vtk.data``'s export table. This module reads those assignments with :mod:`ast` and evaluates
-only their literal parts (names they reference, such as a block class, read as placeholders),
-so a new backbone, head or plug-in shows up the moment it is registered, with no list to keep.
+the registry imports nothing, and a family's variants are data in its source (its ``*_ARCHS``
+table): this module reads that assignment with :mod:`ast` and evaluates only its literal parts
+(names it references, such as a block class, read as placeholders).
 """
 
 from __future__ import annotations
@@ -68,38 +67,31 @@ def constant(module: str, name: str) -> Any:
 
 
 def _families() -> list[tuple[str, list[str]]]:
-    """(family class, its variant names) in ``vtk.models.backbones``' registration order."""
-    tree = _source("vtk.models.backbones")
-    imports = {
-        alias.name: node.module
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom) and node.module
-        for alias in node.names
-    }
-    for node in ast.walk(tree):  # for _family, _archs in ((ResNet, RESNET_ARCHS), ...):
-        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
-            pairs = [(e.elts[0].id, e.elts[1].id) for e in node.iter.elts]  # type: ignore[attr-defined]
-            return [(family, list(constant(imports[table], table))) for family, table in pairs]
-    raise LookupError("vtk.models.backbones registers no families")
+    """(family class, its variant names) in the registry's order (families with variants)."""
+    from vtk import registry
+
+    out = []
+    for family, where in registry.VARIANTS.items():
+        module, _, table = where.partition(":")
+        out.append((family, list(constant(module, table))))
+    return out
 
 
 def _models() -> list[str]:
-    """The task models ``vtk.models`` exports (what is not a backbone, neck or head)."""
-    out = []
-    for node in _source("vtk.models").body:
-        if isinstance(node, ast.ImportFrom) and node.module:
-            sub = node.module.split(".")[2]
-            if sub not in ("backbones", "heads", "necks", "attention", "layers"):
-                out += [alias.name for alias in node.names]
-    return out
+    """The task models (``model.init_args.model``) the registry names."""
+    from vtk import registry
+
+    return list(registry.MODELS)
 
 
 def list_components(recipes: list[Path], recipes_dir: Path) -> str:
     """What ``vtk list`` prints: backbones, plug-ins, models, necks, heads, tasks, data,
     recipes (each recipe with its first comment line)."""
-    attention = list(constant("vtk.models.attention", "ATTENTION"))
+    from vtk import registry
+
+    attention = list(registry.ATTENTION)
     from_c3 = constant("vtk.models.backbones.base", "FROM_C3")
-    deform = list(constant("vtk.models.layers.deform_conv", "DEFORM_CONV"))
+    deform = list(registry.DEFORM_CONV)
     lines = ["Backbones (class_path vtk.models.backbones.<Family>, init_args {arch: <name>}):"]
     lines += [f"  {family}: {', '.join(names)}" for family, names in _families()]
     lines += [
@@ -115,12 +107,10 @@ def list_components(recipes: list[Path], recipes_dir: Path) -> str:
         "  blur_pool: filter size 2-7   (every downsampling anti-aliased)",
         "  stn: true   (spatial transformer before the stem)",
         f"Models (vtk.models, a task's model): {', '.join(_models())}",
-        f"Necks (vtk.models.necks): {', '.join(constant('vtk.models.necks', '__all__'))}",
-        f"Heads (vtk.models.heads): {', '.join(constant('vtk.models.heads', '__all__'))}",
-        "Tasks (vtk.tasks): "
-        + ", ".join(n for n in constant("vtk.tasks", "__all__") if n != "VisionTask"),
-        "Data (vtk.data): "
-        + ", ".join(n for n in constant("vtk.data", "_EXPORTS") if n.endswith("DataModule")),
+        f"Necks (vtk.models.necks): {', '.join(registry.NECKS)}",
+        f"Heads (vtk.models.heads): {', '.join(registry.HEADS)}",
+        f"Tasks (vtk.tasks): {', '.join(registry.TASKS)}",
+        f"Data (vtk.data): {', '.join(registry.DATA)}",
         f"Recipes (installed in {recipes_dir}; vtk fit NAME):",
     ]
     for path in recipes:

@@ -10,30 +10,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "PredictFolderDataModule": "base",
+from vtk.registry import DATA
+
+#: What vtk.data exports besides the DataModules the registry names (:data:`vtk.registry.DATA`):
+#: the bases a DataModule derives from, the datasets, the demo writers; name -> module.
+_OTHERS = {
     "VisionDataModule": "base",
-    "CIFAR10DataModule": "classification",
     "ClassificationDataModule": "classification",
     "ClassificationDataset": "classification",
-    "ImageFolderDataModule": "classification",
-    "DemoClassificationDataModule": "demo",
-    "DemoDetectionDataModule": "demo",
-    "DemoSegmentationDataModule": "demo",
-    "DRIVEDataModule": "drive",
-    "make_demo_classification": "demo",
-    "make_demo_segmentation": "demo",
-    "CocoDetectionDataModule": "detection",
-    "DemoMultiLabelDataModule": "multilabel",
-    "MultiLabelDataModule": "multilabel",
-    "YOLODataModule": "detection",
-    "ADE20KDataModule": "segmentation_layouts",
-    "CamVidDataModule": "segmentation_layouts",
-    "CityscapesDataModule": "segmentation_layouts",
-    "MaskFolderDataModule": "segmentation",
     "SegmentationDataModule": "segmentation",
     "SegmentationDataset": "segmentation",
-    "VOCSegmentationDataModule": "segmentation",
+    "make_demo_classification": "demo",
+    "make_demo_segmentation": "demo",
+}
+_EXPORTS = {
+    **{name: where.partition(":")[0].rpartition(".")[2] for name, where in DATA.items()},
+    **_OTHERS,
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,8 +22,8 @@ coded as torchvision's (and mmdetection's ATSS) ``BoxCoder`` codes them, without
 of the authors' Detectron-era coder.
 
 This file is the whole detector: a subclass of :class:`~vtk.models.detector.OneStageDetector`
-and of torchvision's FCOS with its anchors, head and matching; ``vtk/models/__init__.py`` imports
-it (which is all ``vtk list`` needs).
+and of torchvision's FCOS with its anchors, head and matching; ``vtk/models/__init__.py`` exports
+it and one line of ``vtk/registry.py`` registers it (which is all ``vtk list`` needs).
 
     >>> model = ATSS(ResNet("resnet50", out_indices=(1, 2, 3)), num_classes=80)
 """

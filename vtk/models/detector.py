@@ -36,7 +36,7 @@ num_anchors, num_classes)``) and three lines of YAML under ``FCOS``, ``RetinaNet
 of :class:`OneStageDetector` and of the torchvision detector whose matching, loss and
 post-processing it uses, with :meth:`~OneStageDetector.default_anchors` and
 :meth:`~OneStageDetector.default_head`, then one import line in ``vtk/models/__init__.py``
-(``vtk list`` reads it from there).
+and one line in ``vtk/registry.py`` (``MODELS``: what ``vtk list`` reads).
 """
 
 from __future__ import annotations

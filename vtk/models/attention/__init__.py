@@ -17,14 +17,11 @@ from vtk.models.attention.gc import GlobalContext
 from vtk.models.attention.non_local import NonLocal2d
 from vtk.models.attention.se import SqueezeExcite
 from vtk.models.attention.stn import SpatialTransformer
+from vtk.registry import table
 
-#: In-block attention, by the name a backbone's ``attention`` argument takes.
-ATTENTION: dict[str, type[nn.Module]] = {
-    "se": SqueezeExcite,
-    "cbam": CBAM,
-    "eca": ECA,
-    "gc": GlobalContext,
-}
+#: In-block attention, by the name a backbone's ``attention`` argument takes: the registry's
+#: table (:data:`vtk.registry.ATTENTION`), loaded.
+ATTENTION: dict[str, type[nn.Module]] = table("attention")
 
 
 def create_attention(name: str, channels: int, **kwargs: Any) -> nn.Module:

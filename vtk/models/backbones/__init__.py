@@ -13,27 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from vtk import registry
 from vtk.models.backbones.base import Backbone, FeatureInfo
-from vtk.models.backbones.cifar_resnet import CIFAR_RESNET_ARCHS, CifarResNet
-from vtk.models.backbones.densenet import DENSENET_ARCHS, DenseNet
-from vtk.models.backbones.resnet import RESNET_ARCHS, ResNet
+from vtk.models.backbones.cifar_resnet import CifarResNet
+from vtk.models.backbones.densenet import DenseNet
+from vtk.models.backbones.resnet import ResNet
 from vtk.models.backbones.timm_backbone import TimmBackbone
-from vtk.models.backbones.unet_encoder import UNET_ARCHS, UNetEncoder
-from vtk.models.backbones.vgg import VGG, VGG_ARCHS
+from vtk.models.backbones.unet_encoder import UNetEncoder
+from vtk.models.backbones.vgg import VGG
 
-#: Every backbone variant by name -> its family class (which takes ``arch=name``).
+#: Every backbone variant by name -> its family class (which takes ``arch=name``): the
+#: registry's families (:data:`vtk.registry.BACKBONES`) and their variant tables.
 BACKBONES: dict[str, type[Backbone]] = {}
-for _family, _archs in (
-    (ResNet, RESNET_ARCHS),
-    (CifarResNet, CIFAR_RESNET_ARCHS),
-    (VGG, VGG_ARCHS),
-    (DenseNet, DENSENET_ARCHS),
-    (UNetEncoder, UNET_ARCHS),
-):
-    for _name in _archs:
+for _family, _variants in registry.VARIANTS.items():
+    for _name in registry.load(_variants):
         if _name in BACKBONES:
             raise RuntimeError(f"backbone name {_name!r} is defined twice")
-        BACKBONES[_name] = _family
+        BACKBONES[_name] = registry.load(registry.BACKBONES[_family])
 
 
 def list_backbones() -> list[str]:

@@ -225,7 +225,7 @@ class Backbone(nn.Module):
         """``nn.Conv2d`` or, in a deformable stage, :class:`DeformConv2d` (same arguments)."""
         if self.deform is None or stage not in self.deform_stages:
             return nn.Conv2d
-        return partial(DeformConv2d, modulated=DEFORM_CONV[self.deform])
+        return DEFORM_CONV[self.deform]
 
     def non_local_layer(self, stage: int, block: int) -> ModuleFactory | None:
         """``factory(channels)`` for a non-local block after ``block`` of ``stage``, or None."""

@@ -10,6 +10,8 @@ load into a deformable one unchanged; only ``offset`` is new.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
@@ -94,5 +96,11 @@ class DeformConv2d(nn.Module):
         )
 
 
-#: Deformable conv versions, by the name a backbone's ``deform`` argument takes.
-DEFORM_CONV = {"v1": False, "v2": True}
+def deform_conv_v1(*args: Any, **kwargs: Any) -> DeformConv2d:
+    """Deformable convolution v1 (Dai et al., ICCV 2017): learned offsets."""
+    return DeformConv2d(*args, modulated=False, **kwargs)
+
+
+def deform_conv_v2(*args: Any, **kwargs: Any) -> DeformConv2d:
+    """Deformable convolution v2 (Zhu et al., CVPR 2019): offsets and modulation masks."""
+    return DeformConv2d(*args, modulated=True, **kwargs)
