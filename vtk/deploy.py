@@ -31,17 +31,12 @@ from PIL import Image, UnidentifiedImageError
 
 from vtk.data.io import IMAGE_SUFFIXES, ImageLike, as_rgb
 from vtk.errors import CheckpointError
+from vtk.spec import InputSpec
 
 log = logging.getLogger("vtk")
 
 
 __all__ = ["OnnxPredictor"]
-
-
-def _side(v: Any) -> tuple[int, int] | None:
-    if v is None:
-        return None
-    return (int(v), int(v)) if isinstance(v, int | float) else (int(v[0]), int(v[1]))
 
 
 def resize_shorter_side(image: np.ndarray, side: int, use_opencv: bool | None = None) -> np.ndarray:
@@ -120,22 +115,23 @@ class OnnxPredictor:
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W, 3)`` uint8 -> ``(3, H', W')`` float32, as the checkpoint's input spec says."""
-        resize, crop = self.spec.get("resize"), _side(self.spec.get("crop"))
-        if resize:
-            image = resize_shorter_side(image, resize)
-        if crop:
-            h, w = image.shape[:2]
-            top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
-            image = image[top : top + crop[0], left : left + crop[1]]
-        x = image.astype(np.float32) / 255.0
-        mean, std = self.spec.get("mean"), self.spec.get("std")
-        if mean is not None and std is not None:
-            x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-        pad = _side(self.spec.get("pad_to"))
-        if pad:
-            h, w = x.shape[:2]
-            x = np.pad(x, ((0, max(pad[0] - h, 0)), (0, max(pad[1] - w, 0)), (0, 0)))
+        """``(H, W, 3)`` uint8 -> ``(3, H', W')`` float32: the input spec's steps
+        (:meth:`vtk.spec.InputSpec.steps`, the ones the PyTorch pipeline runs) in numpy."""
+        x: np.ndarray = image
+        for name, arg in InputSpec.from_dict(self.spec).steps():
+            if name == "resize":
+                x = resize_shorter_side(x, arg)
+            elif name == "crop":
+                h, w = x.shape[:2]
+                top, left = (h - arg[0]) // 2, (w - arg[1]) // 2
+                x = x[top : top + arg[0], left : left + arg[1]]
+            elif name == "scale":
+                x = x.astype(np.float32) / 255.0
+            elif name == "normalise":
+                x = (x - np.asarray(arg[0], np.float32)) / np.asarray(arg[1], np.float32)
+            elif name == "pad":
+                h, w = x.shape[:2]
+                x = np.pad(x, ((0, max(arg[0] - h, 0)), (0, max(arg[1] - w, 0)), (0, 0)))
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
     # -- prediction -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ A DataModule says its :class:`InputSpec` (``input_spec``, linked to the task lik
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +31,17 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 #: The default label of pixels that are not scored (VOC's object borders, padding); a dataset
 #: says its own (``ignore_index``: CamVid's void is 11), linked to the segmentation task.
 IGNORE_INDEX = 255
+
+
+#: one step of :meth:`InputSpec.steps`: its name and its argument
+Step = tuple[str, Any]
+
+
+def hw(value: int | Sequence[int]) -> tuple[int, int]:
+    """A side or (height, width) as (height, width)."""
+    if isinstance(value, int | float):
+        return int(value), int(value)
+    return int(value[0]), int(value[1])
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,27 @@ class InputSpec:
     resize: int | None = None
     crop: int | tuple[int, int] | None = None
     pad_to: int | tuple[int, int] | None = None
+
+    def steps(self) -> list[Step]:
+        """The evaluation preprocessing, in order, as data: what both executors run, the
+        albumentations pipeline (:func:`vtk.data.transforms.eval_transform`) and the torch-free
+        runtime (:meth:`vtk.deploy.OnnxPredictor.prepare`), so neither restates it.
+
+        ``("resize", side)``: the shorter side to ``side`` (area filter to shrink, linear to
+        enlarge); ``("crop", (h, w))``: the centre; ``("scale", None)``: uint8 to [0, 1];
+        ``("normalise", (mean, std))``; ``("pad", (h, w))``: bottom-right up to that size with
+        0 (after normalisation, the mean colour; masks with the unscored label)."""
+        out: list[Step] = []
+        if self.resize is not None:
+            out.append(("resize", int(self.resize)))
+        if self.crop is not None:
+            out.append(("crop", hw(self.crop)))
+        out.append(("scale", None))
+        if self.mean is not None and self.std is not None:
+            out.append(("normalise", (tuple(self.mean), tuple(self.std))))
+        if self.pad_to is not None:
+            out.append(("pad", hw(self.pad_to)))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists, numbers), as YAML and ``torch.load(weights_only=True)`` take."""

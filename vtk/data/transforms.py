@@ -533,26 +533,27 @@ def _centres_in(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
 
 
 def eval_transform(spec: InputSpec, ignore_index: int = IGNORE_INDEX) -> A.Compose:
-    """The evaluation pipeline an :class:`~vtk.spec.InputSpec` says: ``(H, W, 3)`` uint8 (and a
-    mask) -> ``(3, H', W')`` float; masks padded by ``pad_to`` get ``ignore_index``."""
+    """The evaluation pipeline an :class:`~vtk.spec.InputSpec` says (its :meth:`steps
+    <vtk.spec.InputSpec.steps>`, as albumentations ops): ``(H, W, 3)`` uint8 (and a mask) ->
+    ``(3, H', W')`` float; masks padded by ``pad_to`` get ``ignore_index``."""
     ops: list = []
-    if spec.resize is not None:
-        ops.append(A.SmallestMaxSize(max_size=spec.resize, area_for_downscale="image"))
-    if spec.crop is not None:
-        ops.append(A.CenterCrop(*_hw(spec.crop)))
-    if spec.mean is None or spec.std is None:
-        ops.append(A.ToFloat(max_value=255.0))
-    else:
-        ops.append(A.Normalize(mean=spec.mean, std=spec.std))
-    if spec.pad_to is not None:
-        # after normalisation, 0 is the mean colour; padded mask pixels are not scored
-        h, w = _hw(spec.pad_to)
-        ops.append(
-            A.PadIfNeeded(
-                h, w, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
-                fill_mask=ignore_index,
-            )
-        )  # fmt: skip
+    steps = dict(spec.steps())
+    for name, arg in spec.steps():
+        if name == "resize":
+            ops.append(A.SmallestMaxSize(max_size=arg, area_for_downscale="image"))
+        elif name == "crop":
+            ops.append(A.CenterCrop(*arg))
+        elif name == "scale" and "normalise" not in steps:
+            ops.append(A.ToFloat(max_value=255.0))
+        elif name == "normalise":  # (albumentations' Normalize scales and normalises at once)
+            ops.append(A.Normalize(mean=arg[0], std=arg[1]))
+        elif name == "pad":
+            ops.append(
+                A.PadIfNeeded(
+                    *arg, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0,
+                    fill_mask=ignore_index,
+                )
+            )  # fmt: skip
     ops.append(ToTensorV2())
     return A.Compose(ops)
 
