@@ -162,3 +162,24 @@ def test_reduced_fc_needs_the_whole_vgg16(tmp_path) -> None:
     torch.save(VGG("vgg16").state_dict(), path)  # features only
     with pytest.raises(WeightsError, match="not a whole VGG-16 state_dict"):
         SSD(VGG("vgg16"), 20, fc_weights=str(path))
+
+
+@pytest.mark.parametrize("rfb", [False, True])
+def test_the_head_is_a_part_called_with_each_levels_channels_and_boxes(rfb) -> None:
+    from torchvision.models.detection.ssd import SSDHead
+
+    seen = {}
+
+    def head(in_channels, num_anchors, num_classes):
+        seen.update(channels=list(in_channels), anchors=list(num_anchors), classes=num_classes)
+        return SSDHead(in_channels, num_anchors, num_classes)
+
+    torch.manual_seed(0)
+    default = SSD(VGG("vgg16"), 20, rfb=rfb, box_setting="voc")
+    torch.manual_seed(0)
+    given = SSD(VGG("vgg16"), 20, rfb=rfb, box_setting="voc", head=head)
+    assert seen["classes"] == 21 and len(seen["channels"]) == len(seen["anchors"]) == 6
+    assert seen["anchors"] == default.anchor_generator.num_anchors_per_location()
+    assert sum(p.numel() for p in given.parameters()) == sum(
+        p.numel() for p in default.parameters()
+    )

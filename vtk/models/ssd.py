@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -262,6 +262,10 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         weights: ``"coco"`` (torchvision's ``ssd300_vgg16`` COCO weights; SSD300 only) or a
             path to a whole-detector state_dict. With another ``num_classes`` the class logits
             are re-initialised and the log says so.
+        head: called as ``head(in_channels, num_anchors, num_classes)`` with one entry per
+            level and the classes counting the background (torchvision's ``SSDHead``, the
+            default, or your module); the default boxes are ``box_setting`` with
+            ``aspect_ratios`` / ``scales`` / ``steps``.
     """
 
     torchvision_name = "ssd300_vgg16"
@@ -288,6 +292,7 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         positive_fraction: float = 0.25,
         fc_weights: str | None = None,
         weights: str | None = None,
+        head: Callable[[list[int], list[int], int], nn.Module] | None = None,
     ) -> None:
         if size not in (300, 512):
             raise ConfigError(f"SSD size must be 300 or 512, got {size}.")
@@ -302,7 +307,7 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         }
         super().__init__(
             backbone, num_classes, None, size, size, image_mean, image_std, score_thresh,
-            nms_thresh, detections_per_img, topk_candidates, weights, None,
+            nms_thresh, detections_per_img, topk_candidates, weights, None, head,
             iou_thresh=iou_thresh, positive_fraction=positive_fraction,
         )  # fmt: skip
 
@@ -322,9 +327,18 @@ class SSD(OneStageDetector, tv_ssd.SSD):
     def build_anchors(self, features: nn.Module) -> DefaultBoxGenerator:
         return DefaultBoxGenerator(**self.boxes)
 
-    def build_head(self, features: nn.Module, anchors: nn.Module, num_classes: int) -> None:
-        """None: torchvision's SSD builds its ``SSDHead`` from the levels' channels."""
-        return None
+    def build_head(
+        self, features: nn.Module, anchors: nn.Module, num_classes: int
+    ) -> nn.Module | None:
+        """The ``head`` argument called with each level's channels, boxes per place and the
+        classes with background (torchvision's ``SSDHead`` signature); None: torchvision's SSD
+        builds its ``SSDHead`` from the same."""
+        if self.head_factory is None:
+            return None
+        from torchvision.models.detection import _utils as det_utils
+
+        channels = det_utils.retrieve_out_channels(features, (self.size, self.size))
+        return self.head_factory(channels, anchors.num_anchors_per_location(), num_classes + 1)
 
     def init_torchvision(
         self, features: nn.Module, anchors: nn.Module, head: nn.Module | None, num_classes: int,
