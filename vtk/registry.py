@@ -96,7 +96,7 @@ DATA = {
     "ADE20KDataModule": "vtk.data.segmentation_layouts:ADE20KDataModule",
     "DRIVEDataModule": "vtk.data.drive:DRIVEDataModule",
     "CocoDetectionDataModule": "vtk.data.detection:CocoDetectionDataModule",
-    "YOLODataModule": "vtk.data.detection:YOLODataModule",
+    "YOLODataModule": "vtk.data.yolo:YOLODataModule",
     "DemoClassificationDataModule": "vtk.data.demo:DemoClassificationDataModule",
     "DemoMultiLabelDataModule": "vtk.data.multilabel:DemoMultiLabelDataModule",
     "DemoSegmentationDataModule": "vtk.data.demo:DemoSegmentationDataModule",
