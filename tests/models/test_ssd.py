@@ -183,3 +183,21 @@ def test_the_head_is_a_part_called_with_each_levels_channels_and_boxes(rfb) -> N
     assert sum(p.numel() for p in given.parameters()) == sum(
         p.numel() for p in default.parameters()
     )
+
+
+def test_the_default_boxes_are_a_part_given_from_yaml() -> None:
+    """torchvision's DefaultBoxGenerator as SSD's anchor_generator, from a recipe's YAML."""
+    from vtk.recipe import instantiate
+
+    spec = {"class_path": "vtk.models.SSD", "init_args": {
+        "backbone": {"class_path": "vtk.models.backbones.VGG", "init_args": {"arch": "vgg16"}},
+        "num_classes": 3,
+        "anchor_generator": {
+            "class_path": "torchvision.models.detection.anchor_utils.DefaultBoxGenerator",
+            "init_args": {"aspect_ratios": [[2]] * 6, "steps": [8, 16, 32, 64, 100, 300]}},
+    }}  # fmt: skip
+    model = instantiate(spec, torch.nn.Module)
+    assert model.anchor_generator.num_anchors_per_location() == [4] * 6  # 1, 1', 2, 1/2
+    default = SSD(VGG("vgg16"), 3)
+    assert default.anchor_generator.num_anchors_per_location() == [4, 6, 6, 6, 4, 4]
+    model.eval()([torch.rand(3, 120, 160)])  # the head follows the boxes it was given

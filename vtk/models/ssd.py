@@ -264,8 +264,10 @@ class SSD(OneStageDetector, tv_ssd.SSD):
             are re-initialised and the log says so.
         head: called as ``head(in_channels, num_anchors, num_classes)`` with one entry per
             level and the classes counting the background (torchvision's ``SSDHead``, the
-            default, or your module); the default boxes are ``box_setting`` with
-            ``aspect_ratios`` / ``scales`` / ``steps``.
+            default, or your module).
+        anchor_generator: the default boxes as a part (torchvision's ``DefaultBoxGenerator``
+            with its own arguments, as torchvision's ``SSD`` takes it); None: ``box_setting``
+            with ``aspect_ratios`` / ``scales`` / ``steps``.
     """
 
     torchvision_name = "ssd300_vgg16"
@@ -293,6 +295,7 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         fc_weights: str | None = None,
         weights: str | None = None,
         head: Callable[[list[int], list[int], int], nn.Module] | None = None,
+        anchor_generator: DefaultBoxGenerator | None = None,
     ) -> None:
         if size not in (300, 512):
             raise ConfigError(f"SSD size must be 300 or 512, got {size}.")
@@ -305,6 +308,7 @@ class SSD(OneStageDetector, tv_ssd.SSD):
             "scales": list(scales or boxes["scales"]),
             "steps": list(steps) if steps else boxes["steps"],
         }
+        self._given_boxes = (anchor_generator,)  # (a tuple: a module before Module.__init__)
         super().__init__(
             backbone, num_classes, None, size, size, image_mean, image_std, score_thresh,
             nms_thresh, detections_per_img, topk_candidates, weights, None, head,
@@ -325,7 +329,8 @@ class SSD(OneStageDetector, tv_ssd.SSD):
         return features
 
     def build_anchors(self, features: nn.Module) -> DefaultBoxGenerator:
-        return DefaultBoxGenerator(**self.boxes)
+        """The ``anchor_generator`` given, else the default boxes of ``box_setting``."""
+        return self._given_boxes[0] or DefaultBoxGenerator(**self.boxes)
 
     def build_head(
         self, features: nn.Module, anchors: nn.Module, num_classes: int
