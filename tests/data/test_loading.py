@@ -126,6 +126,32 @@ def test_a_streamed_split_is_read_chunk_by_chunk_each_sample_once() -> None:
     assert set().union(*three) == set(range(80))  # one sample wraps around to fill the last
 
 
+def test_grouped_batches_of_a_stream_are_read_chunk_by_chunk() -> None:
+    """Aspect-ratio groups on a stream: every batch holds one group, and each rank's batches
+    come from its own share of the chunks (not from every chunk)."""
+    chunks = [i // 10 for i in range(80)]  # 8 chunks of 10
+    groups = [(i // 5) % 2 for i in range(80)]  # two groups, mixed inside every chunk
+
+    def sampler(rank: int, epoch: int = 0) -> TrainSampler:
+        s = TrainSampler(list(range(80)), 2, rank, seed=5, batch_size=4, groups=groups,
+                         chunks=chunks, window_chunks=2)  # fmt: skip
+        s.set_epoch(epoch)
+        return s
+
+    orders = [list(sampler(rank)) for rank in (0, 1)]
+    for order in orders:
+        assert len(order) == 40 and len(set(order)) == 40
+        for k in range(0, 40, 4):
+            assert len({groups[i] for i in order[k : k + 4]}) == 1  # one group per batch
+    assert len(set(orders[0]) | set(orders[1])) >= 72  # (a group's tail waits for the next epoch)
+    for order in orders:  # about half of the 8 chunks each (a boundary chunk may be shared)
+        assert len({chunks[i] for i in order}) <= 5
+    assert list(sampler(0)) == orders[0] and list(sampler(0, epoch=1)) != orders[0]
+    resumed = sampler(1)
+    resumed.resume_at(epoch=0, batches=2, batch_size=4)
+    assert list(resumed) == orders[1][8:]
+
+
 def test_repeat_factor_sampling_repeats_rare_images_as_often_as_their_factor() -> None:
     factors = [1.0] * 18 + [2.5, 2.5]
     counts = []

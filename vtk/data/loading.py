@@ -63,12 +63,12 @@ class TrainSampler(DistributedSampler):
       batches shuffled and dealt to the ranks in turn. A group's last incomplete batch waits
       for the next epoch's shuffle; the epoch's batch count is fixed (the full batches the
       epoch's samples make), wrapped around when the groups leave fewer.
-    * ``chunks`` (one int per sample: the storage chunk it is in, for a stream) without
-      ``groups``: the epoch's samples are ordered chunk by chunk (the chunks in a seeded random
-      order, each chunk's samples shuffled), each rank takes a contiguous share of that order
-      and shuffles it within windows of about ``window_chunks`` chunks, so a rank reads about
-      1/world_size of the chunks per epoch instead of all of them (LitData's own loader orders
-      its chunks this way).
+    * ``chunks`` (one int per sample: the storage chunk it is in, for a stream): the epoch's
+      samples are ordered chunk by chunk (the chunks in a seeded random order, each chunk's
+      samples shuffled), each rank takes a contiguous share of that order (with ``groups``: of
+      the batches, each formed within its group in that order) and shuffles it within windows
+      of about ``window_chunks`` chunks, so a rank reads about 1/world_size of the chunks per
+      epoch instead of all of them (LitData's own loader orders its chunks this way).
     """
 
     def __init__(
@@ -122,33 +122,59 @@ class TrainSampler(DistributedSampler):
             return self._chunk_order(pool, g)
         if self.groups is None:
             return np.resize(pool, self.total_size)[self.rank :: self.num_replicas].tolist()
+        if self.chunks is not None:
+            pool = self._chunk_sorted(pool, g)
         size = self.batch_size
+        slots = np.arange(len(pool))  # batches hold places in the pool
         batches = []
         for group in np.unique(self.groups[pool]):
-            members = pool[self.groups[pool] == group]
+            members = slots[self.groups[pool] == group]
             batches += [members[i : i + size] for i in range(0, len(members) - size + 1, size)]
         if not batches:  # no group fills a batch: mixed batches
-            batches = [pool[i : i + size] for i in range(0, len(pool) - size + 1, size)]
-        order = torch.randperm(len(batches), generator=g).tolist()
+            batches = [slots[i : i + size] for i in range(0, len(slots) - size + 1, size)]
         need = self.batches_per_rank * self.num_replicas
-        dealt = [batches[order[k % len(order)]] for k in range(need)]
-        return np.concatenate(dealt[self.rank :: self.num_replicas]).tolist()
+        if self.chunks is None:  # shuffled, dealt to the ranks in turn
+            order = torch.randperm(len(batches), generator=g).tolist()
+            dealt = [batches[order[k % len(order)]] for k in range(need)]
+            mine = dealt[self.rank :: self.num_replicas]
+        else:  # in the chunks' order, a contiguous share per rank, shuffled within windows
+            batches.sort(key=lambda b: int(b[0]))
+            dealt = [batches[k % len(batches)] for k in range(need)]
+            mine = dealt[
+                self.rank * self.batches_per_rank : (self.rank + 1) * self.batches_per_rank
+            ]
+            mine = self._windowed(mine, self._window(len(pool)) // size, g)
+        return np.concatenate([pool[b] for b in mine]).tolist()
 
-    def _chunk_order(self, pool: np.ndarray, g: torch.Generator) -> list[int]:
-        """This rank's share of ``pool`` (shuffled) ordered chunk by chunk (see the class)."""
+    def _chunk_sorted(self, pool: np.ndarray, g: torch.Generator) -> np.ndarray:
+        """``pool`` (shuffled) ordered chunk by chunk, the chunks in a seeded random order."""
         assert self.chunks is not None
         ids = np.unique(self.chunks)
         place = np.empty(ids.max() + 1, np.int64)
         place[ids] = torch.randperm(len(ids), generator=g).numpy()  # the chunks' order
-        pool = pool[np.argsort(place[self.chunks[pool]], kind="stable")]  # shuffled inside
+        return pool[np.argsort(place[self.chunks[pool]], kind="stable")]  # shuffled inside
+
+    def _window(self, pool_size: int) -> int:
+        """About ``window_chunks`` chunks' worth of samples."""
+        chunks = len(np.unique(self.chunks))  # type: ignore[arg-type]
+        return max(1, self.batch_size, round(self.window_chunks * pool_size / chunks))
+
+    @staticmethod
+    def _windowed(items: list[Any], window: int, g: torch.Generator) -> list[Any]:
+        """``items`` shuffled within consecutive windows of ``window``."""
+        out: list[Any] = []
+        window = max(1, window)
+        for start in range(0, len(items), window):
+            part = items[start : start + window]
+            out.extend(part[k] for k in torch.randperm(len(part), generator=g).tolist())
+        return out
+
+    def _chunk_order(self, pool: np.ndarray, g: torch.Generator) -> list[int]:
+        """This rank's share of ``pool`` (shuffled) ordered chunk by chunk (see the class)."""
+        pool = self._chunk_sorted(pool, g)
         share = np.resize(pool, self.total_size)
         share = share[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
-        window = max(1, self.batch_size, round(self.window_chunks * len(pool) / len(ids)))
-        out = []
-        for start in range(0, len(share), window):
-            part = share[start : start + window]
-            out.extend(part[torch.randperm(len(part), generator=g).numpy()].tolist())
-        return out
+        return self._windowed(share.tolist(), self._window(len(pool)), g)
 
     def resume_at(self, epoch: int, batches: int, batch_size: int) -> None:
         self._resume = (epoch, batches * batch_size) if batches > 0 else None

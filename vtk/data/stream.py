@@ -21,8 +21,8 @@ map-style dataset, so training uses vtk's seeded, resumable :class:`~vtk.data.lo
 files) and evaluation vtk's :class:`~vtk.data.loading.EvalSampler` (every image scored once
 over the ranks). The training order reads chunk by chunk (the ``chunks`` option of the sampler:
 chunks in a seeded random order, each rank a contiguous share shuffled within windows of a few
-chunks), so a rank fetches about 1/world_size of the chunks per epoch; with aspect-ratio groups
-the batches are drawn from the whole split (every rank then reads every chunk).
+chunks; with aspect-ratio groups, its batches), so a rank fetches about 1/world_size of the
+chunks per epoch.
 """
 
 from __future__ import annotations
