@@ -13,6 +13,7 @@
     python tools/benchmark.py inference --arch fcos_resnet50_fpn --batch 2 --size 384
     python tools/benchmark.py eval                               # pycocotools vs faster-coco-eval
     python tools/benchmark.py data --workers 2                   # data pipeline vs model
+    python tools/benchmark.py stream --workers 1                 # loader: files vs LitData stream
     python tools/benchmark.py slide                              # 2048x1024: slide vs whole
     python tools/benchmark.py slide --tta                        # and the multi-scale+flip cost
 
@@ -44,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks.common import TRAIN_SETTINGS
-from benchmarks.data import benchmark_data, benchmark_decode
+from benchmarks.data import benchmark_data, benchmark_decode, benchmark_stream
 from benchmarks.deploy import (
     benchmark_eval,
     benchmark_inference,
@@ -77,6 +78,7 @@ def main() -> None:
             "inference",
             "eval",
             "data",
+            "stream",
             "slide",
             "grouping",
             "decode",
@@ -110,7 +112,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="eval, grouping: images")
     parser.add_argument("--max_size", type=int, default=1333, help="grouping: longer side cap")
     parser.add_argument("--workers", type=int, default=2, help="data: loader workers")
-    parser.add_argument("--recipe", help="data, epochs: a recipe (name or path)")
+    parser.add_argument("--recipe", help="data, epochs, stream: a recipe (name or path)")
+    parser.add_argument("--stream", help="stream: an existing stream (default: written first)")
+    parser.add_argument("--rounds", type=int, default=3, help="stream: alternating rounds")
     parser.add_argument("--epochs", type=int, default=1, help="epochs: timed epochs per switch")
     parser.add_argument("--limit", type=int, help="epochs: training batches per epoch")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
@@ -122,7 +126,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="slide: also whole + TTA")
     parser.add_argument("--_memory_of", help=argparse.SUPPRESS)
     args, args.overrides = parser.parse_known_args()
-    if args.overrides and args.task not in ("data", "epochs"):
+    if args.overrides and args.task not in ("data", "epochs", "stream"):
         parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
     if args.task == "train":
         args.arch = args.arch or "all"
@@ -147,6 +151,7 @@ def main() -> None:
         "inference": benchmark_inference,
         "eval": benchmark_eval,
         "data": benchmark_data,
+        "stream": benchmark_stream,
         "slide": benchmark_slide,
         "grouping": benchmark_grouping,
         "decode": benchmark_decode,

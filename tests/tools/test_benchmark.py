@@ -100,3 +100,11 @@ def test_epochs_times_each_switch_of_a_recipe(monkeypatch, capsys, tmp_path) -> 
                "--data.crop_size", "64")  # fmt: skip
     for name in ("fp32", "fp32 + channels_last", "bf16", "bf16 + channels_last"):
         assert f"  {name} " in out and "ratio to fp32 = " in out, name
+
+
+def test_stream_benchmark_writes_a_stream_and_times_both_loaders(monkeypatch, capsys) -> None:
+    out = _run(monkeypatch, capsys, "stream", "--recipe", "demo_segmentation", "--workers", "0",
+               "--steps", "2", "--rounds", "2", "--data.batch_size", "4")  # fmt: skip
+    assert "demo_segmentation: wrote 400 training samples in " in out
+    line = next(ln for ln in out.splitlines() if "ratio stream/files = " in ln)
+    assert float(line.rsplit("= ", 1)[1]) > 0

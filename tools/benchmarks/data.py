@@ -122,3 +122,45 @@ def benchmark_data(args: argparse.Namespace) -> None:
             f"{model_rate:.1f} images/s{' (bf16)' if bf16 else ''}: ratio data/model = "
             f"{data_rate / model_rate:.2f}"
         )
+
+
+def benchmark_stream(args: argparse.Namespace) -> None:
+    """A recipe's training loader reading its files against the same loader reading a LitData
+    stream of them (``vtk optimize``, written to a temporary folder first, or ``--stream``),
+    images/s, alternating rounds in one process; also the writing time and the bytes."""
+    import tempfile
+
+    from vtk.data.stream import optimize
+    from vtk.recipe import Recipe
+
+    name = args.recipe or "demo_segmentation"
+    overrides = ["--data.num_workers", str(args.workers), *args.overrides]
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = args.stream
+        if stream is None:
+            stream = str(Path(tmp) / "stream")
+            start = time.perf_counter()
+            written = optimize(name, stream, overrides, splits=("train",), workers=args.workers)
+            took = time.perf_counter() - start
+            size = sum(p.stat().st_size for p in Path(stream).rglob("*") if p.is_file())
+            print(f"{name}: wrote {written['train']} training samples in {took:.1f} s "
+                  f"({size / 2**20:.1f} MiB of chunks)")  # fmt: skip
+        loaders = {}
+        for source, extra in (("files", []), ("stream", ["--data.stream", stream])):
+            dm = Recipe.load(name, [*overrides, *extra], weights=False).datamodule()
+            dm.datasets["train"] = dm.make_dataset("train")  # (only the training split written)
+            loaders[source] = dm
+        rates: dict[str, list[float]] = {"files": [], "stream": []}
+        for round_ in range(args.rounds):
+            order = ("files", "stream") if round_ % 2 == 0 else ("stream", "files")
+            for source in order:
+                batches = iter(loaders[source].train_dataloader())
+                next(batches)  # workers started, first chunk fetched
+                start, seen = time.perf_counter(), 0
+                for _ in range(args.steps):
+                    seen += len(next(batches)["image"])
+                rates[source].append(seen / (time.perf_counter() - start))
+        files, streamed = (statistics.median(rates[s]) for s in ("files", "stream"))
+        print(f"{name}: training loader, {args.workers} workers, median of {args.rounds} rounds "
+              f"of {args.steps} batches: files {files:.1f} images/s, stream {streamed:.1f} "
+              f"images/s: ratio stream/files = {streamed / files:.2f}")  # fmt: skip
