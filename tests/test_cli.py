@@ -513,6 +513,7 @@ def test_num_classes_for_data_that_reads_its_classes_is_one_line(run_vtk, recipe
     )
 
 
+@pytest.mark.slow  # three vtk processes
 def test_a_fresh_demo_fit_and_test_print_no_warning(vtk_process, tmp_path) -> None:
     """Every warning a run printed was one a user could not act on (worker count above the
     cores, modules in eval mode, callbacks of the checkpoint, a new run folder, Lightning's

@@ -24,6 +24,7 @@ def test_nothing_stays_frozen_without_weights(recipe, vtk_log) -> None:
     assert ("has no pretrained weights" in vtk_log.text) == frozen
 
 
+@pytest.mark.slow  # the recipe's whole schedule, twice
 @pytest.mark.parametrize("release", [True, False], ids=["released", "kept-frozen"])
 def test_the_detection_finetune_recipe_trains_without_weights(
     release, tmp_path, run_vtk, monkeypatch

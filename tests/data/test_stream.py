@@ -163,6 +163,7 @@ def _classification_sets(root: Path) -> None:
         (root / f"{split}.csv").write_text("image,labels\n" + "\n".join(lines) + "\n")
 
 
+@pytest.mark.slow  # LitData's writer processes, for two sets
 def test_classification_and_multilabel_data_stream_as_their_files(tmp_path) -> None:
     _classification_sets(tmp_path)
     common = {"image_size": 24, "resize_size": 28, "batch_size": 3, "num_workers": 0}
@@ -226,6 +227,7 @@ def _upload(folder: Path, url: str, bucket: str) -> None:
             s3.upload_file(str(path), bucket, f"coco/{path.relative_to(folder)}")
 
 
+@pytest.mark.slow  # an S3 server process
 def test_a_coco_set_streams_from_a_folder_and_from_s3(tmp_path, s3_server, monkeypatch) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "test")

@@ -175,6 +175,7 @@ class Tiny(nn.Module):
         return self.fc(self.conv(x).relu().mean((2, 3)))
 
 
+@pytest.mark.slow  # an Inductor compile
 def test_compile_model_compiles_in_place_and_keeps_the_names(tmp_path) -> None:
     model = Tiny()
     keys = list(model.state_dict())

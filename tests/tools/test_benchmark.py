@@ -40,6 +40,7 @@ def test_data_benchmark_builds_each_demo_recipe_and_trains_a_step(monkeypatch, c
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # each mode in a process of its own
 def test_slide_prints_time_memory_and_tta_ratios(monkeypatch, capsys) -> None:
     out = _run(monkeypatch, capsys, "slide", "--height", "64", "--width", "96", "--window", "64",
                "--stride", "32", "--steps", "1", "--warmup", "0", "--tta")  # fmt: skip
