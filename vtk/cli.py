@@ -43,8 +43,8 @@ subcommands:
                       trained weights vtk ships (a name goes wherever a checkpoint does)
   analyze RECIPE      per stage: stride, channels, parameters, MACs, receptive field
   convert FORMAT ...  VOC XML, YOLO txt or COCO JSON -> COCO JSON (vtk convert --help)
-  optimize RECIPE     write the recipe's data as LitData chunks to stream (--out DIR; then
-                      vtk fit RECIPE --data.stream DIR_OR_URL)
+  optimize RECIPE     write the recipe's data as LitData chunks to stream (--out DIR or
+                      s3://bucket/prefix; then vtk fit RECIPE --data.stream DIR_OR_URL)
   export CKPT         ONNX with the preprocessing and class names inside (vtk export --help)
   serve MODEL         a checkpoint or ONNX model behind HTTP, with a page (vtk serve --help)
 

@@ -27,6 +27,7 @@ from vtk.data import (
     MultiLabelDataModule,
 )
 from vtk.data.stream import StoredFile, optimize, read_split
+from vtk.data.stream import main as stream_main
 from vtk.errors import DataError
 from vtk.recipe import Recipe, find_recipe
 
@@ -217,18 +218,10 @@ def s3_server():
     proc.wait(10)
 
 
-def _upload(folder: Path, url: str, bucket: str) -> None:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=url)
-    s3.create_bucket(Bucket=bucket)
-    for path in folder.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"coco/{path.relative_to(folder)}")
-
-
 @pytest.mark.slow  # an S3 server process
-def test_a_coco_set_streams_from_a_folder_and_from_s3(tmp_path, s3_server, monkeypatch) -> None:
+def test_a_coco_set_streams_from_a_folder_and_from_s3(
+    tmp_path, s3_server, monkeypatch, capsys
+) -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -236,7 +229,18 @@ def test_a_coco_set_streams_from_a_folder_and_from_s3(tmp_path, s3_server, monke
     recipe = _recipe(tmp_path, "demo_detection", _coco_data(root))
     written = optimize(str(recipe), tmp_path / "stream", workers=1)
     assert written == {"train": 6, "val": 2}
-    _upload(tmp_path / "stream", s3_server, "data")
+    # the same recipe written straight into the bucket, by the command as a user gives it
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="data")
+    into_s3 = [str(recipe), "--out", "s3://data/coco", "--workers", "1",
+               "--storage_options", f"{{endpoint_url: {s3_server}}}"]  # fmt: skip
+    stream_main(into_s3)
+    said = capsys.readouterr().out
+    assert "train: 6 samples -> s3://data/coco/train" in said
+    assert '--data.stream s3://data/coco --data.stream_options \'{"endpoint_url"' in said
+    with pytest.raises(SystemExit, match="s3://data/coco already holds objects"):
+        stream_main(into_s3)  # nothing is overwritten
 
     args = _coco_data(root)["init_args"]
     files = CocoDetectionDataModule(**args)
@@ -278,6 +282,13 @@ def test_what_a_stream_refuses(tmp_path, make_pair) -> None:
 
     with pytest.raises(DataError, match="exists and is not empty"):  # nothing is overwritten
         optimize(str(recipe), tmp_path / "stream", workers=1)
+    # an object store other than S3, and an S3 address without a prefix, before any work
+    with pytest.raises(DataError, match=r"writes to a folder or to s3://bucket/prefix.*gs://"):
+        optimize(str(recipe), "gs://bucket/stream")
+    with pytest.raises(DataError, match="give a bucket and a prefix"):
+        optimize(str(recipe), "s3://bucket")
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage line, naming the option
+        stream_main([str(recipe), "--out", "s3://b/p", "--storage_options", "[1]"])
     with pytest.raises(DataError, match=r"cannot open the stream .*nowhere"):
         MaskFolderDataModule(**init, stream=str(tmp_path / "nowhere")).setup("fit")
     wrong = {**init, "num_classes": 2, "class_names": ["background", "a"]}

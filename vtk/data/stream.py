@@ -3,7 +3,7 @@ or an object store by every rank of a run, through the same DataModule, augmenta
 samplers as the files themselves.
 
     vtk optimize recipes/camvid.yaml --out /shared/camvid-stream          # write the chunks
-    aws s3 sync /shared/camvid-stream s3://bucket/camvid-stream            # (or keep it shared)
+    vtk optimize recipes/camvid.yaml --out s3://bucket/camvid-stream      # or into S3
     vtk fit recipes/camvid.yaml --data.stream s3://bucket/camvid-stream    # train from them
 
 What a chunk holds: each sample's files as they are on disk (the encoded JPEG or PNG bytes of
@@ -34,6 +34,7 @@ import json
 import logging
 import multiprocessing
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
@@ -332,6 +333,48 @@ def write_split(
     return len(inputs)
 
 
+# -- writing into S3 -----------------------------------------------------------------------------
+def _s3_target(url: str, storage_options: dict[str, Any]) -> tuple[Any, str, str]:
+    """An S3 client (boto3, which LitData brings, with ``storage_options`` as its arguments:
+    ``endpoint_url`` for MinIO or another S3-compatible store), the bucket and the key prefix
+    of ``s3://bucket/prefix``; refused when the prefix already holds objects."""
+    scheme, _, rest = url.partition("://")
+    if scheme != "s3":
+        raise DataError(
+            f"--out {url}: vtk optimize writes to a folder or to s3://bucket/prefix (an S3 "
+            f"or S3-compatible store); for {scheme}:// write a folder and copy it with the "
+            "store's tool. vtk fit --data.stream reads what LitData reads (s3, gs, azure)."
+        )
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or not prefix:
+        raise DataError(f"--out {url}: give a bucket and a prefix, s3://bucket/prefix.")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3", **storage_options)
+    try:
+        taken = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", MaxKeys=1)
+    except (BotoCoreError, ClientError) as e:
+        raise DataError(f"cannot list {url} ({e}): check the bucket, the credentials "
+                        "(AWS_ACCESS_KEY_ID, ...) and --storage_options.") from None  # fmt: skip
+    if taken.get("KeyCount", 0):
+        raise DataError(f"{url} already holds objects: remove them or give another --out.")
+    return client, bucket, prefix
+
+
+def _upload_split(folder: Path, client: Any, bucket: str, key: str) -> None:
+    """Every file of one written split under ``key``, ``index.json`` last (a reader that finds
+    the index finds its chunks), then checked by listing."""
+    files = sorted(folder.iterdir(), key=lambda f: f.name == "index.json")
+    for file in files:
+        client.upload_file(str(file), bucket, f"{key}/{file.name}")
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/").get("Contents", [])
+    sizes = {obj["Key"].rsplit("/", 1)[-1]: obj["Size"] for obj in listed}
+    if sizes != {f.name: f.stat().st_size for f in files}:
+        raise DataError(f"s3://{bucket}/{key} does not hold what was uploaded: write it again.")
+
+
 def optimize(
     recipe: str,
     out: str | Path,
@@ -339,17 +382,16 @@ def optimize(
     splits: Sequence[str] = SPLITS,
     workers: int = 1,
     chunk_bytes: str = "64MB",
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Write the recipe's data (its DataModule, after the checks a fit makes) as a stream under
     ``out``: one LitData dataset per split (``out/train``, ``out/val``, ``out/test`` when the
-    data has one). Returns the samples written per split."""
+    data has one). ``out`` is a folder or ``s3://bucket/prefix`` (each split is written in a
+    temporary folder, then uploaded with boto3 and ``storage_options``, e.g.
+    ``{"endpoint_url": ...}``). Returns the samples written per split."""
     from vtk.recipe import Recipe
 
-    if "://" in str(out):
-        raise DataError(
-            f"--out is a local or shared folder, not {out}: write there, then copy the folder to "
-            "your object store (aws s3 sync OUT s3://bucket/prefix, or mc mirror)."
-        )
+    target = _s3_target(str(out), storage_options or {}) if "://" in str(out) else None
     datamodule = Recipe.load(recipe, list(overrides), weights=False).datamodule()
     if not getattr(datamodule, "streams", False):
         raise DataError(
@@ -370,25 +412,57 @@ def optimize(
         "class_names": list(datamodule.class_names),
         "category_ids": datamodule.category_ids,
     }
-    out = Path(out).expanduser()
     written = {}
     for split in wanted:
         samples = datamodule.datasets[split].samples
-        log.info("writing the %s split (%d samples) to %s", split, len(samples), out / split)
-        written[split] = write_split(samples, out / split, {**facts, "split": split}, workers,
-                                     chunk_bytes)  # fmt: skip
+        address = split_address(str(out), split)
+        log.info("writing the %s split (%d samples) to %s", split, len(samples), address)
+        if target is None:
+            folder = Path(out).expanduser() / split
+            written[split] = write_split(samples, folder, {**facts, "split": split}, workers,
+                                         chunk_bytes)  # fmt: skip
+            continue
+        with tempfile.TemporaryDirectory(prefix="vtk-optimize-") as staging:
+            folder = Path(staging) / split
+            written[split] = write_split(samples, folder, {**facts, "split": split}, workers,
+                                         chunk_bytes)  # fmt: skip
+            client, bucket, prefix = target
+            _upload_split(folder, client, bucket, f"{prefix}/{split}")
     return written
 
 
+def _options(text: str) -> dict[str, Any]:
+    """``--storage_options`` as the recipes write a mapping (YAML flow or JSON)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a mapping: '{{endpoint_url: URL}}'")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``vtk optimize RECIPE --out DIR [--workers N] [--chunk_bytes 64MB] [--data.KEY V ...]``."""
+    """``vtk optimize RECIPE --out DIR_OR_S3 [--workers N] [--chunk_bytes 64MB]
+    [--storage_options MAP] [--data.KEY V ...]``."""
     parser = argparse.ArgumentParser(
         prog="vtk optimize",
         description="Write a recipe's data as LitData chunks (one folder per split) that "
         "vtk fit/validate/test read with --data.stream DIR_OR_URL.",
     )
     parser.add_argument("recipe", help="a recipe's path or installed name (its data is written)")
-    parser.add_argument("--out", required=True, help="the folder to write (local or shared)")
+    parser.add_argument(
+        "--out", required=True, help="the folder to write (local or shared), or s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--storage_options",
+        type=_options,
+        default={},
+        help="the S3 client's options, e.g. '{endpoint_url: http://minio:9000}' "
+        "(credentials from AWS_ACCESS_KEY_ID, ... as for boto3)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes reading the files (default: every core)")  # fmt: skip
     parser.add_argument("--chunk_bytes", default="64MB", help="chunk size (default 64MB)")
@@ -398,9 +472,12 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         written = optimize(args.recipe, args.out, overrides, args.splits, args.workers,
-                           args.chunk_bytes)  # fmt: skip
+                           args.chunk_bytes, args.storage_options)  # fmt: skip
     except VTKError as e:
         raise SystemExit(f"vtk: error: {e}") from None
     for split, n in written.items():
-        print(f"{split}: {n} samples -> {Path(args.out) / split}")
-    print(f"train from it: vtk fit {args.recipe} --data.stream {args.out}")
+        print(f"{split}: {n} samples -> {split_address(str(args.out), split)}")
+    options = ""
+    if args.storage_options:
+        options = f" --data.stream_options '{json.dumps(args.storage_options)}'"
+    print(f"train from it: vtk fit {args.recipe} --data.stream {args.out}{options}")
