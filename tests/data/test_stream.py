@@ -341,3 +341,20 @@ def test_the_documented_commands_train_from_a_stream_under_ddp(vtk_process) -> N
     for run in (one, ddp):
         assert "the train split: 400 samples from the stream stream/" in run.stderr
         assert "the val split: 51 samples from the stream stream/" in run.stderr
+
+
+def test_a_failed_upload_is_one_line(tmp_path) -> None:
+    """An upload the store refuses (boto3's S3UploadFailedError) names the address and what to
+    do, instead of a traceback from inside boto3."""
+    from boto3.exceptions import S3UploadFailedError
+
+    from vtk.data.stream import _upload_split
+
+    class Refusing:
+        def upload_file(self, *args: object) -> None:
+            raise S3UploadFailedError("Access Denied")
+
+    (tmp_path / "chunk-0-0.bin").write_bytes(b"x")
+    (tmp_path / "index.json").write_text("{}")
+    with pytest.raises(DataError, match=r"uploading to s3://data/coco/train failed \(Access"):
+        _upload_split(tmp_path, Refusing(), "data", "coco/train")

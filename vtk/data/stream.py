@@ -28,6 +28,7 @@ chunks per epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -365,11 +366,19 @@ def _s3_target(url: str, storage_options: dict[str, Any]) -> tuple[Any, str, str
 
 def _upload_split(folder: Path, client: Any, bucket: str, key: str) -> None:
     """Every file of one written split under ``key``, ``index.json`` last (a reader that finds
-    the index finds its chunks), then checked by listing."""
+    the index finds its chunks), then checked by listing (every page of it)."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
     files = sorted(folder.iterdir(), key=lambda f: f.name == "index.json")
-    for file in files:
-        client.upload_file(str(file), bucket, f"{key}/{file.name}")
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/").get("Contents", [])
+    try:
+        for file in files:
+            client.upload_file(str(file), bucket, f"{key}/{file.name}")
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{key}/")
+        listed = [obj for page in pages for obj in page.get("Contents", [])]
+    except (BotoCoreError, ClientError, S3UploadFailedError) as e:
+        raise DataError(f"uploading to s3://{bucket}/{key} failed ({e}): remove what arrived "
+                        "and write it again.") from None  # fmt: skip
     sizes = {obj["Key"].rsplit("/", 1)[-1]: obj["Size"] for obj in listed}
     if sizes != {f.name: f.stat().st_size for f in files}:
         raise DataError(f"s3://{bucket}/{key} does not hold what was uploaded: write it again.")
@@ -417,17 +426,15 @@ def optimize(
         samples = datamodule.datasets[split].samples
         address = split_address(str(out), split)
         log.info("writing the %s split (%d samples) to %s", split, len(samples), address)
-        if target is None:
-            folder = Path(out).expanduser() / split
+        # into S3: each split staged in a temporary folder, then uploaded
+        staging = tempfile.TemporaryDirectory(prefix="vtk-optimize-") if target else None
+        with staging or contextlib.nullcontext(Path(out).expanduser()) as root:
+            folder = Path(root) / split
             written[split] = write_split(samples, folder, {**facts, "split": split}, workers,
                                          chunk_bytes)  # fmt: skip
-            continue
-        with tempfile.TemporaryDirectory(prefix="vtk-optimize-") as staging:
-            folder = Path(staging) / split
-            written[split] = write_split(samples, folder, {**facts, "split": split}, workers,
-                                         chunk_bytes)  # fmt: skip
-            client, bucket, prefix = target
-            _upload_split(folder, client, bucket, f"{prefix}/{split}")
+            if target:
+                client, bucket, prefix = target
+                _upload_split(folder, client, bucket, f"{prefix}/{split}")
     return written
 
 
